@@ -1,0 +1,22 @@
+localrules:
+    aggregate,
+
+
+rule aggregate:
+    input:
+        fits=get_fit_tables("fits"),
+        groups=get_fit_tables("groups"),
+    output:
+        fits="results/tables/fits.parquet",
+        fits_csv="results/tables/fits.csv",
+        groups="results/tables/groups.parquet",
+        groups_csv="results/tables/groups.csv",
+        summary="results/tables/summary.csv",
+    log:
+        "results/logs/aggregate.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/aggregate.py"
