@@ -1,19 +1,22 @@
-# The two entry points of the README. Both set up .venv first (a no-op when up to date).
+# The README's entry points. Each sets up .venv first (a no-op when it is up to date).
 CORES ?= 8
 VENV := .venv
+SNAKEMAKE := $(VENV)/bin/snakemake
 
-.PHONY: setup run test report lint benchmark
+.PHONY: setup run test lint report
 
 setup:
 	bin/setup
+	bin/system-deps
 
-# Run the default experiment (config/config.yaml); profiles/default is picked up automatically.
+# The default experiment (config/config.yaml); profiles/default is picked up automatically.
 run: setup
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(SNAKEMAKE) --cores $(CORES)
 
 test: setup
+	bin/system-deps --test
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/snakemake --lint
+	$(SNAKEMAKE) --lint
 	$(VENV)/bin/snakefmt --check .

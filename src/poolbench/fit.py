@@ -70,6 +70,11 @@ class NutpieSampler(Sampler):
 
     def sample(self, arrays, seed):
         s = self.settings
+        # PyMC's own start check, with a message naming the offending terms. It also keeps
+        # nutpie off its failed-initialisation path, after which nutpie 0.16's worker threads
+        # outlive the call and can crash the interpreter at exit (SIGSEGV).
+        pm.set_data(arrays, model=self.model)
+        self.model.check_start_vals(self.model.initial_point())
         tree = self._nutpie.sample(
             self.compiled.with_data(**arrays),
             draws=s.draws,
@@ -123,6 +128,12 @@ def _with_data_groups(tree: xr.DataTree, arrays: dict) -> xr.DataTree:
         {"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}
     )
     return xr.DataTree.from_dict(children)
+
+
+def error_message(exc: BaseException) -> str:
+    """One readable line for the tables: nutpie appends a native backtrace, which is noise here."""
+    text = f"{type(exc).__name__}: {exc}".split("Stack backtrace:")[0]
+    return " ".join(text.split())[:500]
 
 
 def write_posterior(tree: xr.DataTree, path: str | Path) -> None:
@@ -206,7 +217,7 @@ def fit_batch(
             log.exception("fit %d/%d failed: %s", i, len(tasks), task.dataset)
             record |= {
                 "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
+                "error": error_message(exc),
                 "sampling_seconds": time.perf_counter() - start,
             }
         fit_rows.append(record)

@@ -43,9 +43,10 @@ class Truth:
 
 
 def group_index(n_groups: int, points_per_group: int, minority_points: int) -> np.ndarray:
-    """Group of each observation: majority groups first, the minority group last."""
-    sizes = [points_per_group] * (n_groups - 1) + [minority_points]
-    return np.repeat(np.arange(n_groups), sizes)
+    """Group of each observation, in the tutorial's order: `points_per_group * [0..G-2]`
+    (majority groups interleaved) followed by `minority_points * [G-1]`."""
+    majority = np.tile(np.arange(n_groups - 1), points_per_group)
+    return np.concatenate([majority, np.full(minority_points, n_groups - 1)])
 
 
 def simulate(

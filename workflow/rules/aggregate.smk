@@ -4,8 +4,8 @@ localrules:
 
 rule aggregate:
     input:
-        fits=get_fit_tables("fits"),
-        groups=get_fit_tables("groups"),
+        fits=get_fit_tables(rules.fit.output.fits),
+        groups=get_fit_tables(rules.fit.output.groups),
     output:
         fits="results/tables/fits.parquet",
         fits_csv="results/tables/fits.csv",
@@ -14,6 +14,8 @@ rule aggregate:
         summary="results/tables/summary.csv",
     log:
         "results/logs/aggregate.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,4 +1,17 @@
+import os
+import sys
+from pathlib import Path
+
 from snakemake.utils import validate
+
+# The logic lives in src/poolbench. Put it on the path of this process and of every job,
+# so the workflow runs in any environment holding the dependencies (venv, conda, cluster).
+POOLBENCH_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, POOLBENCH_SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (POOLBENCH_SRC, os.getenv("PYTHONPATH")) if p)
+)
+ENV = "../../environment.yml"
 
 from poolbench import grid
 
@@ -23,23 +36,30 @@ wildcard_constraints:
     target_accept="|".join(t.replace(".", r"\.") for t in TARGET_ACCEPTS),
 
 
-DATASET = "results/datasets/{scenario}/{outliers}/seed{seed}"
-FIT = "results/fits/{scenario}/{model}/ta{target_accept}"
+def get_fit_datasets(output):
+    """Input function: every dataset of the job's scenario, outlier levels outer and
+    seeds inner (the order of the job's fits)."""
+
+    def datasets(wildcards):
+        return [
+            output.format(scenario=wildcards.scenario, outliers=o, seed=s)
+            for o in OUTLIER_LEVELS
+            for s in SEEDS
+        ]
+
+    return datasets
 
 
-def get_fit_datasets(wildcards, suffix):
-    """Every dataset of a scenario, outlier levels outer and seeds inner (the fit order)."""
-    return [
-        DATASET.format(scenario=wildcards.scenario, outliers=o, seed=s) + suffix
-        for o in OUTLIER_LEVELS
-        for s in SEEDS
-    ]
-
-
-def get_fit_posteriors(wildcards):
+def get_fit_posteriors(wildcards, output):
     """Where each fit of a job writes its posterior, aligned with get_fit_datasets."""
-    base = FIT.format(**wildcards) + "/posterior"
-    return [f"{base}/{o}_seed{s}.nc" for o in OUTLIER_LEVELS for s in SEEDS]
+    return [f"{output.posterior}/{o}_seed{s}.nc" for o in OUTLIER_LEVELS for s in SEEDS]
+
+
+def get_graph_dataset(wildcards):
+    """Any dataset gives the plate diagram its shapes; take the first scenario's first."""
+    return rules.simulate.output.data.format(
+        scenario=SCENARIOS[0], outliers=next(iter(OUTLIER_LEVELS)), seed=SEEDS[0]
+    )
 
 
 def get_priors(wildcards):
@@ -53,9 +73,9 @@ def get_sampler_settings():
     return {key: config["sampler"][key] for key in keys}
 
 
-def get_fit_tables(name):
+def get_fit_tables(pattern):
     return expand(
-        f"{FIT}/{name}.parquet",
+        pattern,
         scenario=SCENARIOS,
         model=MODEL_SPECS,
         target_accept=TARGET_ACCEPTS,

@@ -1,16 +1,18 @@
 rule simulate:
     output:
-        data=DATASET + ".csv",
-        truth=DATASET + ".truth.json",
+        data="results/datasets/{scenario}/{outliers}/seed{seed}.csv",
+        truth="results/datasets/{scenario}/{outliers}/seed{seed}.truth.json",
     log:
         "results/logs/simulate/{scenario}/{outliers}/seed{seed}.log",
-    params:
-        scenario=lambda wildcards: config["scenarios"][wildcards.scenario],
-        level=lambda wildcards: OUTLIER_LEVELS[wildcards.outliers],
-        master_seed=lookup(dpath="master_seed", within=config),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        scenario=lambda wildcards: config["scenarios"][wildcards.scenario],
+        level=lambda wildcards: OUTLIER_LEVELS[wildcards.outliers],
+        master_seed=lookup(dpath="master_seed", within=config),
     script:
         "../scripts/simulate.py"

@@ -1,0 +1,127 @@
+"""The science: shrinkage on the tutorial's data, the funnel in the hard regime,
+identical reruns, and failed fits recorded instead of crashing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from conftest import DEFAULT
+from poolbench.fit import FitTask, SamplerSettings, fit_batch
+from poolbench.grid import ModelSpec
+from poolbench.simulate import simulate, write_dataset
+
+PRIORS = DEFAULT["models"]["priors"]
+MASTER_SEED = DEFAULT["master_seed"]
+TWO_OUTLIERS = {"count": 2, "value": 30.0}
+TIMINGS = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
+# The hard-regime dataset (5 points per group, noise 1, 2 outliers) and sampler settings
+# that show the funnel clearly; found by scanning seeds 0-9 at the default master seed.
+FUNNEL_SEED = 3
+
+
+def make_tasks(tmp_path, scenario: str, seeds: list[int], level=TWO_OUTLIERS) -> list[FitTask]:
+    tasks = []
+    for seed in seeds:
+        data, truth = simulate(scenario, DEFAULT["scenarios"][scenario], level, seed, MASTER_SEED)
+        stem = tmp_path / f"{scenario}_{seed}"
+        write_dataset(data, f"{stem}.csv")
+        truth.write(f"{stem}.json")
+        tasks.append(FitTask(f"{stem}.csv", f"{stem}.json", str(tmp_path / "posterior" / f"{stem.name}.nc")))
+    return tasks
+
+
+def fit(name, tasks, target_accept=0.8, draws=1000, prior=None):
+    spec = ModelSpec.from_name(name)
+    settings = SamplerSettings("nutpie", target_accept, draws, 1000, 4, 1, 0.94)
+    return fit_batch(spec, tasks, settings, prior or PRIORS[spec.variant], MASTER_SEED)
+
+
+@pytest.fixture(scope="module")
+def tutorial_tasks(tmp_path_factory):
+    """The tutorial's own dataset: seed 0 with two outliers at 30."""
+    return make_tasks(tmp_path_factory.mktemp("tutorial"), "tutorial", [0])
+
+
+@pytest.fixture(scope="module")
+def tutorial_fits(tutorial_tasks):
+    names = ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
+    return {name: fit(name, tutorial_tasks) for name in names}
+
+
+def test_tutorial_unpooled_minority_slope_is_pulled_to_the_outliers(tutorial_fits):
+    fits, _ = tutorial_fits["unpooled"]
+    assert fits.loc[0, "status"] == "ok"
+    assert fits.loc[0, "minority_slope_mean"] == pytest.approx(15, abs=1.5)
+
+
+@pytest.mark.parametrize("name", ["hierarchical_centered", "hierarchical_noncentered"])
+def test_tutorial_hierarchical_model_shrinks_the_minority_slope(tutorial_fits, name):
+    fits, groups = tutorial_fits[name]
+    record = fits.loc[0]
+    assert 7 < record["minority_slope_mean"] < 10
+    assert 2.2 < record["mu_slope_mean"] < 3.8
+    # Shrinkage: the minority estimate sits between the unpooled one and mu.
+    unpooled = tutorial_fits["unpooled"][0].loc[0, "minority_slope_mean"]
+    assert record["mu_slope_mean"] < record["minority_slope_mean"] < unpooled
+    # The majority groups, rich in data, are recovered closely.
+    majority = groups[~groups["is_minority"]]
+    assert (majority["slope_error"].abs() < 0.5).all()
+
+
+def test_tutorial_pooled_slope_is_about_three(tutorial_fits):
+    fits, groups = tutorial_fits["pooled"]
+    assert fits.loc[0, "minority_slope_mean"] == pytest.approx(3, abs=0.5)
+    assert groups["slope_mean"].nunique() == 1  # one slope for every group
+
+
+def test_fit_record_has_diagnostics_and_errors_against_truth(tutorial_fits):
+    fits, groups = tutorial_fits["hierarchical_noncentered"]
+    record = fits.loc[0]
+    assert record["max_rhat"] < 1.05 and record["min_ess_bulk"] > 200
+    assert 0 <= record["divergence_rate"] <= 1 and record["mean_tree_depth"] > 0
+    assert record["step_size"] > 0 and record["ess_bulk_per_second"] > 0
+    assert len(groups) == 8 and groups["hdi_covers_truth"].dtype == bool
+    assert record["hdi_coverage"] == groups["hdi_covers_truth"].mean()
+    assert record["slope_rmse"] == pytest.approx((groups["slope_error"] ** 2).mean() ** 0.5)
+    assert (groups["slope_hdi_lower"] < groups["slope_mean"]).all()
+    assert (groups["slope_mean"] < groups["slope_hdi_upper"]).all()
+
+
+def test_posterior_is_written_as_netcdf_with_the_truth(tutorial_tasks, tutorial_fits):
+    tree = xr.open_datatree(tutorial_tasks[0].posterior, engine="h5netcdf")
+    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(tree.children)
+    assert tree["posterior"]["slope"].dims == ("chain", "draw", "group")
+    assert '"scenario": "tutorial"' in tree.attrs["truth"]
+
+
+def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp_path):
+    tasks = make_tasks(tmp_path, "hard", [FUNNEL_SEED])
+    divergences = {
+        (name, ta): int(fit(name, tasks, ta)[0].loc[0, "n_divergent"])
+        for name in ("hierarchical_centered", "hierarchical_noncentered")
+        for ta in (0.8, 0.99)
+    }
+    assert divergences["hierarchical_centered", 0.8] >= 50, divergences
+    assert divergences["hierarchical_centered", 0.99] >= 10, divergences
+    assert divergences["hierarchical_noncentered", 0.8] <= 3, divergences
+    assert divergences["hierarchical_noncentered", 0.99] <= 3, divergences
+
+
+def test_rerun_gives_identical_records(tmp_path):
+    tasks = make_tasks(tmp_path, "hard", [0, 1])
+    first, first_groups = fit("hierarchical_noncentered", tasks, draws=300)
+    second, second_groups = fit("hierarchical_noncentered", tasks, draws=300)
+    pd.testing.assert_frame_equal(first.drop(columns=TIMINGS), second.drop(columns=TIMINGS))
+    pd.testing.assert_frame_equal(first_groups, second_groups)
+
+
+def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
+    tasks = make_tasks(tmp_path, "tutorial", [0])
+    broken = PRIORS["hierarchical"] | {"noise_rate": 1e300}  # initial noise ~1e-300: logp = -inf
+    fits, groups = fit("hierarchical_centered", tasks, draws=100, prior=broken)
+    assert fits.loc[0, "status"] == "failed"
+    assert "Initial evaluation of model at starting point failed" in fits.loc[0, "error"]
+    assert "noise" in fits.loc[0, "error"] and "\n" not in fits.loc[0, "error"]
+    assert groups.empty

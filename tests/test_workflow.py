@@ -1,0 +1,78 @@
+"""The workflow as users run it: lint, formatting, planning, determinism, failures."""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import subprocess
+
+import pandas as pd
+
+from conftest import BIN, REPO, snakemake, tiny_config
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run(
+        [BIN / "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_check_passes():
+    result = subprocess.run([BIN / "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
+    # 2 scenarios x 2 outlier levels x 5 seeds datasets; 2 scenarios x 4 model structures
+    # (pooled, unpooled, hierarchical centered and non-centered) x 4 target_accepts fit jobs.
+    result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
+    counts = job_counts(result.stdout)
+    assert counts["simulate"] == 20
+    assert counts["fit"] == 32
+    assert counts["model_graph"] == 4
+    assert counts["aggregate"] == 1
+
+
+def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):
+    config = tiny_config()
+    one, two = tmp_path / "cores1", tmp_path / "cores2"
+    snakemake(one, config, "--until", "simulate", cores=1)
+    snakemake(two, config, "--until", "simulate", cores=2)
+    files = sorted(p.relative_to(one) for p in (one / "results/datasets").rglob("*.*"))
+    assert len(files) == 2 * 2 * 2 * 2  # scenarios x levels x seeds x (csv, truth)
+    match, mismatch, errors = filecmp.cmpfiles(one, two, [str(f) for f in files], shallow=False)
+    assert not mismatch and not errors
+
+
+def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
+    config = tiny_config(
+        seeds=1,
+        outlier_levels=[{"count": 2, "value": 30.0}],
+        scenarios={"hard": tiny_config()["scenarios"]["hard"]},
+        models={
+            "variants": ["pooled", "hierarchical"],
+            "parameterisations": ["centered"],
+            # An initial noise of ~1e-300 makes the log density -inf: initialisation fails.
+            "priors": tiny_config()["models"]["priors"]
+            | {"hierarchical": {"mu_sd": 1.0, "sigma_rate": 13.0, "noise_rate": 1e300}},
+        },
+    )
+    config["sampler"]["target_accept"] = [0.8]
+    config["plots"]["showcase_seed"] = 0
+    result = snakemake(tmp_path, config)
+    fits = pd.read_parquet(tmp_path / "results/tables/fits.parquet").set_index("model")
+    assert fits.loc["pooled", "status"] == "ok"
+    assert fits.loc["hierarchical_centered", "status"] == "failed"
+    assert "starting point failed" in fits.loc["hierarchical_centered", "error"]
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv").set_index("model")
+    assert summary.loc["hierarchical_centered", "n_failed"] == 1
+    # Rerunning does no work: everything is up to date, failed fits included.
+    rerun = snakemake(tmp_path, config)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
