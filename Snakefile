@@ -13,6 +13,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -53,3 +53,11 @@ def snakemake(
     if check and result.returncode != 0:
         pytest.fail(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One complete run of tests/configs/tiny.yaml, shared by the end-to-end tests."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir, tiny_config(), cores=2)
+    return workdir

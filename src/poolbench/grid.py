@@ -6,6 +6,8 @@ these functions, so paths, labels and seeds cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
 from dataclasses import dataclass
 
@@ -13,6 +15,12 @@ import numpy as np
 
 HIERARCHICAL = "hierarchical"
 NO_PARAMETERISATION = "none"
+# Posterior variable names shared by models, metrics and plots (kept here, away from
+# PyMC, so that plot and report jobs never import it).
+SLOPE = "slope"
+COMMON_SLOPE = "common_slope"
+MU = "mu_slope"
+SIGMA = "sigma_slope"
 
 
 class ConfigError(ValueError):
@@ -80,6 +88,18 @@ def derive_seed(master_seed: int, *keys: object) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+def experiment_hash(config: dict) -> str:
+    """Hash of everything that decides the numbers (all but the `plots` block)."""
+    experiment = {k: v for k, v in config.items() if k != "plots"}
+    return hashlib.sha256(json.dumps(experiment, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def showcase_target_accept(config: dict) -> float:
+    """The target_accept of the fits shown in per-dataset figures: the highest in the grid,
+    where the samplers are most trustworthy."""
+    return max(config["sampler"]["target_accept"])
+
+
 def check_consistency(config: dict) -> None:
     """Cross-key rules that a JSON schema cannot express; raise naming the keys."""
     problems = []
@@ -104,6 +124,11 @@ def check_consistency(config: dict) -> None:
         problems.append(
             f"plots/showcase_outliers: {plots['showcase_outliers']} is not one of the "
             f"outlier_levels counts {[level['count'] for level in levels]}"
+        )
+    if plots["tutorial_scenario"] not in config["scenarios"]:
+        problems.append(
+            f"plots/tutorial_scenario: {plots['tutorial_scenario']!r} is not one of the "
+            f"scenarios {list(config['scenarios'])}"
         )
     if problems:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))

@@ -6,7 +6,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from poolbench.models import MU, SIGMA, SLOPE
+from poolbench.grid import MU, SIGMA, SLOPE
 from poolbench.simulate import Truth
 
 SAMPLE_DIMS = ("chain", "draw")

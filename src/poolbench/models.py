@@ -10,11 +10,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from poolbench.grid import ModelSpec
-
-SLOPE = "slope"
-MU = "mu_slope"
-SIGMA = "sigma_slope"
+from poolbench.grid import COMMON_SLOPE, MU, SIGMA, SLOPE, ModelSpec
 DATA_NAMES = ("x", "y", "group_idx")
 
 
@@ -44,7 +40,7 @@ def build_model(
         group_idx = pm.Data("group_idx", arrays["group_idx"], dims="obs")
 
         if spec.variant == "pooled":
-            common = pm.Normal("common_slope", 0.0, prior["slope_sd"])
+            common = pm.Normal(COMMON_SLOPE, 0.0, prior["slope_sd"])
             slope = pm.Deterministic(SLOPE, common * pm.math.ones(n_groups), dims="group")
         elif spec.variant == "unpooled":
             slope = pm.Normal(SLOPE, 0.0, prior["slope_sd"], dims="group")

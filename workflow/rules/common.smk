@@ -82,9 +82,73 @@ def get_fit_tables(pattern):
     )
 
 
+def tutorial_scenario():
+    return config["plots"]["tutorial_scenario"]
+
+
+def get_showcase_posterior_dir(wildcards):
+    """The fit job holding the showcase dataset's posterior for a model."""
+    return rules.fit.output.posterior.format(
+        scenario=tutorial_scenario(),
+        model=wildcards.model,
+        target_accept=grid.target_accept_label(grid.showcase_target_accept(config)),
+    )
+
+
+def get_showcase_posterior_file(wildcards):
+    seed, outliers = config["plots"]["showcase_seed"], grid.showcase_outlier_label(
+        config
+    )
+    return f"{get_showcase_posterior_dir(wildcards)}/{outliers}_seed{seed}.nc"
+
+
+SUMMARY_FIGURES = {
+    "divergences": "Divergences against target_accept",
+    "shrinkage": "Shrinkage error by model and outlier level",
+    "estimates": "Estimates against the truth, group by group",
+    "cost": "Cost: ESS per second and sampling time",
+}
+
+
+def get_report_figures():
+    """Every figure of the HTML report, in order, with the caption file Snakemake's
+    report uses for it (paths relative to the working directory / this file)."""
+    captions = Path(workflow.basedir) / "workflow/report"
+    figures = [
+        {
+            "id": name,
+            "title": title,
+            "path": f"results/figures/{name}.png",
+            "caption": str(captions / f"{name}.rst"),
+            "wildcards": {},
+        }
+        for name, title in SUMMARY_FIGURES.items()
+    ]
+    for model in MODEL_SPECS:
+        figures.append(
+            {
+                "id": f"posterior_{model}",
+                "title": f"Tutorial figure: {model} posterior",
+                "path": f"results/figures/posterior_{model}.png",
+                "caption": str(captions / "posterior.rst"),
+                "wildcards": {"model": model},
+            }
+        )
+        figures.append(
+            {
+                "id": f"model_{model}",
+                "title": f"Plate diagram: {model}",
+                "path": f"results/models/{model}.svg",
+                "caption": str(captions / "model_graph.rst"),
+                "wildcards": {"model": model},
+            }
+        )
+    return figures
+
+
 def get_final_output():
     return [
         "results/tables/fits.parquet",
         "results/tables/summary.csv",
-        *expand("results/models/{model}.svg", model=MODEL_SPECS),
+        "results/report.html",
     ]

@@ -31,7 +31,12 @@ rule model_graph:
     input:
         data=get_graph_dataset,
     output:
-        svg="results/models/{model}.svg",
+        svg=report(
+            "results/models/{model}.svg",
+            caption="../report/model_graph.rst",
+            category="Models",
+            labels={"model": "{model}"},
+        ),
     log:
         "results/logs/model_graph/{model}.log",
     conda:

@@ -1,0 +1,85 @@
+localrules:
+    plot_summary,
+    plot_posterior,
+
+
+rule plot_summary:
+    input:
+        fits=rules.aggregate.output.fits,
+        groups=rules.aggregate.output.groups,
+    output:
+        divergences=report(
+            "results/figures/divergences.png",
+            caption="../report/divergences.rst",
+            category="Figures",
+            subcategory="Sampler",
+            labels={"figure": "divergences vs target_accept"},
+        ),
+        divergences_svg="results/figures/divergences.svg",
+        shrinkage=report(
+            "results/figures/shrinkage.png",
+            caption="../report/shrinkage.rst",
+            category="Figures",
+            subcategory="Shrinkage",
+            labels={"figure": "shrinkage error"},
+        ),
+        shrinkage_svg="results/figures/shrinkage.svg",
+        estimates=report(
+            "results/figures/estimates.png",
+            caption="../report/estimates.rst",
+            category="Figures",
+            subcategory="Shrinkage",
+            labels={"figure": "estimates vs truth"},
+        ),
+        estimates_svg="results/figures/estimates.svg",
+        cost=report(
+            "results/figures/cost.png",
+            caption="../report/cost.rst",
+            category="Figures",
+            subcategory="Cost",
+            labels={"figure": "ESS per second"},
+        ),
+        cost_svg="results/figures/cost.svg",
+    log:
+        "results/logs/plot_summary.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        plots=lookup(dpath="plots", within=config),
+        showcase_outliers=grid.showcase_outlier_label(config),
+        showcase_target_accept=grid.showcase_target_accept(config),
+    script:
+        "../scripts/plot_summary.py"
+
+
+rule plot_posterior:
+    input:
+        fits=rules.aggregate.output.fits,
+        posterior=get_showcase_posterior_dir,
+    output:
+        png=report(
+            "results/figures/posterior_{model}.png",
+            caption="../report/posterior.rst",
+            category="Tutorial figures",
+            subcategory="{model}",
+            labels={"model": "{model}"},
+        ),
+        svg="results/figures/posterior_{model}.svg",
+    log:
+        "results/logs/plot_posterior/{model}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        posterior=get_showcase_posterior_file,
+        plots=lookup(dpath="plots", within=config),
+        hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
+    script:
+        "../scripts/plot_posterior.py"

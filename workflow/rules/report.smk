@@ -1,0 +1,25 @@
+localrules:
+    html_report,
+
+
+rule html_report:
+    input:
+        fits=rules.aggregate.output.fits,
+        summary=rules.aggregate.output.summary,
+        figures=[figure["path"] for figure in get_report_figures()],
+    output:
+        html="results/report.html",
+    log:
+        "results/logs/html_report.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        figures=get_report_figures(),
+        config=config,
+        repo=workflow.basedir,
+    script:
+        "../scripts/html_report.py"
