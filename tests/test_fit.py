@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from conftest import DEFAULT
+from poolbench.fit import TIMING_COLUMNS as TIMINGS
 from poolbench.fit import FitTask, SamplerSettings, fit_batch
 from poolbench.grid import ModelSpec
 from poolbench.simulate import simulate, write_dataset
@@ -15,27 +16,28 @@ from poolbench.simulate import simulate, write_dataset
 PRIORS = DEFAULT["models"]["priors"]
 MASTER_SEED = DEFAULT["master_seed"]
 TWO_OUTLIERS = {"count": 2, "value": 30.0}
-TIMINGS = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
 # The hard-regime dataset (5 points per group, noise 1, 2 outliers) and sampler settings
 # that show the funnel clearly; found by scanning seeds 0-9 at the default master seed.
 FUNNEL_SEED = 3
 
 
-def make_tasks(tmp_path, scenario: str, seeds: list[int], level=TWO_OUTLIERS) -> list[FitTask]:
+def make_tasks(tmp_path, scenario: str, seeds: list[int], target_accepts=(0.8,), level=TWO_OUTLIERS) -> list[FitTask]:
     tasks = []
     for seed in seeds:
         data, truth = simulate(scenario, DEFAULT["scenarios"][scenario], level, seed, MASTER_SEED)
         stem = tmp_path / f"{scenario}_{seed}"
         write_dataset(data, f"{stem}.csv")
         truth.write(f"{stem}.json")
-        tasks.append(FitTask(f"{stem}.csv", f"{stem}.json", str(tmp_path / "posterior" / f"{stem.name}.nc")))
+        for ta in target_accepts:
+            posterior = tmp_path / "posterior" / f"{stem.name}_ta{ta}.nc"
+            tasks.append(FitTask(f"{stem}.csv", f"{stem}.json", ta, str(posterior)))
     return tasks
 
 
-def fit(name, tasks, target_accept=0.8, draws=1000, prior=None):
+def fit(name, tasks, draws=1000, prior=None, cache=None):
     spec = ModelSpec.from_name(name)
-    settings = SamplerSettings("nutpie", target_accept, draws, 1000, 4, 1, 0.94)
-    return fit_batch(spec, tasks, settings, prior or PRIORS[spec.variant], MASTER_SEED)
+    settings = SamplerSettings("nutpie", draws, 1000, 4, 1, 0.94)
+    return fit_batch(spec, tasks, settings, prior or PRIORS[spec.variant], MASTER_SEED, cache)
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +99,11 @@ def test_posterior_is_written_as_netcdf_with_the_truth(tutorial_tasks, tutorial_
 
 
 def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp_path):
-    tasks = make_tasks(tmp_path, "hard", [FUNNEL_SEED])
-    divergences = {
-        (name, ta): int(fit(name, tasks, ta)[0].loc[0, "n_divergent"])
-        for name in ("hierarchical_centered", "hierarchical_noncentered")
-        for ta in (0.8, 0.99)
-    }
+    tasks = make_tasks(tmp_path, "hard", [FUNNEL_SEED], target_accepts=(0.8, 0.99))
+    divergences = {}
+    for name in ("hierarchical_centered", "hierarchical_noncentered"):
+        fits = fit(name, tasks)[0]
+        divergences |= {(name, row.target_accept): row.n_divergent for row in fits.itertuples()}
     assert divergences["hierarchical_centered", 0.8] >= 50, divergences
     assert divergences["hierarchical_centered", 0.99] >= 10, divergences
     assert divergences["hierarchical_noncentered", 0.8] <= 3, divergences
@@ -117,11 +118,31 @@ def test_rerun_gives_identical_records(tmp_path):
     pd.testing.assert_frame_equal(first_groups, second_groups)
 
 
+def test_cache_reuses_finished_fits_and_samples_only_new_ones(tmp_path, caplog):
+    caplog.set_level("INFO", logger="poolbench.fit")
+    cache = tmp_path / "cache"
+    tasks = make_tasks(tmp_path, "hard", [0], target_accepts=(0.8, 0.9))
+    fresh, fresh_groups = fit("hierarchical_noncentered", tasks, draws=300, cache=cache)
+    assert "2 fits, 0 from the cache" in caplog.text
+    # A new target_accept: the two finished fits come from the cache, one is sampled.
+    more = make_tasks(tmp_path, "hard", [0], target_accepts=(0.8, 0.9, 0.95))
+    grown, grown_groups = fit("hierarchical_noncentered", more, draws=300, cache=cache)
+    assert "3 fits, 2 from the cache" in caplog.text
+    pd.testing.assert_frame_equal(grown.iloc[:2], fresh)  # cached records come back exactly
+    pd.testing.assert_frame_equal(grown_groups.iloc[:16], fresh_groups)
+    uncached, _ = fit("hierarchical_noncentered", more, draws=300)
+    pd.testing.assert_frame_equal(grown.drop(columns=TIMINGS), uncached.drop(columns=TIMINGS))
+    # Any setting that decides the numbers is part of the key.
+    fit("hierarchical_noncentered", more, draws=200, cache=cache)
+    assert "3 fits, 0 from the cache" in caplog.text
+
+
 def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
     tasks = make_tasks(tmp_path, "tutorial", [0])
     broken = PRIORS["hierarchical"] | {"noise_rate": 1e300}  # initial noise ~1e-300: logp = -inf
-    fits, groups = fit("hierarchical_centered", tasks, draws=100, prior=broken)
+    fits, groups = fit("hierarchical_centered", tasks, draws=100, prior=broken, cache=tmp_path / "cache")
     assert fits.loc[0, "status"] == "failed"
     assert "Initial evaluation of model at starting point failed" in fits.loc[0, "error"]
     assert "noise" in fits.loc[0, "error"] and "\n" not in fits.loc[0, "error"]
     assert groups.empty
+    assert not list((tmp_path / "cache").rglob("record.json"))  # failures are retried, not cached

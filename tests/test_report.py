@@ -143,4 +143,4 @@ def test_changing_a_hierarchical_prior_reruns_only_hierarchical_fits(tiny_run):
     planned = snakemake(tiny_run, config, "--dry-run").stdout
     fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", planned)
     assert fits and all("model=hierarchical" in w for w in fits)
-    assert len(fits) == 2 * 2 * 2  # scenarios x parameterisations x target_accepts
+    assert len(fits) == 2 * 2  # scenarios x parameterisations

@@ -30,12 +30,13 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
-    # 2 scenarios x 2 outlier levels x 5 seeds datasets; 2 scenarios x 4 model structures
-    # (pooled, unpooled, hierarchical centered and non-centered) x 4 target_accepts fit jobs.
+    # 2 scenarios x 2 outlier levels x 5 seeds datasets; a fit job per scenario and model
+    # structure (pooled, unpooled, hierarchical centered and non-centered), each fitting its
+    # scenario's 10 datasets at 4 target_accepts.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
     assert counts["simulate"] == 20
-    assert counts["fit"] == 32
+    assert counts["fit"] == 8
     assert counts["model_graph"] == 4
     assert counts["aggregate"] == 1
 
@@ -65,7 +66,7 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
         },
     )
     config["sampler"]["target_accept"] = [0.8]
-    config["plots"]["showcase_seed"] = 0
+    config["plots"]["tutorial_scenario"] = "hard"
     result = snakemake(tmp_path, config)
     fits = pd.read_parquet(tmp_path / "results/tables/fits.parquet").set_index("model")
     assert fits.loc["pooled", "status"] == "ok"

@@ -1,20 +1,23 @@
-"""Fit one model structure to a batch of datasets at one target_accept.
+"""Fit one model structure to a batch of datasets and target_accept values.
 
-A fit job compiles its model once and reuses it for every dataset of the batch: the
-datasets of a scenario share their shape, so only the `pm.Data` values change. A fit
-that raises becomes a record with status "failed" instead of stopping the job.
+A fit job compiles its model once and reuses it for every fit of the batch: the datasets
+of a scenario share their shape, so only the `pm.Data` values change. Finished fits are
+kept in a content-addressed cache, so a rerun samples only fits whose inputs changed (a
+new target_accept, a job killed half-way). A fit that raises becomes a record with
+status "failed" instead of stopping the job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -26,11 +29,16 @@ from poolbench.simulate import Truth, read_dataset
 
 log = logging.getLogger(__name__)
 
+# Modules whose code decides a fit's record: part of every cache key.
+FIT_MODULES = ("grid.py", "simulate.py", "models.py", "fit.py", "metrics.py")
+# Columns that measure cost, not results: they differ between otherwise identical runs.
+TIMING_COLUMNS = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
+IDENTITY = ["scenario", "outliers", "seed", "model", "variant", "parameterisation", "backend", "target_accept"]
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
     backend: str
-    target_accept: float
     draws: int
     tune: int
     chains: int
@@ -40,10 +48,11 @@ class SamplerSettings:
 
 @dataclass(frozen=True)
 class FitTask:
-    """One dataset to fit, and where its posterior goes."""
+    """One fit: a dataset at a target_accept, and where its posterior goes."""
 
     dataset: str
     truth: str
+    target_accept: float
     posterior: str
 
 
@@ -54,7 +63,7 @@ class Sampler:
         self.model = model
         self.settings = settings
 
-    def sample(self, arrays: dict, seed: int) -> xr.DataTree:
+    def sample(self, arrays: dict, seed: int, target_accept: float) -> xr.DataTree:
         """Posterior of one dataset (attrs["sampling_time"], where the sampler sets it,
         excludes per-call compilation)."""
         raise NotImplementedError
@@ -68,44 +77,42 @@ class NutpieSampler(Sampler):
         self._nutpie = nutpie
         self.compiled = nutpie.compile_pymc_model(model)
 
-    def sample(self, arrays, seed):
+    def sample(self, arrays, seed, target_accept):
         s = self.settings
         # PyMC's own start check, with a message naming the offending terms. It also keeps
         # nutpie off its failed-initialisation path, after which nutpie 0.16's worker threads
         # outlive the call and can crash the interpreter at exit (SIGSEGV).
         pm.set_data(arrays, model=self.model)
         self.model.check_start_vals(self.model.initial_point())
-        tree = self._nutpie.sample(
+        return self._nutpie.sample(
             self.compiled.with_data(**arrays),
             draws=s.draws,
             tune=s.tune,
             chains=s.chains,
             cores=s.threads,
             seed=seed,
-            target_accept=s.target_accept,
+            target_accept=target_accept,
             save_warmup=False,
             progress_bar=False,
         )
-        return tree
 
 
 class PymcSampler(Sampler):
-    def sample(self, arrays, seed):
+    def sample(self, arrays, seed, target_accept):
         s = self.settings
         with self.model:
             pm.set_data(arrays)
-            tree = pm.sample(
+            return pm.sample(
                 draws=s.draws,
                 tune=s.tune,
                 chains=s.chains,
                 cores=s.threads,
                 random_seed=seed,
-                target_accept=s.target_accept,
+                target_accept=target_accept,
                 nuts_sampler="pymc",
                 progressbar=False,
                 compute_convergence_checks=False,
             )
-        return tree
 
 
 SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler}
@@ -117,17 +124,87 @@ def fit_seed(master_seed: int, truth: Truth, spec: ModelSpec, target_accept: flo
     )
 
 
+def code_version() -> str:
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in FIT_MODULES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class FitCache:
+    """Finished fits by the hash of everything that decides them: the dataset's bytes,
+    the model, its priors, the sampler settings (not threads), target_accept, the seed and
+    the code. Entries are written atomically; failed fits are not cached, so a rerun
+    tries them again."""
+
+    def __init__(self, directory: str | Path | None):
+        self.directory = Path(directory) if directory else None
+
+    def key(self, task: FitTask, spec: ModelSpec, prior: dict, settings: SamplerSettings, seed: int) -> str:
+        content = {
+            "dataset": hashlib.sha256(Path(task.dataset).read_bytes()).hexdigest(),
+            "truth": hashlib.sha256(Path(task.truth).read_bytes()).hexdigest(),
+            "model": spec.name,
+            "prior": prior,
+            "settings": {k: v for k, v in asdict(settings).items() if k != "threads"},
+            "target_accept": task.target_accept,
+            "seed": seed,
+            "code": code_version(),
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.directory / key[:2] / key
+
+    def get(self, key: str) -> tuple[dict, list[dict], Path] | None:
+        if self.directory is None:
+            return None
+        entry = self._entry(key)
+        if not (entry / "record.json").exists():
+            return None
+        stored = json.loads((entry / "record.json").read_text())
+        return stored["record"], stored["groups"], entry / "posterior.nc"
+
+    def put(self, key: str, record: dict, groups: list[dict], posterior: Path) -> None:
+        if self.directory is None:
+            return
+        entry = self._entry(key)
+        partial = entry.with_name(entry.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        link_or_copy(posterior, partial / "posterior.nc")
+        (partial / "record.json").write_text(json.dumps({"record": record, "groups": groups}))
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(partial, entry)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put `source` at `target` atomically, as a hard link where possible (posteriors are
+    never modified in place: every write replaces the file)."""
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:  # another filesystem, or no hard links
+        shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 def _with_data_groups(tree: xr.DataTree, arrays: dict) -> xr.DataTree:
     """Keep numeric sample stats and make sure the data the fit saw travel with it."""
     stats = tree["sample_stats"].to_dataset()
     stats = stats[[v for v in stats.data_vars if stats[v].dtype.kind in "biuf"]]
-    children = {name: tree[name].to_dataset() for name in ("posterior",)}
-    children["sample_stats"] = stats
-    children["observed_data"] = xr.Dataset({"y_obs": ("obs", arrays["y"])})
-    children["constant_data"] = xr.Dataset(
-        {"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}
+    return xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset(),
+            "sample_stats": stats,
+            "observed_data": xr.Dataset({"y_obs": ("obs", arrays["y"])}),
+            "constant_data": xr.Dataset(
+                {"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}
+            ),
+        }
     )
-    return xr.DataTree.from_dict(children)
 
 
 def error_message(exc: BaseException) -> str:
@@ -145,12 +222,40 @@ def write_posterior(tree: xr.DataTree, path: str | Path) -> None:
     os.replace(partial, path)
 
 
+def _sample_one(sampler: Sampler, task: FitTask, truth: Truth, data: pd.DataFrame, seed: int, settings: SamplerSettings, record: dict) -> list[dict]:
+    """Sample one fit, write its posterior, fill `record`; return its per-group rows."""
+    start = time.perf_counter()
+    arrays = model_data(data)
+    tree = sampler.sample(arrays, seed, task.target_accept)
+    elapsed = time.perf_counter() - start
+    # pm.sample compiles inside the call; its own clock covers the sampling alone.
+    sampling_seconds = tree["posterior"].attrs.get("sampling_time", elapsed)
+    record["compile_seconds"] += elapsed - sampling_seconds
+    tree = _with_data_groups(tree, arrays)
+    tree.attrs |= {
+        "truth": json.dumps(asdict(truth)),
+        "fit": json.dumps({k: v for k, v in record.items() if "seconds" not in k}),
+    }
+    groups = group_estimates(tree, truth, settings.hdi_prob)
+    record |= {
+        "status": "ok",
+        "error": "",
+        "sampling_seconds": sampling_seconds,
+        **sampler_diagnostics(tree),
+        **estimate_summary(groups, tree, truth, settings.hdi_prob),
+    }
+    record["ess_bulk_per_second"] = record["min_ess_bulk"] / max(sampling_seconds, 1e-9)
+    write_posterior(tree, task.posterior)
+    return groups
+
+
 def fit_batch(
     spec: ModelSpec,
     tasks: list[FitTask],
     settings: SamplerSettings,
     prior: dict,
     master_seed: int,
+    cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit every task; return the per-fit table and the per-group table.
 
@@ -158,82 +263,72 @@ def fit_batch(
     """
     for task in tasks:  # the job's directory output exists even if every fit fails
         Path(task.posterior).parent.mkdir(parents=True, exist_ok=True)
-    truths = [Truth.read(t.truth) for t in tasks]
-    datasets = [read_dataset(t.dataset, truth.n_groups) for t, truth in zip(tasks, truths)]
+    truths = {path: Truth.read(path) for path in dict.fromkeys(t.truth for t in tasks)}
+    datasets = {
+        t.dataset: read_dataset(t.dataset, truths[t.truth].n_groups) for t in tasks
+    }
+    cache = FitCache(cache_dir)
+    seeds = [fit_seed(master_seed, truths[t.truth], spec, t.target_accept) for t in tasks]
+    keys = [cache.key(t, spec, prior, settings, s) for t, s in zip(tasks, seeds)]
+    cached = [cache.get(k) for k in keys]
+    n_to_fit = sum(hit is None for hit in cached)
+    log.info("%s: %d fits, %d from the cache", spec.name, len(tasks), len(tasks) - n_to_fit)
 
-    compile_error = None
-    compile_start = time.perf_counter()
-    try:
-        model = build_model(spec, prior, datasets[0], truths[0].n_groups)
-        sampler = SAMPLERS[settings.backend](model, settings)
-    except Exception as exc:  # a model that cannot compile fails every fit of the job
-        compile_error = exc
-    compile_seconds = time.perf_counter() - compile_start
-    log.info("%s: model ready in %.2f s (%s)", spec.name, compile_seconds, settings.backend)
-
-    fit_rows, group_rows = [], []
-    for i, (task, truth, data) in enumerate(zip(tasks, truths, datasets), start=1):
-        seed = fit_seed(master_seed, truth, spec, settings.target_accept)
-        record = {
-            "scenario": truth.scenario,
-            "outliers": truth.outliers,
-            "outlier_count": truth.outlier_count,
-            "outlier_value": truth.outlier_value,
-            "seed": truth.seed,
-            "model": spec.name,
-            "variant": spec.variant,
-            "parameterisation": spec.parameterisation,
-            **{k: v for k, v in asdict(settings).items() if k not in ("threads",)},
-            "random_seed": seed,
-            "compile_seconds": compile_seconds / len(tasks),
-        }
+    sampler, compile_error, compile_seconds = None, None, 0.0
+    if n_to_fit:
         start = time.perf_counter()
         try:
-            if compile_error is not None:
-                raise compile_error
-            arrays = model_data(data)
-            tree = sampler.sample(arrays, seed)
-            elapsed = time.perf_counter() - start
-            # pm.sample compiles inside the call; its own clock covers the sampling alone.
-            sampling_seconds = tree["posterior"].attrs.get("sampling_time", elapsed)
-            record["compile_seconds"] += elapsed - sampling_seconds
-            tree = _with_data_groups(tree, arrays)
-            tree.attrs |= {
-                "truth": json.dumps(asdict(truth)),
-                "fit": json.dumps({k: v for k, v in record.items() if "seconds" not in k}),
+            first = tasks[0]
+            model = build_model(spec, prior, datasets[first.dataset], truths[first.truth].n_groups)
+            sampler = SAMPLERS[settings.backend](model, settings)
+        except Exception as exc:  # a model that cannot compile fails every fit of the job
+            compile_error = exc
+        compile_seconds = time.perf_counter() - start
+        log.info("%s: model ready in %.2f s (%s)", spec.name, compile_seconds, settings.backend)
+
+    fit_rows, group_rows = [], []
+    for i, (task, seed, key, hit) in enumerate(zip(tasks, seeds, keys, cached), start=1):
+        truth = truths[task.truth]
+        if hit is not None:
+            record, groups, posterior = hit
+            link_or_copy(posterior, Path(task.posterior))
+        else:
+            record = {
+                "scenario": truth.scenario,
+                "outliers": truth.outliers,
+                "outlier_count": truth.outlier_count,
+                "outlier_value": truth.outlier_value,
+                "seed": truth.seed,
+                "model": spec.name,
+                "variant": spec.variant,
+                "parameterisation": spec.parameterisation,
+                "target_accept": task.target_accept,
+                **{k: v for k, v in asdict(settings).items() if k != "threads"},
+                "random_seed": seed,
+                "compile_seconds": compile_seconds / n_to_fit,
             }
-            groups = group_estimates(tree, truth, settings.hdi_prob)
-            record |= {
-                "status": "ok",
-                "error": "",
-                "sampling_seconds": sampling_seconds,
-                **sampler_diagnostics(tree),
-                **estimate_summary(groups, tree, truth, settings.hdi_prob),
-            }
-            record["ess_bulk_per_second"] = record["min_ess_bulk"] / max(sampling_seconds, 1e-9)
-            write_posterior(tree, task.posterior)
-            group_rows += [{**_identity(record), **row} for row in groups]
-        except Exception as exc:
-            log.exception("fit %d/%d failed: %s", i, len(tasks), task.dataset)
-            record |= {
-                "status": "failed",
-                "error": error_message(exc),
-                "sampling_seconds": time.perf_counter() - start,
-            }
+            start = time.perf_counter()
+            try:
+                if compile_error is not None:
+                    raise compile_error
+                groups = _sample_one(sampler, task, truth, datasets[task.dataset], seed, settings, record)
+                cache.put(key, record, groups, Path(task.posterior))
+            except Exception as exc:
+                log.exception("fit %d/%d failed: %s", i, len(tasks), task.dataset)
+                groups = []
+                record |= {
+                    "status": "failed",
+                    "error": error_message(exc),
+                    "sampling_seconds": time.perf_counter() - start,
+                }
         fit_rows.append(record)
+        group_rows += [{**{k: record[k] for k in IDENTITY}, **row} for row in groups]
         log.info(
-            "fit %d/%d %s %s seed=%s ta=%g: %s, %s divergences",
-            i, len(tasks), truth.scenario, truth.outliers, truth.seed,
-            settings.target_accept, record["status"], record.get("n_divergent", "-"),
+            "fit %d/%d %s %s seed=%s ta=%g: %s%s, %s divergences",
+            i, len(tasks), truth.scenario, truth.outliers, truth.seed, task.target_accept,
+            record["status"], " (cached)" if hit else "", record.get("n_divergent", "-"),
         )
     return pd.DataFrame(fit_rows), pd.DataFrame(group_rows)
-
-
-IDENTITY = ["scenario", "outliers", "seed", "model", "variant", "parameterisation", "backend", "target_accept"]
-
-
-def _identity(record: dict) -> dict:
-    return {k: record[k] for k in IDENTITY}
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
@@ -242,4 +337,3 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     partial = path.with_name(path.name + ".partial")
     frame.to_parquet(partial, index=False)
     os.replace(partial, path)
-

@@ -33,12 +33,11 @@ wildcard_constraints:
     outliers="|".join(OUTLIER_LEVELS),
     seed=r"\d+",
     model="|".join(MODEL_SPECS),
-    target_accept="|".join(t.replace(".", r"\.") for t in TARGET_ACCEPTS),
 
 
 def get_fit_datasets(output):
     """Input function: every dataset of the job's scenario, outlier levels outer and
-    seeds inner (the order of the job's fits)."""
+    seeds inner."""
 
     def datasets(wildcards):
         return [
@@ -50,9 +49,22 @@ def get_fit_datasets(output):
     return datasets
 
 
-def get_fit_posteriors(wildcards, output):
-    """Where each fit of a job writes its posterior, aligned with get_fit_datasets."""
-    return [f"{output.posterior}/{o}_seed{s}.nc" for o in OUTLIER_LEVELS for s in SEEDS]
+def get_fit_tasks(wildcards, input, output):
+    """The fits of one job: every dataset of its scenario at every target_accept, and
+    where each posterior goes."""
+    datasets = zip(
+        input.datasets, input.truths, [(o, s) for o in OUTLIER_LEVELS for s in SEEDS]
+    )
+    return [
+        {
+            "dataset": dataset,
+            "truth": truth,
+            "target_accept": ta,
+            "posterior": f"{output.posterior}/{outliers}_seed{seed}_ta{label}.nc",
+        }
+        for dataset, truth, (outliers, seed) in datasets
+        for label, ta in TARGET_ACCEPTS.items()
+    ]
 
 
 def get_graph_dataset(wildcards):
@@ -73,13 +85,12 @@ def get_sampler_settings():
     return {key: config["sampler"][key] for key in keys}
 
 
+# Finished fits by content (poolbench.fit.FitCache): reruns sample only what changed.
+FIT_CACHE = "results/cache/fits"
+
+
 def get_fit_tables(pattern):
-    return expand(
-        pattern,
-        scenario=SCENARIOS,
-        model=MODEL_SPECS,
-        target_accept=TARGET_ACCEPTS,
-    )
+    return expand(pattern, scenario=SCENARIOS, model=MODEL_SPECS)
 
 
 def tutorial_scenario():
@@ -89,17 +100,15 @@ def tutorial_scenario():
 def get_showcase_posterior_dir(wildcards):
     """The fit job holding the showcase dataset's posterior for a model."""
     return rules.fit.output.posterior.format(
-        scenario=tutorial_scenario(),
-        model=wildcards.model,
-        target_accept=grid.target_accept_label(grid.showcase_target_accept(config)),
+        scenario=tutorial_scenario(), model=wildcards.model
     )
 
 
 def get_showcase_posterior_file(wildcards):
-    seed, outliers = config["plots"]["showcase_seed"], grid.showcase_outlier_label(
-        config
-    )
-    return f"{get_showcase_posterior_dir(wildcards)}/{outliers}_seed{seed}.nc"
+    plots = config["plots"]
+    outliers = grid.showcase_outlier_label(config)
+    ta = grid.target_accept_label(grid.showcase_target_accept(config))
+    return f"{get_showcase_posterior_dir(wildcards)}/{outliers}_seed{plots['showcase_seed']}_ta{ta}.nc"
 
 
 SUMMARY_FIGURES = {

@@ -3,15 +3,13 @@ rule fit:
         datasets=get_fit_datasets(rules.simulate.output.data),
         truths=get_fit_datasets(rules.simulate.output.truth),
     output:
-        fits="results/fits/{scenario}/{model}/ta{target_accept}/fits.parquet",
-        groups="results/fits/{scenario}/{model}/ta{target_accept}/groups.parquet",
-        posterior=directory(
-            "results/fits/{scenario}/{model}/ta{target_accept}/posterior"
-        ),
+        fits="results/fits/{scenario}/{model}/fits.parquet",
+        groups="results/fits/{scenario}/{model}/groups.parquet",
+        posterior=directory("results/fits/{scenario}/{model}/posterior"),
     log:
-        "results/logs/fit/{scenario}/{model}/ta{target_accept}.log",
+        "results/logs/fit/{scenario}/{model}.log",
     benchmark:
-        "results/benchmarks/fit/{scenario}/{model}/ta{target_accept}.tsv"
+        "results/benchmarks/fit/{scenario}/{model}.tsv"
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)
@@ -19,10 +17,12 @@ rule fit:
         mem_mb=1500,
         runtime=30,
     params:
-        posteriors=get_fit_posteriors,
+        tasks=get_fit_tasks,
+        target_accepts=lookup(dpath="sampler/target_accept", within=config),
         priors=get_priors,
         sampler=get_sampler_settings(),
         master_seed=lookup(dpath="master_seed", within=config),
+        cache=FIT_CACHE,
     script:
         "../scripts/fit.py"
 

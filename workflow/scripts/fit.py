@@ -6,23 +6,13 @@ configure_logging(snakemake)
 from poolbench.fit import FitTask, SamplerSettings, fit_batch, write_table
 from poolbench.grid import ModelSpec
 
-tasks = [
-    FitTask(dataset, truth, posterior)
-    for dataset, truth, posterior in zip(
-        snakemake.input.datasets, snakemake.input.truths, snakemake.params.posteriors
-    )
-]
-settings = SamplerSettings(
-    target_accept=float(snakemake.wildcards.target_accept),
-    threads=snakemake.threads,
-    **snakemake.params.sampler,
-)
 fits, groups = fit_batch(
     ModelSpec.from_name(snakemake.wildcards.model),
-    tasks,
-    settings,
+    [FitTask(**task) for task in snakemake.params.tasks],
+    SamplerSettings(threads=snakemake.threads, **snakemake.params.sampler),
     snakemake.params.priors,
     snakemake.params.master_seed,
+    cache_dir=snakemake.params.cache,
 )
 write_table(fits, snakemake.output.fits)
 write_table(groups, snakemake.output.groups)
