@@ -40,6 +40,8 @@ def divergence_figure(fits: pd.DataFrame):
     """Divergences against target_accept, centered vs non-centered, a panel per
     scenario and outlier level."""
     hierarchical = ok_fits(fits)[fits["variant"] == "hierarchical"]
+    if hierarchical.empty:
+        return message_figure("No successful hierarchical fits: nothing to show.")
     grid = sns.relplot(
         data=hierarchical,
         x="target_accept",
@@ -66,9 +68,16 @@ def _melt(frame: pd.DataFrame, metrics: dict[str, str], keys: list[str]) -> pd.D
     )
 
 
+def _dodge(frame: pd.DataFrame, hue: str) -> float | bool:
+    # seaborn 0.13 divides by (hue levels - 1) when dodge is a number.
+    return 0.3 if frame[hue].nunique() > 1 else False
+
+
 def shrinkage_figure(fits: pd.DataFrame):
     """Group-slope RMSE and minority-group error by model and outlier level, over seeds."""
     ok = ok_fits(fits).assign(minority_abs_error=lambda f: f["minority_error"].abs())
+    if ok.empty:
+        return message_figure("No successful fits: nothing to show.")
     metrics = {
         "slope_rmse": "group-slope RMSE",
         "minority_abs_error": "|minority slope error|",
@@ -82,7 +91,7 @@ def shrinkage_figure(fits: pd.DataFrame):
         row="metric",
         col="scenario",
         kind="point",
-        dodge=0.3,
+        dodge=_dodge(long, "outliers"),
         errorbar=SEED_SPREAD,
         height=3,
         aspect=1.5,
@@ -97,6 +106,8 @@ def shrinkage_figure(fits: pd.DataFrame):
 def estimates_figure(groups: pd.DataFrame, fits: pd.DataFrame):
     """Posterior mean and HDI of every group's slope, model by model, against the truth:
     the shrinkage picture. `groups`/`fits` hold one dataset per scenario."""
+    if groups.empty:
+        return message_figure("No successful fit of the showcase dataset: nothing to show.")
     scenarios = list(dict.fromkeys(groups["scenario"]))
     models = list(dict.fromkeys(groups["model"]))
     palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
@@ -143,6 +154,8 @@ def cost_figure(fits: pd.DataFrame):
         "ess_bulk_per_second": "min bulk ESS per second",
         "sampling_seconds": "sampling seconds per fit",
     }
+    if ok_fits(fits).empty:
+        return message_figure("No successful fits: nothing to show.")
     long = _melt(ok_fits(fits), metrics, ["scenario", "model", "target_accept", "seed", "backend"])
     grid = sns.catplot(
         data=long,
@@ -152,7 +165,7 @@ def cost_figure(fits: pd.DataFrame):
         row="metric",
         col="scenario",
         kind="point",
-        dodge=0.3,
+        dodge=_dodge(long, "model"),
         errorbar=SEED_SPREAD,
         height=3,
         aspect=1.5,
@@ -184,11 +197,11 @@ def posterior_figure(tree, model: str, hdi_prob: float):
     return figure
 
 
-def failed_figure(message: str):
-    """Stands in for a figure whose fit failed, so the report shows why."""
+def message_figure(message: str):
+    """Stands in for a figure that has nothing to show (its fits failed), saying why."""
     fig, ax = plt.subplots(figsize=(8, 2))
     ax.axis("off")
-    ax.text(0.5, 0.5, f"fit failed:\n{message[:200]}", ha="center", va="center", wrap=True, color="firebrick")
+    ax.text(0.5, 0.5, message[:300], ha="center", va="center", wrap=True, color="firebrick")
     return fig
 
 

@@ -19,5 +19,6 @@ if posterior.exists():
 else:  # the fit failed: show its error instead of the figure
     fits = pd.read_parquet(snakemake.input.fits)
     errors = fits.loc[fits["status"] != "ok", "error"]
-    figure = plots.failed_figure(errors.iloc[0] if len(errors) else f"{posterior} missing")
+    reason = errors.iloc[0] if len(errors) else f"{posterior} is missing"
+    figure = plots.message_figure(f"Fit failed: {reason}")
 plots.save(figure, snakemake.output.png, snakemake.output.svg, settings["dpi"])
