@@ -3,7 +3,7 @@ CORES ?= 8
 VENV := .venv
 SNAKEMAKE := $(VENV)/bin/snakemake
 
-.PHONY: setup run test lint report
+.PHONY: setup run test lint benchmark
 
 setup:
 	bin/setup
@@ -20,3 +20,7 @@ test: setup
 lint: setup
 	$(SNAKEMAKE) --lint
 	$(VENV)/bin/snakefmt --check .
+
+# Speed against the naive one-process-per-fit loop (about 10 minutes); see docs/performance.md.
+benchmark: setup
+	$(VENV)/bin/python benchmarks/run_benchmark.py $(BENCHMARK_ARGS)

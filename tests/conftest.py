@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def snakemake(
     cores: int = 2,
     check: bool = True,
     timeout: float = 900,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the workflow in `workdir` with exactly `config` (not merged over the default)."""
     workdir = Path(workdir)
@@ -48,7 +50,8 @@ def snakemake(
         path = config if isinstance(config, Path) else write_config(workdir, config)
         cmd += ["--configfile", str(path), "--replace-workflow-config"]
     result = subprocess.run(
-        cmd + list(args), capture_output=True, text=True, timeout=timeout, cwd=workdir
+        cmd + list(args), capture_output=True, text=True, timeout=timeout, cwd=workdir,
+        env=None if env is None else os.environ | env,
     )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

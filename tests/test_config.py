@@ -53,7 +53,9 @@ BAD = {
     ),
     "empty variants": ("models/variants", [], ["[] should be non-empty", "variants"]),
     "zero groups": ("scenarios/hard/n_groups", 0, ["0 is less than the minimum of 2", "n_groups"]),
-    "unknown backend": ("sampler/backend", "stan", ["'stan' is not one of ['nutpie', 'pymc']", "backend"]),
+    "unknown backend": (
+        "sampler/backends", ["stan"], ["'stan' is not one of ['nutpie', 'pymc', 'numpyro']", "backends"]
+    ),
     "misspelt key": ("sampler/draw", 100, ["'draw' was unexpected", "sampler"]),
     "minority smaller than outliers": (
         "scenarios/hard/minority_points",

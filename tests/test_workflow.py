@@ -30,13 +30,13 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
-    # 2 scenarios x 2 outlier levels x 5 seeds datasets; a fit job per scenario and model
-    # structure (pooled, unpooled, hierarchical centered and non-centered), each fitting its
-    # scenario's 10 datasets at 4 target_accepts.
+    # 2 scenarios x 2 outlier levels x 5 seeds datasets; a fit job per model structure
+    # (pooled, unpooled, hierarchical centered and non-centered) and backend, each fitting
+    # all 20 datasets at 4 target_accepts.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
     assert counts["simulate"] == 20
-    assert counts["fit"] == 8
+    assert counts["fit"] == 4
     assert counts["model_graph"] == 4
     assert counts["aggregate"] == 1
 

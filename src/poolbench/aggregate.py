@@ -64,6 +64,9 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index().replace({np.inf: np.nan})
 
 
-def write_tables(frame: pd.DataFrame, parquet: str | Path, csv: str | Path) -> None:
-    frame.to_parquet(parquet, index=False)
-    frame.to_csv(csv, index=False)
+def with_provenance(frame: pd.DataFrame, provenance: dict) -> pd.DataFrame:
+    """Stamp a table with the experiment it comes from; Parquet also carries the full
+    provenance (package versions, commit) in its metadata."""
+    frame = frame.assign(experiment=provenance["experiment_hash"])
+    frame.attrs["provenance"] = provenance
+    return frame

@@ -1,7 +1,7 @@
 """Fit one model structure to a batch of datasets and target_accept values.
 
-A fit job compiles its model once and reuses it for every fit of the batch: the datasets
-of a scenario share their shape, so only the `pm.Data` values change. Finished fits are
+A fit job compiles its model once per number of groups and reuses it for every fit of the
+batch: only the `pm.Data` values change. Finished fits are
 kept in a content-addressed cache, so a rerun samples only fits whose inputs changed (a
 new target_accept, a job killed half-way). A fit that raises becomes a record with
 status "failed" instead of stopping the job.
@@ -18,14 +18,17 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from pymc.exceptions import SamplingError
 
 from poolbench.grid import ModelSpec, derive_seed
 from poolbench.metrics import estimate_summary, group_estimates, sampler_diagnostics
 from poolbench.models import build_model, model_data
 from poolbench.simulate import Truth, read_dataset
+from poolbench.storage import write_posterior
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class FitTask:
 
 
 class Sampler:
-    """Compile once, then sample many datasets of the same shape."""
+    """Compile once, then sample many datasets with the same number of groups."""
 
     def __init__(self, model: pm.Model, settings: SamplerSettings):
         self.model = model
@@ -69,6 +72,26 @@ class Sampler:
         raise NotImplementedError
 
 
+class StartCheck:
+    """PyMC's `Model.check_start_vals` (same test, same message), compiled once per job
+    instead of on every call. Data reach it through the model's `pm.Data` variables."""
+
+    def __init__(self, model: pm.Model):
+        factors = model.basic_RVs + model.potentials
+        self.names = [factor.name for factor in factors]
+        logps = [factor.sum() for factor in model.logp(factors, sum=False)]
+        self.logps = model.compile_fn(inputs=model.value_vars, outs=logps)
+        self.point = model.initial_point()
+
+    def __call__(self) -> None:
+        results = dict(zip(self.names, np.round(self.logps(self.point), 2)))
+        if not all(np.isfinite(v) for v in results.values()):
+            raise SamplingError(
+                "Initial evaluation of model at starting point failed!\n"
+                f"Starting values:\n{self.point}\n\nLogp initial evaluation results:\n{results}"
+            )
+
+
 class NutpieSampler(Sampler):
     def __init__(self, model, settings):
         import nutpie
@@ -76,14 +99,15 @@ class NutpieSampler(Sampler):
         super().__init__(model, settings)
         self._nutpie = nutpie
         self.compiled = nutpie.compile_pymc_model(model)
+        self.check_start = StartCheck(model)
 
     def sample(self, arrays, seed, target_accept):
         s = self.settings
-        # PyMC's own start check, with a message naming the offending terms. It also keeps
-        # nutpie off its failed-initialisation path, after which nutpie 0.16's worker threads
-        # outlive the call and can crash the interpreter at exit (SIGSEGV).
+        # PyMC's start check names the offending terms. It also keeps nutpie off its
+        # failed-initialisation path, after which nutpie 0.16's worker threads outlive the
+        # call and can crash the interpreter at exit (SIGSEGV).
         pm.set_data(arrays, model=self.model)
-        self.model.check_start_vals(self.model.initial_point())
+        self.check_start()
         return self._nutpie.sample(
             self.compiled.with_data(**arrays),
             draws=s.draws,
@@ -98,6 +122,11 @@ class NutpieSampler(Sampler):
 
 
 class PymcSampler(Sampler):
+    """Through pm.sample, which compiles on every call (cached on disk by PyTensor)."""
+
+    nuts_sampler = "pymc"
+    nuts_options: dict = {}
+
     def sample(self, arrays, seed, target_accept):
         s = self.settings
         with self.model:
@@ -109,13 +138,20 @@ class PymcSampler(Sampler):
                 cores=s.threads,
                 random_seed=seed,
                 target_accept=target_accept,
-                nuts_sampler="pymc",
+                nuts_sampler=self.nuts_sampler,
                 progressbar=False,
                 compute_convergence_checks=False,
+                nuts=dict(self.nuts_options),  # a copy: pm.sample adds target_accept to it
             )
 
 
-SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler}
+class NumpyroSampler(PymcSampler):
+    nuts_sampler = "numpyro"
+    # One CPU device: chains one after another (the "parallel" method needs a device each).
+    nuts_options = {"chain_method": "sequential"}
+
+
+SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler, "numpyro": NumpyroSampler}
 
 
 def fit_seed(master_seed: int, truth: Truth, spec: ModelSpec, target_accept: float) -> int:
@@ -213,15 +249,6 @@ def error_message(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def write_posterior(tree: xr.DataTree, path: str | Path) -> None:
-    """Write NetCDF atomically: a crash mid-write never leaves a truncated file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".nc.partial")
-    tree.to_netcdf(partial, engine="h5netcdf")
-    os.replace(partial, path)
-
-
 def _sample_one(sampler: Sampler, task: FitTask, truth: Truth, data: pd.DataFrame, seed: int, settings: SamplerSettings, record: dict) -> list[dict]:
     """Sample one fit, write its posterior, fill `record`; return its per-group rows."""
     start = time.perf_counter()
@@ -273,18 +300,28 @@ def fit_batch(
     cached = [cache.get(k) for k in keys]
     n_to_fit = sum(hit is None for hit in cached)
     log.info("%s: %d fits, %d from the cache", spec.name, len(tasks), len(tasks) - n_to_fit)
+    fresh: list[dict] = []  # records sampled by this job (not from the cache)
 
-    sampler, compile_error, compile_seconds = None, None, 0.0
-    if n_to_fit:
-        start = time.perf_counter()
-        try:
-            first = tasks[0]
-            model = build_model(spec, prior, datasets[first.dataset], truths[first.truth].n_groups)
-            sampler = SAMPLERS[settings.backend](model, settings)
-        except Exception as exc:  # a model that cannot compile fails every fit of the job
-            compile_error = exc
-        compile_seconds = time.perf_counter() - start
-        log.info("%s: model ready in %.2f s (%s)", spec.name, compile_seconds, settings.backend)
+    # One sampler per number of groups, built when a fit first needs it.
+    samplers: dict[int, Sampler | Exception] = {}
+    compile_seconds = 0.0
+
+    def sampler_for(truth: Truth, data: pd.DataFrame) -> Sampler:
+        nonlocal compile_seconds
+        if truth.n_groups not in samplers:
+            start = time.perf_counter()
+            try:
+                model = build_model(spec, prior, data, truth.n_groups)
+                samplers[truth.n_groups] = SAMPLERS[settings.backend](model, settings)
+            except Exception as exc:  # a model that cannot compile fails all its fits
+                samplers[truth.n_groups] = exc
+            seconds = time.perf_counter() - start
+            compile_seconds += seconds
+            log.info("%s: model for %d groups ready in %.2f s (%s)", spec.name, truth.n_groups, seconds, settings.backend)
+        sampler = samplers[truth.n_groups]
+        if isinstance(sampler, Exception):
+            raise sampler
+        return sampler
 
     fit_rows, group_rows = [], []
     for i, (task, seed, key, hit) in enumerate(zip(tasks, seeds, keys, cached), start=1):
@@ -305,12 +342,11 @@ def fit_batch(
                 "target_accept": task.target_accept,
                 **{k: v for k, v in asdict(settings).items() if k != "threads"},
                 "random_seed": seed,
-                "compile_seconds": compile_seconds / n_to_fit,
             }
             start = time.perf_counter()
             try:
-                if compile_error is not None:
-                    raise compile_error
+                sampler = sampler_for(truth, datasets[task.dataset])
+                record["compile_seconds"] = 0.0
                 groups = _sample_one(sampler, task, truth, datasets[task.dataset], seed, settings, record)
                 cache.put(key, record, groups, Path(task.posterior))
             except Exception as exc:
@@ -319,8 +355,10 @@ def fit_batch(
                 record |= {
                     "status": "failed",
                     "error": error_message(exc),
+                    "compile_seconds": 0.0,
                     "sampling_seconds": time.perf_counter() - start,
                 }
+            fresh.append(record)
         fit_rows.append(record)
         group_rows += [{**{k: record[k] for k in IDENTITY}, **row} for row in groups]
         log.info(
@@ -328,12 +366,8 @@ def fit_batch(
             i, len(tasks), truth.scenario, truth.outliers, truth.seed, task.target_accept,
             record["status"], " (cached)" if hit else "", record.get("n_divergent", "-"),
         )
+    # The job's model compilation, shared out over the fits it served.
+    for record in fresh:
+        record["compile_seconds"] += compile_seconds / len(fresh)
     return pd.DataFrame(fit_rows), pd.DataFrame(group_rows)
 
-
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.to_parquet(partial, index=False)
-    os.replace(partial, path)

@@ -1,7 +1,8 @@
 """The four model structures, built by one function.
 
 Every variant exposes `slope` with dims `group`, so metrics and plots treat them alike.
-Data enter through `pm.Data`, so one compiled model serves every dataset of a shape.
+Data enter through `pm.Data`, so one compiled model serves every dataset with the same
+number of groups.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def build_model(
     hierarchical noncentered: slope_g = mu_slope + sigma_slope * z_g, z_g ~ N(0, 1)
     """
     arrays = model_data(data)
-    with pm.Model(coords={"group": np.arange(n_groups), "obs": np.arange(len(data))}) as model:
-        x = pm.Data("x", arrays["x"], dims="obs")
-        y = pm.Data("y", arrays["y"], dims="obs")
-        group_idx = pm.Data("group_idx", arrays["group_idx"], dims="obs")
+    # No fixed coords for observations: one compiled model then fits datasets of any size.
+    with pm.Model(coords={"group": np.arange(n_groups)}) as model:
+        x = pm.Data("x", arrays["x"])
+        y = pm.Data("y", arrays["y"])
+        group_idx = pm.Data("group_idx", arrays["group_idx"])
 
         if spec.variant == "pooled":
             common = pm.Normal(COMMON_SLOPE, 0.0, prior["slope_sd"])
@@ -58,7 +60,7 @@ def build_model(
             raise ValueError(f"unknown variant {spec.variant!r}")
 
         noise = pm.Exponential("noise", prior["noise_rate"])
-        pm.Normal("y_obs", mu=slope[group_idx] * x, sigma=noise, observed=y, dims="obs")
+        pm.Normal("y_obs", mu=slope[group_idx] * x, sigma=noise, observed=y, shape=x.shape)
     return model
 
 

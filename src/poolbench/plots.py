@@ -73,33 +73,41 @@ def _dodge(frame: pd.DataFrame, hue: str) -> float | bool:
     return 0.3 if frame[hue].nunique() > 1 else False
 
 
-def shrinkage_figure(fits: pd.DataFrame):
-    """Group-slope RMSE and minority-group error by model and outlier level, over seeds."""
-    ok = ok_fits(fits).assign(minority_abs_error=lambda f: f["minority_error"].abs())
+def _metric_grid(fits: pd.DataFrame, metrics: dict[str, str], x: str, hue: str, log: bool = False):
+    """Point plots of several per-fit metrics: a row per metric, a column per scenario;
+    points are means over seeds (and whatever else is not on the axes)."""
+    ok = ok_fits(fits)
     if ok.empty:
         return message_figure("No successful fits: nothing to show.")
-    metrics = {
-        "slope_rmse": "group-slope RMSE",
-        "minority_abs_error": "|minority slope error|",
-    }
-    long = _melt(ok, metrics, ["scenario", "outliers", "model", "seed"])
+    long = _melt(ok, metrics, ["scenario", "seed", x, hue])
     grid = sns.catplot(
         data=long,
-        x="model",
+        x=x,
         y="value",
-        hue="outliers",
+        hue=hue,
         row="metric",
         col="scenario",
         kind="point",
-        dodge=_dodge(long, "outliers"),
+        dodge=_dodge(long, hue),
         errorbar=SEED_SPREAD,
         height=3,
         aspect=1.5,
         sharey=False,
     )
+    if log:
+        grid.set(yscale="log")
     grid.set_titles("{col_name} · {row_name}")
-    grid.set_axis_labels("", "error vs true slopes")
-    grid.tick_params(axis="x", rotation=20)
+    return grid
+
+
+def shrinkage_figure(fits: pd.DataFrame):
+    """Group-slope RMSE and minority-group error by model and outlier level, over seeds."""
+    metrics = {"slope_rmse": "group-slope RMSE", "minority_abs_error": "|minority slope error|"}
+    fits = fits.assign(minority_abs_error=fits["minority_error"].abs())
+    grid = _metric_grid(fits, metrics, x="model", hue="outliers")
+    if isinstance(grid, sns.FacetGrid):
+        grid.set_axis_labels("", "error vs true slopes")
+        grid.tick_params(axis="x", rotation=20)
     return grid
 
 
@@ -154,26 +162,32 @@ def cost_figure(fits: pd.DataFrame):
         "ess_bulk_per_second": "min bulk ESS per second",
         "sampling_seconds": "sampling seconds per fit",
     }
-    if ok_fits(fits).empty:
+    grid = _metric_grid(fits, metrics, x="target_accept", hue="model", log=True)
+    if isinstance(grid, sns.FacetGrid):
+        grid.set_axis_labels("target_accept", "")
+    return grid
+
+
+def backend_figure(fits: pd.DataFrame):
+    """Minimum bulk ESS per second of sampling, by sampler backend and model."""
+    ok = ok_fits(fits)
+    if ok.empty:
         return message_figure("No successful fits: nothing to show.")
-    long = _melt(ok_fits(fits), metrics, ["scenario", "model", "target_accept", "seed", "backend"])
     grid = sns.catplot(
-        data=long,
-        x="target_accept",
-        y="value",
+        data=ok,
+        x="backend",
+        y="ess_bulk_per_second",
         hue="model",
-        row="metric",
         col="scenario",
         kind="point",
-        dodge=_dodge(long, "model"),
+        dodge=_dodge(ok, "model"),
         errorbar=SEED_SPREAD,
-        height=3,
-        aspect=1.5,
-        sharey=False,
+        height=3.2,
+        aspect=1.3,
     )
     grid.set(yscale="log")
-    grid.set_titles("{col_name} · {row_name}")
-    grid.set_axis_labels("target_accept", "")
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("sampler backend", "min bulk ESS per second")
     return grid
 
 

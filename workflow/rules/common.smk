@@ -23,6 +23,7 @@ SEEDS = grid.seeds(config)
 OUTLIER_LEVELS = grid.outlier_levels(config)
 SCENARIOS = list(config["scenarios"])
 MODEL_SPECS = {spec.name: spec for spec in grid.model_specs(config)}
+BACKENDS = config["sampler"]["backends"]
 TARGET_ACCEPTS = {
     grid.target_accept_label(ta): ta for ta in config["sampler"]["target_accept"]
 }
@@ -33,36 +34,33 @@ wildcard_constraints:
     outliers="|".join(OUTLIER_LEVELS),
     seed=r"\d+",
     model="|".join(MODEL_SPECS),
+    backend="|".join(BACKENDS),
+
+
+# The datasets every fit job fits: scenarios, then outlier levels, then seeds.
+DATASETS = [
+    {"scenario": scenario, "outliers": outliers, "seed": seed}
+    for scenario in SCENARIOS
+    for outliers in OUTLIER_LEVELS
+    for seed in SEEDS
+]
 
 
 def get_fit_datasets(output):
-    """Input function: every dataset of the job's scenario, outlier levels outer and
-    seeds inner."""
-
-    def datasets(wildcards):
-        return [
-            output.format(scenario=wildcards.scenario, outliers=o, seed=s)
-            for o in OUTLIER_LEVELS
-            for s in SEEDS
-        ]
-
-    return datasets
+    return [output.format(**dataset) for dataset in DATASETS]
 
 
 def get_fit_tasks(wildcards, input, output):
-    """The fits of one job: every dataset of its scenario at every target_accept, and
-    where each posterior goes."""
-    datasets = zip(
-        input.datasets, input.truths, [(o, s) for o in OUTLIER_LEVELS for s in SEEDS]
-    )
+    """The fits of one job: every dataset at every target_accept, and where each
+    posterior goes."""
     return [
         {
-            "dataset": dataset,
+            "dataset": data,
             "truth": truth,
             "target_accept": ta,
-            "posterior": f"{output.posterior}/{outliers}_seed{seed}_ta{label}.nc",
+            "posterior": f"{output.posterior}/{d['scenario']}/{d['outliers']}_seed{d['seed']}_ta{label}.nc",
         }
-        for dataset, truth, (outliers, seed) in datasets
+        for data, truth, d in zip(input.datasets, input.truths, DATASETS)
         for label, ta in TARGET_ACCEPTS.items()
     ]
 
@@ -81,7 +79,7 @@ def get_priors(wildcards):
 def get_sampler_settings():
     """Sampler keys that change a fit's numbers. `threads` is left out: results do not
     depend on it, so changing it must not invalidate finished fits."""
-    keys = ("backend", "draws", "tune", "chains", "hdi_prob")
+    keys = ("draws", "tune", "chains", "hdi_prob")
     return {key: config["sampler"][key] for key in keys}
 
 
@@ -90,7 +88,7 @@ FIT_CACHE = "results/cache/fits"
 
 
 def get_fit_tables(pattern):
-    return expand(pattern, scenario=SCENARIOS, model=MODEL_SPECS)
+    return expand(pattern, model=MODEL_SPECS, backend=BACKENDS)
 
 
 def tutorial_scenario():
@@ -99,16 +97,15 @@ def tutorial_scenario():
 
 def get_showcase_posterior_dir(wildcards):
     """The fit job holding the showcase dataset's posterior for a model."""
-    return rules.fit.output.posterior.format(
-        scenario=tutorial_scenario(), model=wildcards.model
-    )
+    return rules.fit.output.posterior.format(model=wildcards.model, backend=BACKENDS[0])
 
 
 def get_showcase_posterior_file(wildcards):
-    plots = config["plots"]
+    seed = config["plots"]["showcase_seed"]
     outliers = grid.showcase_outlier_label(config)
     ta = grid.target_accept_label(grid.showcase_target_accept(config))
-    return f"{get_showcase_posterior_dir(wildcards)}/{outliers}_seed{plots['showcase_seed']}_ta{ta}.nc"
+    name = f"{tutorial_scenario()}/{outliers}_seed{seed}_ta{ta}.nc"
+    return f"{get_showcase_posterior_dir(wildcards)}/{name}"
 
 
 SUMMARY_FIGURES = {
@@ -116,6 +113,7 @@ SUMMARY_FIGURES = {
     "shrinkage": "Shrinkage error by model and outlier level",
     "estimates": "Estimates against the truth, group by group",
     "cost": "Cost: ESS per second and sampling time",
+    "backends": "Cost by sampler backend",
 }
 
 

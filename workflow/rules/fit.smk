@@ -3,13 +3,13 @@ rule fit:
         datasets=get_fit_datasets(rules.simulate.output.data),
         truths=get_fit_datasets(rules.simulate.output.truth),
     output:
-        fits="results/fits/{scenario}/{model}/fits.parquet",
-        groups="results/fits/{scenario}/{model}/groups.parquet",
-        posterior=directory("results/fits/{scenario}/{model}/posterior"),
+        fits="results/fits/{model}/{backend}/fits.parquet",
+        groups="results/fits/{model}/{backend}/groups.parquet",
+        posterior=directory("results/fits/{model}/{backend}/posterior"),
     log:
-        "results/logs/fit/{scenario}/{model}.log",
+        "results/logs/fit/{model}/{backend}.log",
     benchmark:
-        "results/benchmarks/fit/{scenario}/{model}.tsv"
+        "results/benchmarks/fit/{model}/{backend}.tsv"
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)
@@ -27,6 +27,10 @@ rule fit:
         "../scripts/fit.py"
 
 
+localrules:
+    model_graph,
+
+
 rule model_graph:
     input:
         data=get_graph_dataset,
@@ -39,6 +43,8 @@ rule model_graph:
         ),
     log:
         "results/logs/model_graph/{model}.log",
+    benchmark:
+        "results/benchmarks/model_graph/{model}.tsv"
     conda:
         ENV
     threads: 1

@@ -40,8 +40,18 @@ rule plot_summary:
             labels={"figure": "ESS per second"},
         ),
         cost_svg="results/figures/cost.svg",
+        backends=report(
+            "results/figures/backends.png",
+            caption="../report/backends.rst",
+            category="Figures",
+            subcategory="Cost",
+            labels={"figure": "ESS per second by backend"},
+        ),
+        backends_svg="results/figures/backends.svg",
     log:
         "results/logs/plot_summary.log",
+    benchmark:
+        "results/benchmarks/plot_summary/plot_summary.tsv"
     conda:
         ENV
     threads: 1
@@ -71,6 +81,8 @@ rule plot_posterior:
         svg="results/figures/posterior_{model}.svg",
     log:
         "results/logs/plot_posterior/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_posterior/{model}.tsv"
     conda:
         ENV
     threads: 1

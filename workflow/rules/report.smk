@@ -11,6 +11,8 @@ rule html_report:
         html="results/report.html",
     log:
         "results/logs/html_report.log",
+    benchmark:
+        "results/benchmarks/html_report/html_report.tsv"
     conda:
         ENV
     threads: 1

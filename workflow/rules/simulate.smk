@@ -1,9 +1,16 @@
+# Cheap: run on the submitting host, not as cluster jobs.
+localrules:
+    simulate,
+
+
 rule simulate:
     output:
         data="results/datasets/{scenario}/{outliers}/seed{seed}.csv",
         truth="results/datasets/{scenario}/{outliers}/seed{seed}.truth.json",
     log:
         "results/logs/simulate/{scenario}/{outliers}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/simulate/{scenario}/{outliers}/seed{seed}.tsv"
     conda:
         ENV
     threads: 1

@@ -4,17 +4,17 @@ configure_logging(snakemake)
 
 from pathlib import Path
 
-import arviz as az
 import pandas as pd
 
 from poolbench import plots
+from poolbench.storage import read_posterior
 
 settings = snakemake.params.plots
 plots.set_style(settings["context"])
 posterior = Path(snakemake.params.posterior)
 if posterior.exists():
     figure = plots.posterior_figure(
-        az.from_netcdf(posterior), snakemake.wildcards.model, snakemake.params.hdi_prob
+        read_posterior(posterior), snakemake.wildcards.model, snakemake.params.hdi_prob
     )
 else:  # the fit failed: show its error instead of the figure
     fits = pd.read_parquet(snakemake.input.fits)

@@ -22,6 +22,7 @@ figures = {
         plots.showcase(groups, **showcase), plots.showcase(fits, **showcase)
     ),
     "cost": plots.cost_figure(fits),
+    "backends": plots.backend_figure(fits),
 }
 for name, figure in figures.items():
     plots.save(

@@ -1,0 +1,67 @@
+"""Cluster submission on a real SLURM controller started on this machine.
+
+Needs root and apt-get (or slurm-wlm and munge already installed); elsewhere it is skipped
+with the reason printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, snakemake, tiny_config
+from poolbench.fit import TIMING_COLUMNS
+
+SCRIPTS = REPO / "tests/slurm"
+
+
+def why_no_slurm() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: cannot start SLURM daemons"
+    if not (shutil.which("slurmctld") or shutil.which("apt-get")):
+        return "neither slurm-wlm installed nor apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = why_no_slurm()
+    if reason:
+        print(f"SKIPPED SLURM test: {reason}")
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run([SCRIPTS / "start-cluster.sh", state], capture_output=True, text=True)
+    if started.returncode != 0:
+        subprocess.run([SCRIPTS / "stop-cluster.sh", state])
+        pytest.fail(f"could not start SLURM:\n{started.stdout}\n{started.stderr}")
+    yield {"SLURM_CONF": str(state / "slurm.conf")}
+    subprocess.run([SCRIPTS / "stop-cluster.sh", state])
+
+
+def slurm_jobs(env: dict) -> list[dict]:
+    """Every job the controller still remembers (MinJobAge keeps finished ones 10 minutes)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, env=os.environ | env, check=True
+    ).stdout
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
+
+
+def test_the_slurm_profile_runs_the_workflow_through_slurm(cluster, tmp_path, tiny_run):
+    result = snakemake(
+        tmp_path, tiny_config(), "--profile", str(REPO / "profiles/slurm"), env=cluster, timeout=1500
+    )
+    jobs = slurm_jobs(cluster)
+    completed = [job for job in jobs if job.get("JobState") == "COMPLETED"]
+    # 8 fit jobs, grouped 4 per SLURM job by the profile; simulate, plots and report run locally.
+    assert len(completed) == 2, result.stdout + result.stderr
+    assert all(job.get("Partition") == "debug" for job in completed)
+    assert not [job for job in jobs if job.get("JobState") not in ("COMPLETED",)]
+    local = pd.read_parquet(tiny_run / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
+    remote = pd.read_parquet(tmp_path / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
+    pd.testing.assert_frame_equal(remote, local)
+    assert (tmp_path / "results/report.html").exists()
