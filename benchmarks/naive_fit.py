@@ -5,6 +5,7 @@ usage: naive_fit.py CONFIG.yaml DATASET.csv TRUTH.json MODEL TARGET_ACCEPT SAMPL
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -44,4 +45,5 @@ print(json.dumps({
     "sampling_seconds": sampling,
     "ess_bulk_per_second": ess / sampling,
     "n_divergent": int(tree["sample_stats"]["diverging"].sum()),
+    "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }))

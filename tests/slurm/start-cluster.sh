@@ -59,6 +59,12 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
 export SLURM_CONF="$state/slurm.conf"
+# Job steps (srun inside an allocation) read the default path, not SLURM_CONF: point it at
+# ours unless the machine has a SLURM config of its own (stop-cluster.sh removes the link).
+mkdir -p /etc/slurm
+if [ ! -e /etc/slurm/slurm.conf ] || [ -L /etc/slurm/slurm.conf ]; then
+  ln -sfn "$SLURM_CONF" /etc/slurm/slurm.conf
+fi
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
 for _ in $(seq 60); do

@@ -11,4 +11,7 @@ for daemon in slurmd slurmctld munged; do
   kill -9 "$pid" 2>/dev/null
   rm -f "$pidfile"
 done
+if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$state/slurm.conf" ]; then
+  rm -f /etc/slurm/slurm.conf
+fi
 exit 0
