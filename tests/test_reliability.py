@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,6 +141,20 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
     for log in (tmp_path / "parallel/results/logs/fit").rglob("*.log"):
         threads = re.search(r"BLAS/OpenMP threads: (.*)", log.read_text())[1]
         assert re.findall(r"'\w+', (\d+)", threads) and set(re.findall(r"'\w+', (\d+)", threads)) == {"1"}
+
+
+def test_full_runs_with_one_and_two_cores_give_identical_tables(tmp_path, tiny_run):
+    snakemake(tmp_path, tiny_config(), cores=1)
+    pd.testing.assert_frame_equal(fits_table(tmp_path), fits_table(tiny_run))  # tiny_run: --cores 2
+    groups = [pd.read_parquet(d / "results/tables/groups.parquet") for d in (tmp_path, tiny_run)]
+    pd.testing.assert_frame_equal(*groups)
+
+
+def test_plot_and_report_code_never_imports_pymc():
+    modules = ["poolbench.plots", "poolbench.report", "poolbench.aggregate", "poolbench.storage"]
+    check = f"import sys, {', '.join(modules)}; print('pymc' in sys.modules, 'pytensor' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_declared_fit_memory_covers_the_measured_peak(tiny_run):

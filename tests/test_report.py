@@ -65,6 +65,8 @@ def test_every_figure_is_a_real_png_and_svg(tiny_run, name):
 
 
 def test_plate_diagrams_show_each_models_variables(tiny_run):
+    with Image.open(tiny_run / "results/models/hierarchical_centered.png") as image:
+        assert image.width > 100 and image.height > 100
     assert "common_slope" in (tiny_run / "results/models/pooled.svg").read_text()
     noncentered = (tiny_run / "results/models/hierarchical_noncentered.svg").read_text()
     assert all(v in noncentered for v in ("mu_slope", "sigma_slope", "z", "slope", "y_obs"))

@@ -342,11 +342,11 @@ def fit_batch(
                 "target_accept": task.target_accept,
                 **{k: v for k, v in asdict(settings).items() if k != "threads"},
                 "random_seed": seed,
+                "compile_seconds": 0.0,  # plus this job's compile time, shared out below
             }
             start = time.perf_counter()
             try:
                 sampler = sampler_for(truth, datasets[task.dataset])
-                record["compile_seconds"] = 0.0
                 groups = _sample_one(sampler, task, truth, datasets[task.dataset], seed, settings, record)
                 cache.put(key, record, groups, Path(task.posterior))
             except Exception as exc:
@@ -355,7 +355,6 @@ def fit_batch(
                 record |= {
                     "status": "failed",
                     "error": error_message(exc),
-                    "compile_seconds": 0.0,
                     "sampling_seconds": time.perf_counter() - start,
                 }
             fresh.append(record)

@@ -65,9 +65,9 @@ def build_model(
 
 
 def render_model_graph(
-    spec: ModelSpec, prior: dict, data: pd.DataFrame, n_groups: int, path: str
+    spec: ModelSpec, prior: dict, data: pd.DataFrame, n_groups: int, svg: str, png: str
 ) -> None:
-    """Plate diagram of a model as SVG, rendered by Graphviz's `dot`."""
+    """Plate diagram of a model as SVG and PNG, rendered by Graphviz's `dot`."""
     import shutil
 
     if shutil.which("dot") is None:
@@ -77,5 +77,6 @@ def render_model_graph(
             "(macOS) or `conda install -c conda-forge graphviz`."
         )
     graph = pm.model_to_graphviz(build_model(spec, prior, data, n_groups))
-    with open(path, "wb") as out:
-        out.write(graph.pipe(format="svg"))
+    for path, fmt in ((svg, "svg"), (png, "png")):
+        with open(path, "wb") as out:
+            out.write(graph.pipe(format=fmt))

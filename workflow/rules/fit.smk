@@ -13,12 +13,13 @@ rule fit:
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)
+    # Measured peak RSS of a fit job: 463-481 MB (results/benchmarks/fit/*.tsv on the test
+    # and benchmark grids, docs/performance.md); runtime ~10-40 s for the default grid.
     resources:
         mem_mb=1500,
         runtime=30,
     params:
         tasks=get_fit_tasks,
-        target_accepts=lookup(dpath="sampler/target_accept", within=config),
         priors=get_priors,
         sampler=get_sampler_settings(),
         master_seed=lookup(dpath="master_seed", within=config),
@@ -41,6 +42,7 @@ rule model_graph:
             category="Models",
             labels={"model": "{model}"},
         ),
+        png="results/models/{model}.png",
     log:
         "results/logs/model_graph/{model}.log",
     benchmark:

@@ -12,4 +12,5 @@ render_model_graph(
     read_dataset(snakemake.input.data),
     snakemake.params.n_groups,
     snakemake.output.svg,
+    snakemake.output.png,
 )
