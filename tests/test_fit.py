@@ -17,8 +17,9 @@ PRIORS = DEFAULT["models"]["priors"]
 MASTER_SEED = DEFAULT["master_seed"]
 TWO_OUTLIERS = {"count": 2, "value": 30.0}
 # The hard-regime dataset (5 points per group, noise 1, 2 outliers) and sampler settings
-# that show the funnel clearly; found by scanning seeds 0-9 at the default master seed.
-FUNNEL_SEED = 3
+# that show the funnel clearly (centered: 174 divergences at 0.8, 51 at 0.99; non-centered:
+# 0 and 0); found by scanning seeds 0-11 at the default master seed.
+FUNNEL_SEED = 1
 
 
 def make_tasks(tmp_path, scenario: str, seeds: list[int], target_accepts=(0.8,), level=TWO_OUTLIERS) -> list[FitTask]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import xarray as xr
 from pymc.exceptions import SamplingError
 
@@ -31,6 +32,12 @@ from poolbench.simulate import Truth, read_dataset
 from poolbench.storage import write_posterior
 
 log = logging.getLogger(__name__)
+
+# PyTensor's on-disk numba cache makes nutpie's numbers depend on the cache's state: a fit
+# compiled cold and the same fit loaded from the cache sample different chains (measured
+# with PyTensor 3.3.8 / nutpie 0.16.11). Same config => same numbers comes first, so every
+# fit compiles cold (~3.5 s more per fit job).
+pytensor.config.numba__cache = False
 
 # Modules whose code decides a fit's record: part of every cache key.
 FIT_MODULES = ("grid.py", "simulate.py", "models.py", "fit.py", "metrics.py")

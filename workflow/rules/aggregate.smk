@@ -25,7 +25,9 @@ rule aggregate:
         runtime=10,
     params:
         # Everything but the plots block: a plot setting must not rerun aggregation.
-        config={key: value for key, value in config.items() if key != "plots"},
+        config=canonical(
+            {key: value for key, value in config.items() if key != "plots"}
+        ),
         repo=workflow.basedir,
     script:
         "../scripts/aggregate.py"

@@ -72,15 +72,32 @@ def get_graph_dataset(wildcards):
     )
 
 
+def canonical(mapping):
+    """A dict with its keys sorted, recursively. Snakemake compares params as printed, so
+    reordering keys in the config must not look like a change."""
+    if isinstance(mapping, dict):
+        return {key: canonical(mapping[key]) for key in sorted(mapping)}
+    return mapping
+
+
+def get_scenario(wildcards):
+    return canonical(config["scenarios"][wildcards.scenario])
+
+
+def get_outlier_level(wildcards):
+    return canonical(OUTLIER_LEVELS[wildcards.outliers])
+
+
 def get_priors(wildcards):
-    return config["models"]["priors"][MODEL_SPECS[wildcards.model].variant]
+    return canonical(config["models"]["priors"][MODEL_SPECS[wildcards.model].variant])
 
 
 def get_sampler_settings():
     """Sampler keys that change a fit's numbers. `threads` is left out: results do not
     depend on it, so changing it must not invalidate finished fits."""
-    keys = ("draws", "tune", "chains", "hdi_prob")
-    return {key: config["sampler"][key] for key in keys}
+    return {
+        key: config["sampler"][key] for key in ("chains", "draws", "hdi_prob", "tune")
+    }
 
 
 # Finished fits by content (poolbench.fit.FitCache): reruns sample only what changed.

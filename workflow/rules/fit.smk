@@ -20,6 +20,10 @@ rule fit:
         runtime=30,
     params:
         tasks=get_fit_tasks,
+        # Snakemake's params trigger does not see `tasks` (a function of input/output):
+        # these do, so a new target_accept reruns the job (the cache keeps finished fits).
+        target_accepts=lookup(dpath="sampler/target_accept", within=config),
+        datasets=DATASETS,
         priors=get_priors,
         sampler=get_sampler_settings(),
         master_seed=lookup(dpath="master_seed", within=config),

@@ -59,7 +59,7 @@ rule plot_summary:
         mem_mb=1000,
         runtime=10,
     params:
-        plots=lookup(dpath="plots", within=config),
+        plots=canonical(config["plots"]),
         showcase_outliers=grid.showcase_outlier_label(config),
         showcase_target_accept=grid.showcase_target_accept(config),
     script:
@@ -91,7 +91,7 @@ rule plot_posterior:
         runtime=10,
     params:
         posterior=get_showcase_posterior_file,
-        plots=lookup(dpath="plots", within=config),
+        plots=canonical(config["plots"]),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
     script:
         "../scripts/plot_posterior.py"

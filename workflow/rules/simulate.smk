@@ -18,8 +18,8 @@ rule simulate:
         mem_mb=500,
         runtime=5,
     params:
-        scenario=lambda wildcards: config["scenarios"][wildcards.scenario],
-        level=lambda wildcards: OUTLIER_LEVELS[wildcards.outliers],
+        scenario=get_scenario,
+        level=get_outlier_level,
         master_seed=lookup(dpath="master_seed", within=config),
     script:
         "../scripts/simulate.py"
