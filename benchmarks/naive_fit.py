@@ -14,8 +14,7 @@ import arviz as az
 import pymc as pm
 import yaml
 
-from poolbench.fit import fit_seed
-from poolbench.grid import ModelSpec
+from poolbench.grid import ModelSpec, fit_seed
 from poolbench.models import build_model
 from poolbench.simulate import Truth, read_dataset
 

@@ -14,18 +14,13 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import BIN, REPO, snakemake, tiny_config, write_config
+from conftest import job_counts, BIN, REPO, snakemake, tiny_config, write_config
 from poolbench.fit import TIMING_COLUMNS
 from poolbench.storage import read_posterior, read_provenance
 
 
 def fits_table(workdir: Path) -> pd.DataFrame:
     return pd.read_parquet(workdir / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def start_snakemake(workdir: Path, config: dict, cores: int = 2) -> subprocess.Popen:

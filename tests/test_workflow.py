@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import filecmp
-import re
 import subprocess
 
 import pandas as pd
 
-from conftest import BIN, REPO, snakemake, tiny_config
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+from conftest import job_counts, BIN, REPO, snakemake, tiny_config
 
 
 def test_snakemake_lint_is_clean():
@@ -67,7 +61,7 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
     )
     config["sampler"]["target_accept"] = [0.8]
     config["plots"]["tutorial_scenario"] = "hard"
-    result = snakemake(tmp_path, config)
+    snakemake(tmp_path, config)
     fits = pd.read_parquet(tmp_path / "results/tables/fits.parquet").set_index("model")
     assert fits.loc["pooled", "status"] == "ok"
     assert fits.loc["hierarchical_centered", "status"] == "failed"

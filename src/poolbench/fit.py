@@ -25,7 +25,7 @@ import pytensor
 import xarray as xr
 from pymc.exceptions import SamplingError
 
-from poolbench.grid import ModelSpec, derive_seed
+from poolbench.grid import ModelSpec, fit_seed
 from poolbench.metrics import estimate_summary, group_estimates, sampler_diagnostics
 from poolbench.models import build_model, model_data
 from poolbench.simulate import Truth, read_dataset
@@ -159,12 +159,6 @@ class NumpyroSampler(PymcSampler):
 
 
 SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler, "numpyro": NumpyroSampler}
-
-
-def fit_seed(master_seed: int, truth: Truth, spec: ModelSpec, target_accept: float) -> int:
-    return derive_seed(
-        master_seed, "fit", truth.scenario, truth.outliers, truth.seed, spec.name, target_accept
-    )
 
 
 def code_version() -> str:

@@ -88,6 +88,13 @@ def derive_seed(master_seed: int, *keys: object) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+def fit_seed(master_seed: int, truth, spec: ModelSpec, target_accept: float) -> int:
+    """The sampler seed of one fit (`truth`: the dataset's poolbench.simulate.Truth)."""
+    return derive_seed(
+        master_seed, "fit", truth.scenario, truth.outliers, truth.seed, spec.name, target_accept
+    )
+
+
 def experiment_hash(config: dict) -> str:
     """Hash of everything that decides the numbers (all but the `plots` block)."""
     experiment = {k: v for k, v in config.items() if k != "plots"}
