@@ -9,6 +9,7 @@ status "failed" instead of stopping the job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -161,12 +162,19 @@ class NumpyroSampler(PymcSampler):
 SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler, "numpyro": NumpyroSampler}
 
 
+@functools.cache
 def code_version() -> str:
     package = Path(__file__).parent
     digest = hashlib.sha256()
     for name in FIT_MODULES:
         digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def file_digest(path: str) -> str:
+    """SHA-256 of a file, read once per process (a dataset serves several fits)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class FitCache:
@@ -180,8 +188,8 @@ class FitCache:
 
     def key(self, task: FitTask, spec: ModelSpec, prior: dict, settings: SamplerSettings, seed: int) -> str:
         content = {
-            "dataset": hashlib.sha256(Path(task.dataset).read_bytes()).hexdigest(),
-            "truth": hashlib.sha256(Path(task.truth).read_bytes()).hexdigest(),
+            "dataset": file_digest(task.dataset),
+            "truth": file_digest(task.truth),
             "model": spec.name,
             "prior": prior,
             "settings": {k: v for k, v in asdict(settings).items() if k != "threads"},
