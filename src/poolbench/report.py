@@ -218,9 +218,11 @@ def render_report(
     fits: pd.DataFrame,
     figures: list[dict],
     config: dict,
-    repo: str | Path,
+    provenance: dict,
 ) -> str:
-    """`figures`: dicts with title, path and caption."""
+    """`figures`: dicts with title, path and caption. `provenance`: the tables' own
+    (experiment hash, package versions, commit), so the report states where its numbers
+    came from even when it is rebuilt later for a plot change."""
     failed = fits[fits["status"] != "ok"][
         ["scenario", "outliers", "seed", "model", "target_accept", "error"]
     ]
@@ -234,6 +236,6 @@ def render_report(
         failed=failed.to_dict("records"),
         figures=[f | {"src": data_uri(f["path"])} for f in figures],
         config_yaml=yaml.safe_dump(config, sort_keys=False),
-        provenance=provenance(config, repo),
+        provenance=provenance,
         n_fits=len(fits),
     )

@@ -5,7 +5,7 @@ localrules:
 rule html_report:
     input:
         fits=rules.aggregate.output.fits,
-        summary=rules.aggregate.output.summary,
+        summary=rules.aggregate.output.summary_parquet,
         figures=[figure["path"] for figure in get_report_figures()],
     output:
         html="results/report.html",
@@ -22,6 +22,5 @@ rule html_report:
     params:
         figures=get_report_figures(),
         config=config,
-        repo=workflow.basedir,
     script:
         "../scripts/html_report.py"
