@@ -149,3 +149,25 @@ def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
     assert "noise" in fits.loc[0, "error"] and "\n" not in fits.loc[0, "error"]
     assert groups.empty
     assert not list((tmp_path / "cache").rglob("record.json"))  # failures are retried, not cached
+
+
+def test_poolbench_nutpie_callbacks_give_the_same_draws_as_nutpies_own(tmp_path):
+    """poolbench.nutpie_callbacks copies results in a loop to compile faster; the draws
+    must be bit-identical to those of nutpie's own callbacks."""
+    import nutpie
+
+    from poolbench import nutpie_callbacks
+    from poolbench.models import build_model
+    from poolbench.simulate import read_dataset
+
+    task = make_tasks(tmp_path, "hard", [FUNNEL_SEED])[0]
+    spec = ModelSpec.from_name("hierarchical_noncentered")
+    model = build_model(spec, PRIORS["hierarchical"], read_dataset(task.dataset), 8)
+    posteriors = []
+    for use_ours in (False, True):
+        nutpie_callbacks.install() if use_ours else nutpie_callbacks.uninstall()
+        compiled = nutpie.compile_pymc_model(model)
+        tree = nutpie.sample(compiled, draws=200, tune=200, chains=2, seed=5, progress_bar=False)
+        posteriors.append(tree["posterior"].to_dataset())
+    assert nutpie_callbacks.install(), "the pinned nutpie is not the version the callbacks copy"
+    xr.testing.assert_equal(*posteriors)  # values exactly equal (attrs hold timestamps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import re
 import subprocess
 
 import pandas as pd
@@ -24,15 +25,22 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
-    # 2 scenarios x 2 outlier levels x 5 seeds datasets; a fit job per model structure
-    # (pooled, unpooled, hierarchical centered and non-centered) and backend, each fitting
-    # all 20 datasets at 4 target_accepts.
+    # A simulate job per scenario, each writing 2 outlier levels x 5 seeds datasets; a fit
+    # job per model structure (pooled, unpooled, hierarchical centered and non-centered) and
+    # backend, each fitting all 20 datasets at 4 target_accepts; one job for all plate
+    # diagrams and one for all tutorial figures.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
-    assert counts["simulate"] == 20
+    assert counts["simulate"] == 2
     assert counts["fit"] == 4
-    assert counts["model_graph"] == 4
+    assert counts["model_graph"] == 1
+    assert counts["plot_posterior"] == 1
     assert counts["aggregate"] == 1
+    planned = set(re.findall(r"results/datasets/\S+?\.csv", result.stdout))
+    assert planned == {
+        f"results/datasets/{scenario}/{outliers}/seed{seed}.csv"
+        for scenario in ("tutorial", "hard") for outliers in ("0at30", "2at30") for seed in range(5)
+    }
 
 
 def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):

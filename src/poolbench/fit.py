@@ -27,21 +27,22 @@ import xarray as xr
 from pymc.exceptions import SamplingError
 
 from poolbench.grid import ModelSpec, fit_seed
-from poolbench.metrics import estimate_summary, group_estimates, sampler_diagnostics
+from poolbench.metrics import KEPT_SAMPLE_STATS, estimate_summary, group_estimates, sampler_diagnostics
 from poolbench.models import build_model, model_data
 from poolbench.simulate import Truth, read_dataset
 from poolbench.storage import write_posterior
 
 log = logging.getLogger(__name__)
 
-# PyTensor's on-disk numba cache makes nutpie's numbers depend on the cache's state: a fit
-# compiled cold and the same fit loaded from the cache sample different chains (measured
-# with PyTensor 3.3.8 / nutpie 0.16.11). Same config => same numbers comes first, so every
-# fit compiles cold (~3.5 s more per fit job).
+# PyTensor's on-disk numba cache makes the numbers depend on the cache's state: a fit
+# compiled cold and the same fit loaded from the cache sample different chains (PyTensor
+# 3.3.8, nutpie 0.16.11: e.g. PyMC's sampler, one compile directory, first run 15
+# divergences, second run 42). Same config => same numbers comes first, so every fit job
+# compiles cold (~1.7 s more per model).
 pytensor.config.numba__cache = False
 
 # Modules whose code decides a fit's record: part of every cache key.
-FIT_MODULES = ("grid.py", "simulate.py", "models.py", "fit.py", "metrics.py")
+FIT_MODULES = ("grid.py", "simulate.py", "models.py", "fit.py", "nutpie_callbacks.py", "metrics.py")
 # Columns that measure cost, not results: they differ between otherwise identical runs.
 TIMING_COLUMNS = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
 IDENTITY = ["scenario", "outliers", "seed", "model", "variant", "parameterisation", "backend", "target_accept"]
@@ -88,7 +89,8 @@ class StartCheck:
         factors = model.basic_RVs + model.potentials
         self.names = [factor.name for factor in factors]
         logps = [factor.sum() for factor in model.logp(factors, sum=False)]
-        self.logps = model.compile_fn(inputs=model.value_vars, outs=logps)
+        # Python linker: compiles in ~0.1 s where numba takes ~1.5 s; a call costs ~0.2 ms.
+        self.logps = model.compile_fn(inputs=model.value_vars, outs=logps, mode="FAST_COMPILE")
         self.point = model.initial_point()
 
     def __call__(self) -> None:
@@ -104,6 +106,9 @@ class NutpieSampler(Sampler):
     def __init__(self, model, settings):
         import nutpie
 
+        from poolbench import nutpie_callbacks
+
+        nutpie_callbacks.install()  # same draws, ~1.3 s less compile per model
         super().__init__(model, settings)
         self._nutpie = nutpie
         self.compiled = nutpie.compile_pymc_model(model)
@@ -237,9 +242,9 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def _with_data_groups(tree: xr.DataTree, arrays: dict) -> xr.DataTree:
-    """Keep numeric sample stats and make sure the data the fit saw travel with it."""
+    """Keep the sample stats ArviZ uses and make sure the data the fit saw travel with it."""
     stats = tree["sample_stats"].to_dataset()
-    stats = stats[[v for v in stats.data_vars if stats[v].dtype.kind in "biuf"]]
+    stats = stats[[v for v in KEPT_SAMPLE_STATS if v in stats.data_vars]]
     return xr.DataTree.from_dict(
         {
             "posterior": tree["posterior"].to_dataset(),

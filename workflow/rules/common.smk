@@ -37,17 +37,30 @@ wildcard_constraints:
     backend="|".join(BACKENDS),
 
 
-# The datasets every fit job fits: scenarios, then outlier levels, then seeds.
-DATASETS = [
-    {"scenario": scenario, "outliers": outliers, "seed": seed}
-    for scenario in SCENARIOS
+DATASET_CSV = "results/datasets/{scenario}/{outliers}/seed{seed}.csv"
+DATASET_TRUTH = "results/datasets/{scenario}/{outliers}/seed{seed}.truth.json"
+# A scenario's datasets: outlier levels, then seeds.
+SCENARIO_DATASETS = [
+    {"outliers": outliers, "seed": seed}
     for outliers in OUTLIER_LEVELS
     for seed in SEEDS
 ]
+# The datasets every fit job fits: scenarios, then the above.
+DATASETS = [
+    {"scenario": scenario, **dataset}
+    for scenario in SCENARIOS
+    for dataset in SCENARIO_DATASETS
+]
 
 
-def get_fit_datasets(output):
-    return [output.format(**dataset) for dataset in DATASETS]
+def get_scenario_datasets(pattern):
+    """A simulate job's outputs: `pattern` for each of SCENARIO_DATASETS, `{scenario}`
+    left as the job's wildcard."""
+    return [pattern.format(scenario="{scenario}", **d) for d in SCENARIO_DATASETS]
+
+
+def get_fit_datasets(pattern):
+    return [pattern.format(**dataset) for dataset in DATASETS]
 
 
 def get_fit_tasks(wildcards, input, output):
@@ -65,11 +78,9 @@ def get_fit_tasks(wildcards, input, output):
     ]
 
 
-def get_graph_dataset(wildcards):
-    """Any dataset gives the plate diagram its shapes; take the first scenario's first."""
-    return rules.simulate.output.data.format(
-        scenario=SCENARIOS[0], outliers=next(iter(OUTLIER_LEVELS)), seed=SEEDS[0]
-    )
+def get_graph_dataset():
+    """Any dataset gives the plate diagrams their shapes; take the first scenario's first."""
+    return DATASET_CSV.format(scenario=SCENARIOS[0], **SCENARIO_DATASETS[0])
 
 
 def canonical(mapping):
@@ -84,12 +95,12 @@ def get_scenario(wildcards):
     return canonical(config["scenarios"][wildcards.scenario])
 
 
-def get_outlier_level(wildcards):
-    return canonical(OUTLIER_LEVELS[wildcards.outliers])
+def model_priors(model):
+    return canonical(config["models"]["priors"][MODEL_SPECS[model].variant])
 
 
 def get_priors(wildcards):
-    return canonical(config["models"]["priors"][MODEL_SPECS[wildcards.model].variant])
+    return model_priors(wildcards.model)
 
 
 def get_sampler_settings():
@@ -112,17 +123,17 @@ def tutorial_scenario():
     return config["plots"]["tutorial_scenario"]
 
 
-def get_showcase_posterior_dir(wildcards):
-    """The fit job holding the showcase dataset's posterior for a model."""
-    return rules.fit.output.posterior.format(model=wildcards.model, backend=BACKENDS[0])
+def showcase_posterior_dir(model):
+    """The fit job's posterior directory holding the showcase dataset's fit of `model`."""
+    return rules.fit.output.posterior.format(model=model, backend=BACKENDS[0])
 
 
-def get_showcase_posterior_file(wildcards):
+def showcase_posterior_file(model):
     seed = config["plots"]["showcase_seed"]
     outliers = grid.showcase_outlier_label(config)
     ta = grid.target_accept_label(grid.showcase_target_accept(config))
     name = f"{tutorial_scenario()}/{outliers}_seed{seed}_ta{ta}.nc"
-    return f"{get_showcase_posterior_dir(wildcards)}/{name}"
+    return f"{showcase_posterior_dir(model)}/{name}"
 
 
 SUMMARY_FIGURES = {

@@ -1,7 +1,7 @@
 rule fit:
     input:
-        datasets=get_fit_datasets(rules.simulate.output.data),
-        truths=get_fit_datasets(rules.simulate.output.truth),
+        datasets=get_fit_datasets(DATASET_CSV),
+        truths=get_fit_datasets(DATASET_TRUTH),
     output:
         fits="results/fits/{model}/{backend}/fits.parquet",
         groups="results/fits/{model}/{backend}/groups.parquet",
@@ -36,21 +36,25 @@ localrules:
     model_graph,
 
 
+# All plate diagrams in one job: each is quick, starting Python and PyMC is not.
 rule model_graph:
     input:
-        data=get_graph_dataset,
+        data=get_graph_dataset(),
     output:
-        svg=report(
-            "results/models/{model}.svg",
-            caption="../report/model_graph.rst",
-            category="Models",
-            labels={"model": "{model}"},
-        ),
-        png="results/models/{model}.png",
+        svg=[
+            report(
+                f"results/models/{model}.svg",
+                caption="../report/model_graph.rst",
+                category="Models",
+                labels={"model": model},
+            )
+            for model in MODEL_SPECS
+        ],
+        png=expand("results/models/{model}.png", model=MODEL_SPECS),
     log:
-        "results/logs/model_graph/{model}.log",
+        "results/logs/model_graph.log",
     benchmark:
-        "results/benchmarks/model_graph/{model}.tsv"
+        "results/benchmarks/model_graph/model_graph.tsv"
     conda:
         ENV
     threads: 1
@@ -58,7 +62,8 @@ rule model_graph:
         mem_mb=800,
         runtime=5,
     params:
-        priors=get_priors,
-        n_groups=lambda wildcards: config["scenarios"][SCENARIOS[0]]["n_groups"],
+        models=list(MODEL_SPECS),
+        priors={model: model_priors(model) for model in MODEL_SPECS},
+        n_groups=config["scenarios"][SCENARIOS[0]]["n_groups"],
     script:
         "../scripts/model_graph.py"

@@ -66,23 +66,27 @@ rule plot_summary:
         "../scripts/plot_summary.py"
 
 
+# The tutorial figures of all models in one job (one Python start, one ArviZ import).
 rule plot_posterior:
     input:
         fits=rules.aggregate.output.fits,
-        posterior=get_showcase_posterior_dir,
+        posterior=[showcase_posterior_dir(model) for model in MODEL_SPECS],
     output:
-        png=report(
-            "results/figures/posterior_{model}.png",
-            caption="../report/posterior.rst",
-            category="Tutorial figures",
-            subcategory="{model}",
-            labels={"model": "{model}"},
-        ),
-        svg="results/figures/posterior_{model}.svg",
+        png=[
+            report(
+                f"results/figures/posterior_{model}.png",
+                caption="../report/posterior.rst",
+                category="Tutorial figures",
+                subcategory=model,
+                labels={"model": model},
+            )
+            for model in MODEL_SPECS
+        ],
+        svg=expand("results/figures/posterior_{model}.svg", model=MODEL_SPECS),
     log:
-        "results/logs/plot_posterior/{model}.log",
+        "results/logs/plot_posterior.log",
     benchmark:
-        "results/benchmarks/plot_posterior/{model}.tsv"
+        "results/benchmarks/plot_posterior/plot_posterior.tsv"
     conda:
         ENV
     threads: 1
@@ -90,7 +94,8 @@ rule plot_posterior:
         mem_mb=1000,
         runtime=10,
     params:
-        posterior=get_showcase_posterior_file,
+        models=list(MODEL_SPECS),
+        posterior=[showcase_posterior_file(model) for model in MODEL_SPECS],
         plots=canonical(config["plots"]),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
     script:

@@ -1,16 +1,18 @@
-# Cheap: run on the submitting host, not as cluster jobs.
+# Cheap: run on the submitting host, not as cluster jobs. One job per scenario writes all of
+# its datasets (outlier levels x seeds): a job per dataset spent more time starting Python
+# than simulating.
 localrules:
     simulate,
 
 
 rule simulate:
     output:
-        data="results/datasets/{scenario}/{outliers}/seed{seed}.csv",
-        truth="results/datasets/{scenario}/{outliers}/seed{seed}.truth.json",
+        data=get_scenario_datasets(DATASET_CSV),
+        truth=get_scenario_datasets(DATASET_TRUTH),
     log:
-        "results/logs/simulate/{scenario}/{outliers}/seed{seed}.log",
+        "results/logs/simulate/{scenario}.log",
     benchmark:
-        "results/benchmarks/simulate/{scenario}/{outliers}/seed{seed}.tsv"
+        "results/benchmarks/simulate/{scenario}.tsv"
     conda:
         ENV
     threads: 1
@@ -19,7 +21,8 @@ rule simulate:
         runtime=5,
     params:
         scenario=get_scenario,
-        level=get_outlier_level,
+        datasets=SCENARIO_DATASETS,
+        levels=canonical(OUTLIER_LEVELS),
         master_seed=lookup(dpath="master_seed", within=config),
     script:
         "../scripts/simulate.py"

@@ -4,12 +4,14 @@ configure_logging(snakemake)
 
 from poolbench.simulate import simulate, write_dataset
 
-data, truth = simulate(
-    snakemake.wildcards.scenario,
-    snakemake.params.scenario,
-    snakemake.params.level,
-    int(snakemake.wildcards.seed),
-    snakemake.params.master_seed,
-)
-write_dataset(data, snakemake.output.data)
-truth.write(snakemake.output.truth)
+outputs = zip(snakemake.output.data, snakemake.output.truth, strict=True)
+for dataset, (data_path, truth_path) in zip(snakemake.params.datasets, outputs, strict=True):
+    data, truth = simulate(
+        snakemake.wildcards.scenario,
+        snakemake.params.scenario,
+        snakemake.params.levels[dataset["outliers"]],
+        dataset["seed"],
+        snakemake.params.master_seed,
+    )
+    write_dataset(data, data_path)
+    truth.write(truth_path)
