@@ -126,8 +126,11 @@ def test_snakemake_report_builds_with_figures_and_captions(tiny_run):
     with zipfile.ZipFile(tiny_run / "results/snakemake-report.zip") as archive:
         names = archive.namelist()
     assert any(n.endswith("report.html") for n in names)
-    for name in ["divergences.png", "estimates.png", "posterior_unpooled.png", "hierarchical_centered.svg"]:
-        assert any(n.endswith(name) for n in names), name
+    models = ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
+    # Every figure of the one-job-for-all-models rules is its own report item.
+    expected = ["divergences.png", "estimates.png"] + [f"posterior_{m}.png" for m in models] + [f"{m}.svg" for m in models]
+    for name in expected:
+        assert any(n.endswith("/" + name) for n in names), name
 
 
 def test_changing_a_plot_setting_reruns_no_fit(tiny_run):

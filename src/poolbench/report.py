@@ -98,7 +98,7 @@ def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
     out = []
     for scenario in dict.fromkeys(summary["scenario"]):
         rows = summary[summary["scenario"] == scenario]
-        outliers = max(rows["outliers"].unique(), key=lambda label: int(label.split("at")[0]))
+        outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
         rows = rows[rows["outliers"] == outliers]
         models = list(dict.fromkeys(rows["model"]))
         key = f"shrinkage:{scenario}:{outliers}"
