@@ -20,6 +20,8 @@ import nutpie
 import nutpie.compile_pymc as nutpie_pymc
 
 WRITTEN_FOR = "0.16.11"
+_ORIGINAL_LOGP = nutpie_pymc._make_c_logp_func
+_ORIGINAL_EXPAND = nutpie_pymc._make_c_expand_func
 
 _LOGP_SIGNATURE = numba.types.int64(
     numba.types.uint64,  # dimension of the unconstrained space
@@ -94,7 +96,3 @@ def uninstall() -> None:
     """nutpie's own callbacks again (for the test that compares the two)."""
     nutpie_pymc._make_c_logp_func = _ORIGINAL_LOGP
     nutpie_pymc._make_c_expand_func = _ORIGINAL_EXPAND
-
-
-_ORIGINAL_LOGP = nutpie_pymc._make_c_logp_func
-_ORIGINAL_EXPAND = nutpie_pymc._make_c_expand_func
