@@ -12,9 +12,8 @@ from PIL import Image
 
 from conftest import TINY, snakemake, tiny_config
 
-FIGURES = ["divergences", "shrinkage", "estimates", "cost", "backends"] + [
-    f"posterior_{m}" for m in ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
-]
+MODELS = ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
+FIGURES = ["divergences", "shrinkage", "estimates", "cost", "backends"] + [f"posterior/{m}" for m in MODELS]
 
 
 class ReportParser(HTMLParser):
@@ -125,12 +124,14 @@ def test_snakemake_report_builds_with_figures_and_captions(tiny_run):
     snakemake(tiny_run, tiny_config(), "--report", "results/snakemake-report.zip")
     with zipfile.ZipFile(tiny_run / "results/snakemake-report.zip") as archive:
         names = archive.namelist()
-    assert any(n.endswith("report.html") for n in names)
-    models = ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
-    # Every figure of the one-job-for-all-models rules is its own report item.
-    expected = ["divergences.png", "estimates.png"] + [f"posterior_{m}.png" for m in models] + [f"{m}.svg" for m in models]
-    for name in expected:
-        assert any(n.endswith("/" + name) for n in names), name
+        page = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
+    files = [n.rsplit("/", 1)[-1] for n in names]
+    for name in ["divergences.png", "estimates.png"] + [f"{m}.png" for m in MODELS] + [f"{m}.svg" for m in MODELS]:
+        assert name in files, name
+    # Each per-model figure is its own item, its caption rendered with its own model.
+    for model in MODELS:
+        assert f"Plate diagram of the {model} model" in page
+        assert f"tutorial's figure for {model}" in page
 
 
 def test_changing_a_plot_setting_reruns_no_fit(tiny_run):

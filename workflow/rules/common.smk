@@ -164,7 +164,7 @@ def get_report_figures():
             {
                 "id": f"posterior_{model}",
                 "title": f"Tutorial figure: {model} posterior",
-                "path": f"results/figures/posterior_{model}.png",
+                "path": f"results/figures/posterior/{model}.png",
                 "caption": str(captions / "posterior.rst"),
                 "wildcards": {"model": model},
             }

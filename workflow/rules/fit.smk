@@ -36,21 +36,19 @@ localrules:
     model_graph,
 
 
-# All plate diagrams in one job: each is quick, starting Python and PyMC is not.
+# All plate diagrams in one job: each is quick, starting Python and PyMC is not. A directory
+# output with a pattern makes each diagram its own report item, with `model` as its wildcard.
 rule model_graph:
     input:
         data=get_graph_dataset(),
     output:
-        svg=[
-            report(
-                f"results/models/{model}.svg",
-                caption="../report/model_graph.rst",
-                category="Models",
-                labels={"model": model},
-            )
-            for model in MODEL_SPECS
-        ],
-        png=expand("results/models/{model}.png", model=MODEL_SPECS),
+        graphs=report(
+            directory("results/models"),
+            patterns=["{model}.svg"],
+            caption="../report/model_graph.rst",
+            category="Models",
+            labels={"model": "{model}"},
+        ),
     log:
         "results/logs/model_graph.log",
     benchmark:

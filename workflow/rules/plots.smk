@@ -66,23 +66,21 @@ rule plot_summary:
         "../scripts/plot_summary.py"
 
 
-# The tutorial figures of all models in one job (one Python start, one ArviZ import).
+# The tutorial figures of all models in one job (one Python start, one ArviZ import); each
+# figure is its own report item, with `model` as its wildcard.
 rule plot_posterior:
     input:
         fits=rules.aggregate.output.fits,
         posterior=[showcase_posterior_dir(model) for model in MODEL_SPECS],
     output:
-        png=[
-            report(
-                f"results/figures/posterior_{model}.png",
-                caption="../report/posterior.rst",
-                category="Tutorial figures",
-                subcategory=model,
-                labels={"model": model},
-            )
-            for model in MODEL_SPECS
-        ],
-        svg=expand("results/figures/posterior_{model}.svg", model=MODEL_SPECS),
+        figures=report(
+            directory("results/figures/posterior"),
+            patterns=["{model}.png"],
+            caption="../report/posterior.rst",
+            category="Tutorial figures",
+            subcategory="{model}",
+            labels={"model": "{model}"},
+        ),
     log:
         "results/logs/plot_posterior.log",
     benchmark:

@@ -6,7 +6,9 @@ rule html_report:
     input:
         fits=rules.aggregate.output.fits,
         summary=rules.aggregate.output.summary_parquet,
-        figures=[figure["path"] for figure in get_report_figures()],
+        summary_figures=rules.plot_summary.output,
+        posterior_figures=rules.plot_posterior.output.figures,
+        model_graphs=rules.model_graph.output.graphs,
     output:
         html="results/report.html",
     log:

@@ -2,18 +2,21 @@ from poolbench.runtime import configure_logging
 
 configure_logging(snakemake)
 
+from pathlib import Path
+
 from poolbench.grid import ModelSpec
 from poolbench.models import render_model_graph
 from poolbench.simulate import read_dataset
 
 data = read_dataset(snakemake.input.data)
-outputs = zip(snakemake.output.svg, snakemake.output.png, strict=True)
-for model, (svg, png) in zip(snakemake.params.models, outputs, strict=True):
+graphs = Path(snakemake.output.graphs)
+graphs.mkdir(parents=True, exist_ok=True)
+for model in snakemake.params.models:
     render_model_graph(
         ModelSpec.from_name(model),
         snakemake.params.priors[model],
         data,
         snakemake.params.n_groups,
-        svg,
-        png,
+        graphs / f"{model}.svg",
+        graphs / f"{model}.png",
     )

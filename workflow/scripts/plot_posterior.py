@@ -12,12 +12,13 @@ from poolbench.storage import read_posterior
 settings = snakemake.params.plots
 plots.set_style(settings["context"])
 fits = pd.read_parquet(snakemake.input.fits)
-figures = zip(snakemake.params.posterior, snakemake.output.png, snakemake.output.svg, strict=True)
-for model, (posterior, png, svg) in zip(snakemake.params.models, figures, strict=True):
+figures = Path(snakemake.output.figures)
+figures.mkdir(parents=True, exist_ok=True)
+for model, posterior in zip(snakemake.params.models, snakemake.params.posterior, strict=True):
     if Path(posterior).exists():
         figure = plots.posterior_figure(read_posterior(posterior), model, snakemake.params.hdi_prob)
     else:  # the fit failed: show its error instead of the figure
         errors = fits.loc[(fits["model"] == model) & (fits["status"] != "ok"), "error"]
         reason = errors.iloc[0] if len(errors) else f"{posterior} is missing"
         figure = plots.message_figure(f"Fit failed: {reason}")
-    plots.save(figure, png, svg, settings["dpi"])
+    plots.save(figure, figures / f"{model}.png", figures / f"{model}.svg", settings["dpi"])
