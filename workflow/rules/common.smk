@@ -147,13 +147,16 @@ SUMMARY_FIGURES = {
 
 def get_report_figures():
     """Every figure of the HTML report, in order, with the caption file Snakemake's
-    report uses for it (paths relative to the working directory / this file)."""
+    report uses for it (paths relative to the working directory / this file). Paths come
+    from the rules that write the figures."""
     captions = Path(workflow.basedir) / "workflow/report"
+    posterior_figures = rules.plot_posterior.output.figures
+    model_graphs = rules.model_graph.output.graphs
     figures = [
         {
             "id": name,
             "title": title,
-            "path": f"results/figures/{name}.png",
+            "path": str(getattr(rules.plot_summary.output, name)),
             "caption": str(captions / f"{name}.rst"),
             "wildcards": {},
         }
@@ -164,7 +167,7 @@ def get_report_figures():
             {
                 "id": f"posterior_{model}",
                 "title": f"Tutorial figure: {model} posterior",
-                "path": f"results/figures/posterior/{model}.png",
+                "path": f"{posterior_figures}/{model}.png",
                 "caption": str(captions / "posterior.rst"),
                 "wildcards": {"model": model},
             }
@@ -173,7 +176,7 @@ def get_report_figures():
             {
                 "id": f"model_{model}",
                 "title": f"Plate diagram: {model}",
-                "path": f"results/models/{model}.svg",
+                "path": f"{model_graphs}/{model}.svg",
                 "caption": str(captions / "model_graph.rst"),
                 "wildcards": {"model": model},
             }

@@ -60,7 +60,6 @@ rule model_graph:
         mem_mb=800,
         runtime=5,
     params:
-        models=list(MODEL_SPECS),
         priors={model: model_priors(model) for model in MODEL_SPECS},
         n_groups=config["scenarios"][SCENARIOS[0]]["n_groups"],
     script:

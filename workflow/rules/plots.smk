@@ -92,8 +92,7 @@ rule plot_posterior:
         mem_mb=1000,
         runtime=10,
     params:
-        models=list(MODEL_SPECS),
-        posterior=[showcase_posterior_file(model) for model in MODEL_SPECS],
+        posterior={model: showcase_posterior_file(model) for model in MODEL_SPECS},
         plots=canonical(config["plots"]),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
     script:

@@ -11,10 +11,10 @@ from poolbench.simulate import read_dataset
 data = read_dataset(snakemake.input.data)
 graphs = Path(snakemake.output.graphs)
 graphs.mkdir(parents=True, exist_ok=True)
-for model in snakemake.params.models:
+for model, priors in snakemake.params.priors.items():
     render_model_graph(
         ModelSpec.from_name(model),
-        snakemake.params.priors[model],
+        priors,
         data,
         snakemake.params.n_groups,
         graphs / f"{model}.svg",

@@ -14,7 +14,7 @@ plots.set_style(settings["context"])
 fits = pd.read_parquet(snakemake.input.fits)
 figures = Path(snakemake.output.figures)
 figures.mkdir(parents=True, exist_ok=True)
-for model, posterior in zip(snakemake.params.models, snakemake.params.posterior, strict=True):
+for model, posterior in snakemake.params.posterior.items():
     if Path(posterior).exists():
         figure = plots.posterior_figure(read_posterior(posterior), model, snakemake.params.hdi_prob)
     else:  # the fit failed: show its error instead of the figure
