@@ -18,6 +18,12 @@ sys.path.insert(0, str(REPO / "src"))  # importable without installing (e.g. in 
 BIN = Path(sys.executable).parent
 TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+# Where the tiny study writes (results/{study}/).
+TINY_RESULTS = Path("results") / TINY["study"]["name"]
+
+from poolbench.runtime import configure_pytensor  # noqa: E402
+
+configure_pytensor()  # the same PyTensor settings as the workflow's jobs, for in-process fits
 
 
 def tiny_config(**changes) -> dict:
@@ -71,3 +77,54 @@ def tiny_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny_run")
     snakemake(workdir, tiny_config(), cores=2)
     return workdir
+
+
+MASTER_SEED = DEFAULT["master_seed"]
+TWO_OUTLIERS = {"count": 2, "value": 30.0}
+
+
+def simulated_source(directory: Path, scenarios: dict[str, dict], seeds: list[int], levels: list[dict] = (TWO_OUTLIERS,),
+                     master_seed: int = MASTER_SEED):
+    """Simulate scenarios into dataset tables under `directory`, as the workflow's simulate
+    jobs do, and return the fit jobs' view of them (poolbench.fit.DataSource)."""
+    from poolbench import data, grid
+    from poolbench.fit import DataSource
+    from poolbench.simulate import simulate_scenario
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tables, truths = {}, {}
+    for name, scenario in scenarios.items():
+        frames, truth_list = simulate_scenario(
+            name, scenario, {grid.outlier_label(level): level for level in levels}, list(seeds), master_seed
+        )
+        data.write_datasets(frames, directory / f"{name}.parquet")
+        data.write_truths(truth_list, directory / f"{name}.truth.parquet")
+        tables[name] = data.DatasetTable(directory / f"{name}.parquet")
+        truths[name] = data.read_truths(directory / f"{name}.truth.parquet")
+    return DataSource(tables, truths)
+
+
+def fit_keys(scenario: str, seeds, target_accepts=(0.8,), level: dict = TWO_OUTLIERS):
+    from poolbench.grid import SIMULATED, FitKey, outlier_label
+
+    return [FitKey(SIMULATED, scenario, outlier_label(level), seed, ta) for seed in seeds for ta in target_accepts]
+
+
+def fit(name: str, keys, source, directory: Path, *, likelihood="normal", draws=1000, tune=1000, chains=4,
+        prior: dict | None = None, cache=None, backend="nutpie", master_seed=MASTER_SEED, hdi_prob=0.94):
+    """Fit `keys` with one model, as a fit job would; return (fits, groups)."""
+    from poolbench import grid, paths
+    from poolbench.fit import FitBatch, FitTask
+    from poolbench.samplers import SamplerSettings
+
+    spec = grid.ModelSpec.from_name(name, likelihood)
+    config = {"models": {"priors": DEFAULT["models"]["priors"], "likelihood_priors": {}, "prior_sets": {}}}
+    priors = prior if prior is not None else grid.priors(config, spec)
+    tasks = [
+        FitTask(key, str(Path(directory) / f"{name}.{likelihood}" / paths.posterior_name(
+            key.scenario, key.outliers, key.seed, grid.target_accept_label(key.target_accept))))
+        for key in keys
+    ]
+    batch = FitBatch(spec, priors, SamplerSettings(backend, draws, tune, chains), hdi_prob, master_seed, source, cache)
+    return batch.run(tasks)

@@ -8,25 +8,29 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from conftest import DEFAULT, REPO, TINY, snakemake
-from poolbench import grid
+from poolbench import config as config_checks
+from poolbench import variants
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 
 
-def changed(path: str, value):
-    """TINY with the key at slash-separated `path` set to `value`."""
-    config = copy.deepcopy(TINY)
+def changed(path: str, value, base=TINY):
+    """`base` with the key at slash-separated `path` set to `value`."""
+    config = copy.deepcopy(base)
     *parents, last = path.split("/")
     node = config
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    node[last] = value
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
     return config
 
 
 def check(config):
     validate(config, SCHEMA)
-    grid.check_consistency(config)
+    config_checks.check(config)
 
 
 BAD = {
@@ -44,13 +48,14 @@ BAD = {
     "unknown variant": (
         "models/variants",
         ["pooled", "partial"],
-        ["'partial' is not one of ['pooled', 'unpooled', 'hierarchical']", "variants"],
+        ["'partial' is not one of ['pooled', 'unpooled', 'hierarchical', 'pooled_intercept'", "variants"],
     ),
     "unknown parameterisation": (
         "models/parameterisations",
         ["centred"],
         ["'centred' is not one of ['centered', 'noncentered']", "parameterisations"],
     ),
+    "unknown likelihood": ("models/likelihoods", ["cauchy"], ["'cauchy' is not one of ['normal', 'student_t']"]),
     "empty variants": ("models/variants", [], ["[] should be non-empty", "variants"]),
     "zero groups": ("scenarios/hard/n_groups", 0, ["0 is less than the minimum of 2", "n_groups"]),
     "unknown backend": (
@@ -63,19 +68,61 @@ BAD = {
         ["count 2 exceeds scenarios/hard/minority_points=1", "count must be <= minority_points"],
     ),
     "showcase seed not simulated": ("plots/showcase_seed", 9, ["plots/showcase_seed: 9 is not one of seeds [0, 1]"]),
+    # Issue #12, item 5: what JSON Schema lets through.
+    "draws as a float": ("sampler/draws", 300.0, ["sampler/draws: 300.0 must be a whole number written without a decimal point (300)"]),
+    "n_groups as a float": ("scenarios/hard/n_groups", 8.0, ["scenarios/hard/n_groups: 8.0 must be a whole number"]),
+    "outlier count as a float": ("outlier_levels/1/count", 2.0, ["outlier_levels/1/count: 2.0 must be a whole number"]),
+    "seed count as a float": ("seeds", 2.0, ["seeds: 2.0 must be a whole number"]),
+    "NaN target_accept": ("sampler/target_accept", [float("nan")], ["sampler/target_accept/0: nan is not a finite number"]),
+    "NaN hdi_prob": ("sampler/hdi_prob", float("nan"), ["sampler/hdi_prob: nan is not a finite number"]),
+    "NaN prior": ("models/priors/hierarchical/mu_sd", float("nan"), ["models/priors/hierarchical/mu_sd: nan is not a finite number"]),
+    "infinite outlier value": ("outlier_levels/1/value", float("inf"), ["outlier_levels/1/value: inf is not a finite number"]),
+    "tune of 0": ("sampler/tune", 0, ["0 is less than the minimum of 50", "tune"]),
+    "draws of 1": ("sampler/draws", 1, ["1 is less than the minimum of 50", "draws"]),
+    "scenario name with a trailing newline": (
+        "scenarios", {"hard\n": TINY["scenarios"]["hard"], "tutorial": TINY["scenarios"]["tutorial"]},
+        ["'hard\\n' does not match"],
+    ),
+    "scenario name of 300 characters": (
+        "scenarios", {"h" * 300: TINY["scenarios"]["hard"], "tutorial": TINY["scenarios"]["tutorial"]},
+        ["is too long"],
+    ),
+    # Item 6: target_accepts that would share a label (and one would never be fitted).
+    "close target_accepts": (
+        "sampler/target_accept", [0.8, 0.80000001],
+        ["sampler/target_accept: 0.8 and 0.80000001 are the same value at 6 significant digits (0.8)"],
+    ),
+    # Trust thresholds (issue #13).
+    "negative trust threshold": ("trust/min_ess_per_chain", -1, ["-1 is less than the minimum of 0", "min_ess_per_chain"]),
+    "R-hat threshold below 1": ("trust/max_rhat", 0.99, ["0.99 is less than the minimum of 1", "max_rhat"]),
+    "unknown trust key": ("trust/max_rhatt", 1.1, ["'max_rhatt' was unexpected", "trust"]),
+    # Calibration and real data.
+    "calibration of an unknown scenario": ("sbc/scenarios", ["nowhere"], ["sbc/scenarios: 'nowhere' is not one of the scenarios"]),
+    "prior set with an unknown key": (
+        "models/prior_sets", {"weak": {"hierarchical": {"sigma_sdd": 1.0}}},
+        ["models/prior_sets/weak/hierarchical/sigma_sdd: unknown prior key"],
+    ),
+    "data set without its CSV": (
+        "datasets", {"mine": {"x": "x", "y": "y", "group": "g", "variants": ["pooled_intercept"]}},
+        ["'' should be non-empty", "['datasets']['mine']['csv']"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
 def test_bad_config_is_refused_naming_key_and_allowed_values(case):
     path, value, expected = BAD[case]
-    with pytest.raises((WorkflowError, grid.ConfigError)) as error:
+    with pytest.raises((WorkflowError, config_checks.ConfigError)) as error:
         check(changed(path, value))
     for fragment in expected:
-        assert fragment in str(error.value)
+        assert fragment in str(error.value), str(error.value)
 
 
-@pytest.mark.parametrize("config", [DEFAULT, TINY], ids=["default", "tiny"])
+@pytest.mark.parametrize(
+    "config",
+    [DEFAULT, TINY, *[yaml.safe_load(p.read_text()) for p in sorted((REPO / "config/studies").glob("*.yaml"))]],
+    ids=lambda c: c["study"]["name"],
+)
 def test_shipped_configs_are_valid(config):
     check(copy.deepcopy(config))
 
@@ -86,15 +133,29 @@ def test_schema_defaults_equal_the_default_config():
 
     def walk(node, config, path):
         for key, sub in node.get("properties", {}).items():
-            sub = schema["definitions"]["positive_number"] | sub if "$ref" in sub else sub
             assert "description" in sub and "default" in sub, f"{path}{key}: needs description and default"
             if sub.get("type") == "object" and "properties" in sub:
                 assert set(sub.get("required", [])) == set(sub["properties"]), f"{path}{key}: required list"
-                walk(sub, config[key], f"{path}{key}/")
+                walk(sub, config.get(key, {}), f"{path}{key}/")
             elif key in config and not isinstance(config[key], dict):
                 assert sub["default"] == config[key], f"{path}{key}: schema default != config/config.yaml"
 
     walk(schema, DEFAULT, "")
+
+
+def test_schema_enums_and_prior_defaults_come_from_the_variant_registry():
+    """The registry declares each variant and likelihood once; the schema agrees with it."""
+    schema = yaml.safe_load(open(SCHEMA))
+    assert schema["definitions"]["variant"]["enum"] == list(variants.VARIANTS)
+    models = schema["properties"]["models"]["properties"]
+    assert models["likelihoods"]["items"]["enum"] == list(variants.LIKELIHOODS)
+    for name, variant in variants.VARIANTS.items():
+        block = models["priors"]["properties"][name]["properties"]
+        assert {key: spec["default"] for key, spec in block.items()} == variant.priors, name
+    for name, likelihood in variants.LIKELIHOODS.items():
+        if likelihood.priors:
+            block = models["likelihood_priors"]["properties"][name]["properties"]
+            assert {key: spec["default"] for key, spec in block.items()} == likelihood.priors
 
 
 @pytest.mark.parametrize(
@@ -102,6 +163,8 @@ def test_schema_defaults_equal_the_default_config():
     [
         ("sampler/target_accept", [1.5], "1.5 is greater than or equal to the maximum of 1"),
         ("scenarios/hard/minority_points", 1, "exceeds scenarios/hard/minority_points=1"),
+        ("sampler/draws", 300.0, "sampler/draws: 300.0 must be a whole number"),
+        ("trust/max_rhat", 0.5, "0.5 is less than the minimum of 1"),
     ],
 )
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, path, value, fragment):

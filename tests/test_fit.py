@@ -1,5 +1,5 @@
-"""The science: shrinkage on the tutorial's data, the funnel in the hard regime,
-identical reruns, and failed fits recorded instead of crashing."""
+"""The science: shrinkage on the tutorial's data, the robust likelihood, the funnel in the
+hard regime, identical reruns, and failed fits recorded instead of crashing."""
 
 from __future__ import annotations
 
@@ -7,51 +7,32 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from conftest import DEFAULT
-from poolbench.fit import TIMING_COLUMNS as TIMINGS
-from poolbench.fit import FitTask, SamplerSettings, fit_batch
+from conftest import DEFAULT, fit, fit_keys, simulated_source
+from poolbench import records
 from poolbench.grid import ModelSpec
-from poolbench.simulate import simulate, write_dataset
 
-PRIORS = DEFAULT["models"]["priors"]
-MASTER_SEED = DEFAULT["master_seed"]
-TWO_OUTLIERS = {"count": 2, "value": 30.0}
+TIMINGS = records.TIMING
 # The hard-regime dataset (5 points per group, noise 1, 2 outliers) and sampler settings
 # that show the funnel clearly (centered: 174 divergences at 0.8, 51 at 0.99; non-centered:
 # 0 and 0); found by scanning seeds 0-11 at the default master seed.
 FUNNEL_SEED = 1
-
-
-def make_tasks(tmp_path, scenario: str, seeds: list[int], target_accepts=(0.8,), level=TWO_OUTLIERS) -> list[FitTask]:
-    tasks = []
-    for seed in seeds:
-        data, truth = simulate(scenario, DEFAULT["scenarios"][scenario], level, seed, MASTER_SEED)
-        stem = tmp_path / f"{scenario}_{seed}"
-        write_dataset(data, f"{stem}.csv")
-        truth.write(f"{stem}.json")
-        for ta in target_accepts:
-            posterior = tmp_path / "posterior" / f"{stem.name}_ta{ta}.nc"
-            tasks.append(FitTask(f"{stem}.csv", f"{stem}.json", ta, str(posterior)))
-    return tasks
-
-
-def fit(name, tasks, draws=1000, prior=None, cache=None, backend="nutpie"):
-    spec = ModelSpec.from_name(name)
-    settings = SamplerSettings(backend, draws, 1000, 4, 1, 0.94)
-    return fit_batch(spec, tasks, settings, prior or PRIORS[spec.variant], MASTER_SEED, cache)
+SCENARIOS = DEFAULT["scenarios"]
 
 
 @pytest.fixture(scope="module")
-def tutorial_tasks(tmp_path_factory):
+def tutorial(tmp_path_factory):
     """The tutorial's own dataset: seed 0 with two outliers at 30."""
-    return make_tasks(tmp_path_factory.mktemp("tutorial"), "tutorial", [0])
+    directory = tmp_path_factory.mktemp("tutorial")
+    return directory, simulated_source(directory, {"tutorial": SCENARIOS["tutorial"]}, [0])
 
 
 @pytest.fixture(scope="module", params=["nutpie", "pymc", "numpyro"])
-def tutorial_fits(request, tutorial_tasks):
+def tutorial_fits(request, tutorial):
     """The tutorial's facts must hold whichever NUTS implementation samples."""
+    directory, source = tutorial
     names = ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
-    return {name: fit(name, tutorial_tasks, backend=request.param) for name in names}
+    return {name: fit(name, fit_keys("tutorial", [0]), source, directory / request.param, backend=request.param)
+            for name in names}
 
 
 def test_tutorial_unpooled_minority_slope_is_pulled_to_the_outliers(tutorial_fits):
@@ -70,7 +51,7 @@ def test_tutorial_hierarchical_model_shrinks_the_minority_slope(tutorial_fits, n
     unpooled = tutorial_fits["unpooled"][0].loc[0, "minority_slope_mean"]
     assert record["mu_slope_mean"] < record["minority_slope_mean"] < unpooled
     # The majority groups, rich in data, are recovered closely.
-    majority = groups[~groups["is_minority"]]
+    majority = groups[~groups["is_minority"].astype(bool)]
     assert (majority["slope_error"].abs() < 0.5).all()
 
 
@@ -83,28 +64,60 @@ def test_tutorial_pooled_slope_is_about_three(tutorial_fits):
 def test_fit_record_has_diagnostics_and_errors_against_truth(tutorial_fits):
     fits, groups = tutorial_fits["hierarchical_noncentered"]
     record = fits.loc[0]
-    assert record["max_rhat"] < 1.05 and record["min_ess_bulk"] > 200
+    assert list(fits.columns) == records.FIT_COLUMNS and list(groups.columns) == records.GROUP_COLUMNS
+    assert record["max_rhat"] < 1.05 and record["min_ess_bulk"] > 200 and record["min_bfmi"] > 0.2
     assert 0 <= record["divergence_rate"] <= 1 and record["mean_tree_depth"] > 0
     assert record["step_size"] > 0 and record["ess_bulk_per_second"] > 0
     assert len(groups) == 8 and groups["hdi_covers_truth"].dtype == bool
     assert record["hdi_coverage"] == groups["hdi_covers_truth"].mean()
     assert record["slope_rmse"] == pytest.approx((groups["slope_error"] ** 2).mean() ** 0.5)
+    # The minority error as an absolute error (seeds cannot cancel it) and as a bias.
+    minority = groups[groups["is_minority"].astype(bool)].iloc[0]
+    assert record["minority_bias"] == pytest.approx(minority["slope_error"])
+    assert record["minority_abs_error"] == pytest.approx(abs(minority["slope_error"]))
+    # The population mean and spread against the scenario's.
+    assert record["mu_slope_error"] == pytest.approx(record["mu_slope_mean"] - 2.0)
+    assert record["sigma_slope_error"] == pytest.approx(record["sigma_slope_mean"] - 1.0)
     assert (groups["slope_hdi_lower"] < groups["slope_mean"]).all()
     assert (groups["slope_mean"] < groups["slope_hdi_upper"]).all()
+    assert (groups["n_obs"] == [50] * 7 + [5]).all()
 
 
-def test_posterior_is_written_as_netcdf_with_the_truth(tutorial_tasks, tutorial_fits):
-    tree = xr.open_datatree(tutorial_tasks[0].posterior, engine="h5netcdf")
+def test_posterior_is_written_as_netcdf_with_the_truth_and_its_identity(tutorial, tutorial_fits):
+    directory, _ = tutorial
+    tree = xr.open_datatree(next((directory / "nutpie").rglob("*.nc")), engine="h5netcdf")
     assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(tree.children)
     assert tree["posterior"]["slope"].dims == ("chain", "draw", "group")
-    assert '"scenario": "tutorial"' in tree.attrs["truth"]
+    assert '"scenario": "tutorial"' in tree.attrs["truth"] and '"model":' in tree.attrs["fit"]
+
+
+@pytest.fixture(scope="module")
+def robust_fits(tutorial):
+    """Issue #14: the tutorial's dataset fitted by the hierarchical model with a normal and
+    a Student-t likelihood."""
+    directory, source = tutorial
+    return {
+        likelihood: fit("hierarchical_noncentered", fit_keys("tutorial", [0]), source, directory / "robust",
+                        likelihood=likelihood)[0].loc[0]
+        for likelihood in ("normal", "student_t")
+    }
+
+
+def test_student_t_likelihood_recovers_the_minority_slope_despite_the_outliers(robust_fits):
+    true_minority = 1.85  # the tutorial's slopes[7] (np.random.seed(0))
+    assert robust_fits["normal"]["minority_slope_mean"] == pytest.approx(8.6, abs=1.0)
+    assert robust_fits["student_t"]["minority_slope_mean"] == pytest.approx(true_minority, abs=0.5)
+    assert robust_fits["student_t"]["likelihood"] == "student_t"
+    # The outliers pull nu down: heavy tails are what the data ask for.
+    assert robust_fits["student_t"]["nu_mean"] < 10
 
 
 def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp_path):
-    tasks = make_tasks(tmp_path, "hard", [FUNNEL_SEED], target_accepts=(0.8, 0.99))
+    source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [FUNNEL_SEED])
+    keys = fit_keys("hard", [FUNNEL_SEED], (0.8, 0.99))
     divergences = {}
     for name in ("hierarchical_centered", "hierarchical_noncentered"):
-        fits = fit(name, tasks)[0]
+        fits = fit(name, keys, source, tmp_path)[0]
         divergences |= {(name, row.target_accept): row.n_divergent for row in fits.itertuples()}
     assert divergences["hierarchical_centered", 0.8] >= 50, divergences
     assert divergences["hierarchical_centered", 0.99] >= 10, divergences
@@ -113,9 +126,10 @@ def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp
 
 
 def test_rerun_gives_identical_records(tmp_path):
-    tasks = make_tasks(tmp_path, "hard", [0, 1])
-    first, first_groups = fit("hierarchical_noncentered", tasks, draws=300)
-    second, second_groups = fit("hierarchical_noncentered", tasks, draws=300)
+    source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [0, 1])
+    keys = fit_keys("hard", [0, 1])
+    first, first_groups = fit("hierarchical_noncentered", keys, source, tmp_path / "a", draws=300)
+    second, second_groups = fit("hierarchical_noncentered", keys, source, tmp_path / "b", draws=300)
     pd.testing.assert_frame_equal(first.drop(columns=TIMINGS), second.drop(columns=TIMINGS))
     pd.testing.assert_frame_equal(first_groups, second_groups)
 
@@ -123,51 +137,79 @@ def test_rerun_gives_identical_records(tmp_path):
 def test_cache_reuses_finished_fits_and_samples_only_new_ones(tmp_path, caplog):
     caplog.set_level("INFO", logger="poolbench.fit")
     cache = tmp_path / "cache"
-    tasks = make_tasks(tmp_path, "hard", [0], target_accepts=(0.8, 0.9))
-    fresh, fresh_groups = fit("hierarchical_noncentered", tasks, draws=300, cache=cache)
+    source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [0])
+    fresh, fresh_groups = fit("hierarchical_noncentered", fit_keys("hard", [0], (0.8, 0.9)), source, tmp_path, draws=300, cache=cache)
     assert "2 fits, 0 from the cache" in caplog.text
     # A new target_accept: the two finished fits come from the cache, one is sampled.
-    more = make_tasks(tmp_path, "hard", [0], target_accepts=(0.8, 0.9, 0.95))
-    grown, grown_groups = fit("hierarchical_noncentered", more, draws=300, cache=cache)
+    more = fit_keys("hard", [0], (0.8, 0.9, 0.95))
+    grown, grown_groups = fit("hierarchical_noncentered", more, source, tmp_path, draws=300, cache=cache)
     assert "3 fits, 2 from the cache" in caplog.text
     # Cached records come back exactly (timings: the job's compile time is shared out later).
     pd.testing.assert_frame_equal(grown.iloc[:2].drop(columns=TIMINGS), fresh.drop(columns=TIMINGS))
     pd.testing.assert_frame_equal(grown_groups.iloc[:16], fresh_groups)
-    uncached, _ = fit("hierarchical_noncentered", more, draws=300)
+    uncached, _ = fit("hierarchical_noncentered", more, source, tmp_path / "uncached", draws=300)
     pd.testing.assert_frame_equal(grown.drop(columns=TIMINGS), uncached.drop(columns=TIMINGS))
-    # Any setting that decides the numbers is part of the key.
-    fit("hierarchical_noncentered", more, draws=200, cache=cache)
+    # Any setting that decides the draws is part of the key.
+    fit("hierarchical_noncentered", more, source, tmp_path, draws=200, cache=cache)
     assert "3 fits, 0 from the cache" in caplog.text
 
 
+def test_a_change_to_the_metrics_recomputes_them_from_the_cache_without_sampling(tmp_path, caplog, monkeypatch):
+    """The cache key covers what decides the draws, not the metrics code."""
+    from poolbench import cache as fit_cache
+
+    caplog.set_level("INFO", logger="poolbench")
+    cache = tmp_path / "cache"
+    source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [0])
+    keys = fit_keys("hard", [0])
+    before, _ = fit("hierarchical_noncentered", keys, source, tmp_path, draws=300, cache=cache)
+    monkeypatch.setattr(fit_cache, "metrics_code_version", lambda: "a newer metrics module")
+    caplog.clear()
+    after, _ = fit("hierarchical_noncentered", keys, source, tmp_path, draws=300, cache=cache)
+    assert "1 fits, 1 from the cache" in caplog.text and "ready in" not in caplog.text  # nothing compiled
+    pd.testing.assert_frame_equal(after.drop(columns=TIMINGS), before.drop(columns=TIMINGS))
+    entry = next(cache.rglob("entry.json")).read_text()
+    assert "a newer metrics module" in entry
+
+
 def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
-    tasks = make_tasks(tmp_path, "tutorial", [0])
-    broken = PRIORS["hierarchical"] | {"noise_rate": 1e300}  # initial noise ~1e-300: logp = -inf
-    fits, groups = fit("hierarchical_centered", tasks, draws=100, prior=broken, cache=tmp_path / "cache")
+    source = simulated_source(tmp_path, {"tutorial": SCENARIOS["tutorial"]}, [0])
+    broken = DEFAULT["models"]["priors"]["hierarchical"] | {"noise_rate": 1e300, "sigma_dist": "exponential", "sigma_sd": 1.0}
+    fits, groups = fit("hierarchical_centered", fit_keys("tutorial", [0]), source, tmp_path, draws=100,
+                       prior=broken, cache=tmp_path / "cache")
     assert fits.loc[0, "status"] == "failed"
     assert "Initial evaluation of model at starting point failed" in fits.loc[0, "error"]
     assert "noise" in fits.loc[0, "error"] and "\n" not in fits.loc[0, "error"]
-    assert groups.empty
-    assert not list((tmp_path / "cache").rglob("record.json"))  # failures are retried, not cached
+    assert groups.empty and list(groups.columns) == records.GROUP_COLUMNS
+    assert list(fits.columns) == records.FIT_COLUMNS  # a failed record has every column, empty
+    assert not list((tmp_path / "cache").rglob("entry.json"))  # failures are retried, not cached
 
 
 def test_poolbench_nutpie_callbacks_give_the_same_draws_as_nutpies_own(tmp_path):
     """poolbench.nutpie_callbacks copies results in a loop to compile faster; the draws
-    must be bit-identical to those of nutpie's own callbacks."""
+    must be bit-identical to those of nutpie's own callbacks, which are back in place after
+    the compile."""
     import nutpie
+    import nutpie.compile_pymc as nutpie_pymc
 
     from poolbench import nutpie_callbacks
+    from poolbench.data import model_arrays
     from poolbench.models import build_model
-    from poolbench.simulate import read_dataset
 
-    task = make_tasks(tmp_path, "hard", [FUNNEL_SEED])[0]
+    source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [FUNNEL_SEED])
+    data = source.tables["hard"].get("2at30", FUNNEL_SEED)
     spec = ModelSpec.from_name("hierarchical_noncentered")
-    model = build_model(spec, PRIORS["hierarchical"], read_dataset(task.dataset), 8)
+    model = build_model(spec, DEFAULT["models"]["priors"]["hierarchical"], model_arrays(data), 8)
     posteriors = []
     for use_ours in (False, True):
-        nutpie_callbacks.install() if use_ours else nutpie_callbacks.uninstall()
-        compiled = nutpie.compile_pymc_model(model)
+        if use_ours:
+            with nutpie_callbacks.faster_callbacks() as installed:
+                assert installed, "the pinned nutpie is not the version the callbacks copy"
+                assert nutpie_pymc._make_c_logp_func is nutpie_callbacks.make_logp_callback
+                compiled = nutpie.compile_pymc_model(model)
+        else:
+            compiled = nutpie.compile_pymc_model(model)
+        assert nutpie_pymc._make_c_logp_func is nutpie_callbacks._ORIGINAL_LOGP  # contained
         tree = nutpie.sample(compiled, draws=200, tune=200, chains=2, seed=5, progress_bar=False)
         posteriors.append(tree["posterior"].to_dataset())
-    assert nutpie_callbacks.install(), "the pinned nutpie is not the version the callbacks copy"
     xr.testing.assert_equal(*posteriors)  # values exactly equal (attrs hold timestamps)

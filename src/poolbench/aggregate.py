@@ -1,4 +1,4 @@
-"""Collect per-fit records into tidy tables and summarise them over seeds."""
+"""Collect per-fit records into tidy tables, judge every fit, and summarise over seeds."""
 
 from __future__ import annotations
 
@@ -7,28 +7,86 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# One summary row per cell of the grid, pooled over seeds. (outlier_count is part of the
-# outliers label; it is kept as a number for readers of the summary.)
+from poolbench import records
+
+# One summary row per cell of the grid, pooled over seeds.
 CELL = [
-    "scenario", "outliers", "outlier_count", "variant", "parameterisation", "model", "backend",
-    "target_accept",
+    "source", "scenario", "outliers", "outlier_count", "variant", "parameterisation", "model",
+    "likelihood", "prior", "backend", "target_accept",
 ]
+# The design of a cell's data (constant within a cell), kept for the study figures.
+CELL_DESIGN = ["n_groups", "points_per_group", "minority_points", "noise"]
 # Spread across seeds: the central 90 % of the seed-level values.
 SPREAD = (0.05, 0.95)
+# Errors compared in headlines and figures; computed over trusted fits only.
+ERRORS = ["slope_rmse", "minority_abs_error", "minority_bias", "mu_slope_error", "sigma_slope_error", "intercept_rmse"]
 
 
-def collect(paths: list[str | Path]) -> pd.DataFrame:
+def collect(paths: list[str | Path], columns: list[str]) -> pd.DataFrame:
+    """The job tables stacked, in the grid's order, with exactly the declared columns."""
     frames = [pd.read_parquet(p) for p in paths]
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return pd.DataFrame()
-    table = pd.concat(frames, ignore_index=True)
-    order = [c for c in CELL + ["seed", "group"] if c in table.columns]
+        return records.frame([], columns)
+    table = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    order = [c for c in CELL + ["seed", "simulation", "group", "parameter"] if c in table.columns]
     return table.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _with_spread(ok: pd.DataFrame, column: str) -> pd.DataFrame:
-    grouped = ok.groupby(CELL)[column]
+def _reasons(because: pd.Series) -> str:
+    """How often each check failed in a cell, most frequent first: 'rhat 3, ess_bulk 2'."""
+    counts = because[because != ""].str.split(",").explode().value_counts()
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items())
+
+
+def summarise(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per grid cell: how many fits, failed and trusted (and why not), divergences and
+    diagnostics over every fit that sampled, errors and their spread over trusted fits."""
+    if fits.empty:
+        return pd.DataFrame(columns=CELL + ["n_fits"])
+    cells = fits.groupby(CELL, dropna=False, sort=False)
+    counts = pd.DataFrame(
+        {
+            "n_fits": cells.size(),
+            "n_failed": cells["status"].agg(lambda s: int((s != "ok").sum())),
+            "n_trusted": cells["trusted"].sum().astype(int),
+            "untrusted_reasons": cells["untrusted_because"].agg(_reasons),
+            **{column: cells[column].first() for column in CELL_DESIGN},
+        }
+    )
+    counts["share_trusted"] = counts["n_trusted"] / counts["n_fits"]
+    counts["failed_share"] = counts["n_failed"] / counts["n_fits"]
+    ok = fits[fits["status"] == "ok"]
+    by_cell = ok.groupby(CELL, dropna=False, sort=False)
+    stats = pd.DataFrame(
+        {
+            "divergences_mean": by_cell["n_divergent"].mean(),
+            "share_with_divergences": by_cell["n_divergent"].agg(lambda s: float((s > 0).mean())),
+            "max_rhat": by_cell["max_rhat"].max(),
+            "min_ess_bulk": by_cell["min_ess_bulk"].min(),
+            "min_bfmi": by_cell["min_bfmi"].min(),
+            "ess_bulk_per_second_median": by_cell["ess_bulk_per_second"].median(),
+            "sampling_seconds_mean": by_cell["sampling_seconds"].mean(),
+        }
+    )
+    trusted = ok[ok["trusted"]]
+    spreads = [_with_spread(trusted, column) for column in ERRORS]
+    by_trusted = trusted.groupby(CELL, dropna=False, sort=False)
+    extra = pd.DataFrame(
+        {
+            "hdi_coverage_mean": by_trusted["hdi_coverage"].mean(),
+            "mu_slope_mean": by_trusted["mu_slope_mean"].mean(),
+            "sigma_slope_mean": by_trusted["sigma_slope_mean"].mean(),
+            "ess_bulk_per_second_trusted_median": by_trusted["ess_bulk_per_second"].median(),
+            "elpd_loo": by_trusted["elpd_loo"].mean(),
+        }
+    )
+    summary = counts.join([stats, extra, *spreads], how="left")
+    return summary.reset_index().replace({np.inf: np.nan})
+
+
+def _with_spread(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    grouped = table.groupby(CELL, dropna=False, sort=False)[column]
     return pd.DataFrame(
         {
             f"{column}_mean": grouped.mean(),
@@ -38,34 +96,30 @@ def _with_spread(ok: pd.DataFrame, column: str) -> pd.DataFrame:
     )
 
 
-def summarise(fits: pd.DataFrame) -> pd.DataFrame:
-    """Per grid cell: divergences, errors with their spread over seeds, coverage, cost, failures."""
-    cells = fits.groupby(CELL)
-    counts = pd.DataFrame(
-        {
-            "n_fits": cells.size(),
-            "n_failed": cells["status"].agg(lambda s: int((s != "ok").sum())),
-        }
-    )
-    ok = fits[fits["status"] == "ok"]
-    by_cell = ok.groupby(CELL)
-    stats = pd.DataFrame(
-        {
-            "divergences_mean": by_cell["n_divergent"].mean(),
-            "divergence_rate_mean": by_cell["divergence_rate"].mean(),
-            "share_with_divergences": by_cell["n_divergent"].agg(lambda s: float((s > 0).mean())),
-            "hdi_coverage_mean": by_cell["hdi_coverage"].mean(),
-            "max_rhat": by_cell["max_rhat"].max(),
-            "min_ess_bulk": by_cell["min_ess_bulk"].min(),
-            "ess_bulk_per_second_median": by_cell["ess_bulk_per_second"].median(),
-            "sampling_seconds_mean": by_cell["sampling_seconds"].mean(),
-            "mu_slope_mean": by_cell["mu_slope_mean"].mean(),
-        }
-    )
-    spreads = [_with_spread(ok, c) for c in ("slope_rmse", "minority_error")]
-    summary = counts.join([stats, *spreads], how="left")
-    summary["failed_share"] = summary["n_failed"] / summary["n_fits"]
-    return summary.reset_index().replace({np.inf: np.nan})
+def parameterisation_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """Centered against non-centered, per design cell (scenario, outliers, likelihood,
+    prior, backend, target_accept): each one's share of trusted fits and of fits with
+    divergences, its median min-ESS per second over trusted fits, and their ratio."""
+    hierarchical = fits[fits["parameterisation"].isin(["centered", "noncentered"]) & (fits["source"] == "simulated")]
+    if hierarchical.empty:
+        return pd.DataFrame()
+    keys = ["scenario", "outliers", "variant", "likelihood", "prior", "backend", "target_accept", *CELL_DESIGN]
+    rows = []
+    for cell, table in hierarchical.groupby(keys, dropna=False, sort=False):
+        row = dict(zip(keys, cell))
+        for parameterisation in ("centered", "noncentered"):
+            side = table[table["parameterisation"] == parameterisation]
+            trusted = side[side["trusted"]]
+            row |= {
+                f"{parameterisation}_fits": len(side),
+                f"{parameterisation}_trusted": len(trusted),
+                f"{parameterisation}_share_trusted": len(trusted) / len(side) if len(side) else np.nan,
+                f"{parameterisation}_share_divergent": float((side["n_divergent"] > 0).mean()) if len(side) else np.nan,
+                f"{parameterisation}_ess_per_second": trusted["ess_bulk_per_second"].median() if len(trusted) else np.nan,
+            }
+        row["ess_ratio"] = row["centered_ess_per_second"] / row["noncentered_ess_per_second"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def with_provenance(frame: pd.DataFrame, provenance: dict) -> pd.DataFrame:

@@ -1,260 +1,74 @@
-"""Fit one model structure to a batch of datasets and target_accept values.
+"""Fit one compiled model to a batch of datasets and target_accept values.
 
 A fit job compiles its model once per number of groups and reuses it for every fit of the
-batch: only the `pm.Data` values change. Finished fits are
-kept in a content-addressed cache, so a rerun samples only fits whose inputs changed (a
-new target_accept, a job killed half-way). A fit that raises becomes a record with
-status "failed" instead of stopping the job.
+batch: only the `pm.Data` values change. Finished fits come back from the fit cache
+(`poolbench.cache`) when their inputs did not change. A fit whose model or sampler fails
+becomes a record with status "failed" and the job goes on; an error of the machine (disk
+full, permissions, I/O) stops the job with the path and the cause instead: it says
+nothing about the model, and a rerun after it is fixed must sample that fit.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor
 import xarray as xr
-from pymc.exceptions import SamplingError
 
-from poolbench.grid import ModelSpec, fit_seed
-from poolbench.metrics import KEPT_SAMPLE_STATS, estimate_summary, group_estimates, sampler_diagnostics
-from poolbench.models import build_model, model_data
-from poolbench.simulate import Truth, read_dataset
-from poolbench.storage import write_posterior
+from poolbench import cache as fit_cache
+from poolbench import metrics, records, storage
+from poolbench.data import DatasetTable, Truth, model_arrays
+from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed
+from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
+from poolbench.variants import OBSERVED
 
 log = logging.getLogger(__name__)
-
-# PyTensor's on-disk numba cache makes the numbers depend on the cache's state: a fit
-# compiled cold and the same fit loaded from the cache sample different chains (PyTensor
-# 3.3.8, nutpie 0.16.11: e.g. PyMC's sampler, one compile directory, first run 15
-# divergences, second run 42). Same config => same numbers comes first, so every fit job
-# compiles cold (~1.7 s more per model).
-pytensor.config.numba__cache = False
-
-# Modules whose code decides a fit's record: part of every cache key.
-FIT_MODULES = ("grid.py", "simulate.py", "models.py", "fit.py", "nutpie_callbacks.py", "metrics.py")
-# Columns that measure cost, not results: they differ between otherwise identical runs.
-TIMING_COLUMNS = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
-IDENTITY = ["scenario", "outliers", "seed", "model", "variant", "parameterisation", "backend", "target_accept"]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    backend: str
-    draws: int
-    tune: int
-    chains: int
-    threads: int
-    hdi_prob: float
 
 
 @dataclass(frozen=True)
 class FitTask:
-    """One fit: a dataset at a target_accept, and where its posterior goes."""
+    """One fit: which data at which target_accept, and where its posterior goes."""
 
-    dataset: str
-    truth: str
-    target_accept: float
+    key: FitKey
     posterior: str
 
 
-class Sampler:
-    """Compile once, then sample many datasets with the same number of groups."""
+@dataclass
+class DataSource:
+    """The datasets a fit job reads: a dataset table per scenario (or real data set) and,
+    for simulated scenarios, their truths by (outliers, seed)."""
 
-    def __init__(self, model: pm.Model, settings: SamplerSettings):
-        self.model = model
-        self.settings = settings
+    tables: dict[str, DatasetTable]
+    truths: dict[str, dict[tuple[str, int], Truth]]
 
-    def sample(self, arrays: dict, seed: int, target_accept: float) -> xr.DataTree:
-        """Posterior of one dataset (attrs["sampling_time"], where the sampler sets it,
-        excludes per-call compilation)."""
-        raise NotImplementedError
-
-
-class StartCheck:
-    """PyMC's `Model.check_start_vals` (same test, same message), compiled once per job
-    instead of on every call. Data reach it through the model's `pm.Data` variables."""
-
-    def __init__(self, model: pm.Model):
-        factors = model.basic_RVs + model.potentials
-        self.names = [factor.name for factor in factors]
-        logps = [factor.sum() for factor in model.logp(factors, sum=False)]
-        # Python linker: compiles in ~0.1 s where numba takes ~1.5 s; a call costs ~0.2 ms.
-        self.logps = model.compile_fn(inputs=model.value_vars, outs=logps, mode="FAST_COMPILE")
-        self.point = model.initial_point()
-
-    def __call__(self) -> None:
-        results = dict(zip(self.names, np.round(self.logps(self.point), 2)))
-        if not all(np.isfinite(v) for v in results.values()):
-            raise SamplingError(
-                "Initial evaluation of model at starting point failed!\n"
-                f"Starting values:\n{self.point}\n\nLogp initial evaluation results:\n{results}"
-            )
+    def dataset(self, key: FitKey) -> tuple[pd.DataFrame, Truth | None, int]:
+        """The observations, the truth (None for real data) and the number of groups."""
+        table = self.tables[key.scenario]
+        data = table.get(key.outliers, key.seed)
+        truth = self.truths.get(key.scenario, {}).get((key.outliers, key.seed))
+        n_groups = truth.n_groups if truth is not None else table.n_groups
+        return data, truth, n_groups
 
 
-class NutpieSampler(Sampler):
-    def __init__(self, model, settings):
-        import nutpie
-
-        from poolbench import nutpie_callbacks
-
-        nutpie_callbacks.install()  # same draws, ~1.3 s less compile per model
-        super().__init__(model, settings)
-        self._nutpie = nutpie
-        self.compiled = nutpie.compile_pymc_model(model)
-        self.check_start = StartCheck(model)
-
-    def sample(self, arrays, seed, target_accept):
-        s = self.settings
-        # PyMC's start check names the offending terms. It also keeps nutpie off its
-        # failed-initialisation path, after which nutpie 0.16's worker threads outlive the
-        # call and can crash the interpreter at exit (SIGSEGV).
-        pm.set_data(arrays, model=self.model)
-        self.check_start()
-        return self._nutpie.sample(
-            self.compiled.with_data(**arrays),
-            draws=s.draws,
-            tune=s.tune,
-            chains=s.chains,
-            cores=s.threads,
-            seed=seed,
-            target_accept=target_accept,
-            save_warmup=False,
-            progress_bar=False,
-        )
-
-
-class PymcSampler(Sampler):
-    """Through pm.sample, which compiles on every call (cached on disk by PyTensor)."""
-
-    nuts_sampler = "pymc"
-    nuts_options: dict = {}
-
-    def sample(self, arrays, seed, target_accept):
-        s = self.settings
-        with self.model:
-            pm.set_data(arrays)
-            return pm.sample(
-                draws=s.draws,
-                tune=s.tune,
-                chains=s.chains,
-                cores=s.threads,
-                random_seed=seed,
-                target_accept=target_accept,
-                nuts_sampler=self.nuts_sampler,
-                progressbar=False,
-                compute_convergence_checks=False,
-                nuts=dict(self.nuts_options),  # a copy: pm.sample adds target_accept to it
-            )
-
-
-class NumpyroSampler(PymcSampler):
-    nuts_sampler = "numpyro"
-    # One CPU device: chains one after another (the "parallel" method needs a device each).
-    nuts_options = {"chain_method": "sequential"}
-
-
-SAMPLERS = {"nutpie": NutpieSampler, "pymc": PymcSampler, "numpyro": NumpyroSampler}
-
-
-@functools.cache
-def code_version() -> str:
-    package = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in FIT_MODULES:
-        digest.update((package / name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-@functools.cache
-def file_digest(path: str) -> str:
-    """SHA-256 of a file, read once per process (a dataset serves several fits)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class FitCache:
-    """Finished fits by the hash of everything that decides them: the dataset's bytes,
-    the model, its priors, the sampler settings (not threads), target_accept, the seed and
-    the code. Entries are written atomically; failed fits are not cached, so a rerun
-    tries them again."""
-
-    def __init__(self, directory: str | Path | None):
-        self.directory = Path(directory) if directory else None
-
-    def key(self, task: FitTask, spec: ModelSpec, prior: dict, settings: SamplerSettings, seed: int) -> str:
-        content = {
-            "dataset": file_digest(task.dataset),
-            "truth": file_digest(task.truth),
-            "model": spec.name,
-            "prior": prior,
-            "settings": {k: v for k, v in asdict(settings).items() if k != "threads"},
-            "target_accept": task.target_accept,
-            "seed": seed,
-            "code": code_version(),
-        }
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-    def _entry(self, key: str) -> Path:
-        return self.directory / key[:2] / key
-
-    def get(self, key: str) -> tuple[dict, list[dict], Path] | None:
-        if self.directory is None:
-            return None
-        entry = self._entry(key)
-        if not (entry / "record.json").exists():
-            return None
-        stored = json.loads((entry / "record.json").read_text())
-        return stored["record"], stored["groups"], entry / "posterior.nc"
-
-    def put(self, key: str, record: dict, groups: list[dict], posterior: Path) -> None:
-        if self.directory is None:
-            return
-        entry = self._entry(key)
-        partial = entry.with_name(entry.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        link_or_copy(posterior, partial / "posterior.nc")
-        (partial / "record.json").write_text(json.dumps({"record": record, "groups": groups}))
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(partial, entry)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Put `source` at `target` atomically, as a hard link where possible (posteriors are
-    never modified in place: every write replaces the file)."""
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:  # another filesystem, or no hard links
-        shutil.copyfile(source, partial)
-    os.replace(partial, target)
-
-
-def _with_data_groups(tree: xr.DataTree, arrays: dict) -> xr.DataTree:
-    """Keep the sample stats ArviZ uses and make sure the data the fit saw travel with it."""
-    stats = tree["sample_stats"].to_dataset()
-    stats = stats[[v for v in KEPT_SAMPLE_STATS if v in stats.data_vars]]
-    return xr.DataTree.from_dict(
-        {
-            "posterior": tree["posterior"].to_dataset(),
-            "sample_stats": stats,
-            "observed_data": xr.Dataset({"y_obs": ("obs", arrays["y"])}),
-            "constant_data": xr.Dataset(
-                {"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}
-            ),
-        }
-    )
+def identity(key: FitKey, spec: ModelSpec, backend: str) -> dict:
+    """The fit a record, a cache entry or a posterior belongs to."""
+    return {
+        "source": key.source,
+        "scenario": key.scenario,
+        "outliers": key.outliers,
+        "seed": key.seed,
+        "model": spec.name,
+        "variant": spec.variant,
+        "parameterisation": spec.parameterisation,
+        "likelihood": spec.likelihood,
+        "prior": spec.prior,
+        "backend": backend,
+        "target_accept": key.target_accept,
+    }
 
 
 def error_message(exc: BaseException) -> str:
@@ -263,124 +77,169 @@ def error_message(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def _sample_one(sampler: Sampler, task: FitTask, truth: Truth, data: pd.DataFrame, seed: int, settings: SamplerSettings, record: dict) -> list[dict]:
-    """Sample one fit, write its posterior, fill `record`; return its per-group rows."""
-    start = time.perf_counter()
-    arrays = model_data(data)
-    tree = sampler.sample(arrays, seed, task.target_accept)
-    elapsed = time.perf_counter() - start
-    # pm.sample compiles inside the call; its own clock covers the sampling alone.
-    sampling_seconds = tree["posterior"].attrs.get("sampling_time", elapsed)
-    record["compile_seconds"] += elapsed - sampling_seconds
-    tree = _with_data_groups(tree, arrays)
-    tree.attrs |= {
-        "truth": json.dumps(asdict(truth)),
-        "fit": json.dumps({k: v for k, v in record.items() if "seconds" not in k}),
+def environment_fault(exc: BaseException, doing: str) -> storage.EnvironmentFault:
+    return storage.EnvironmentFault(
+        f"{doing}: {type(exc).__name__}: {exc}. This is the machine, not the model: free disk "
+        "space or fix permissions, then rerun; fits already finished come back from the cache."
+    )
+
+
+def posterior_tree(tree: xr.DataTree, arrays: dict, attrs: dict) -> xr.DataTree:
+    """What a stored posterior keeps: the draws, the sample stats ArviZ reads, the data the
+    fit saw, and (in attrs) which fit it is and what generated its data."""
+    stats = tree["sample_stats"].to_dataset()
+    stats = stats[[v for v in metrics.KEPT_SAMPLE_STATS if v in stats.data_vars]]
+    groups = {
+        "posterior": tree["posterior"].to_dataset(),
+        "sample_stats": stats,
+        "observed_data": xr.Dataset({OBSERVED: ("obs", arrays["y"])}),
+        "constant_data": xr.Dataset({"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}),
     }
-    groups = group_estimates(tree, truth, settings.hdi_prob)
-    record |= {
-        "status": "ok",
-        "error": "",
-        "sampling_seconds": sampling_seconds,
-        **sampler_diagnostics(tree),
-        **estimate_summary(groups, tree, truth, settings.hdi_prob),
-    }
-    record["ess_bulk_per_second"] = record["min_ess_bulk"] / max(sampling_seconds, 1e-9)
-    write_posterior(tree, task.posterior)
-    return groups
+    for group in ("log_likelihood", "posterior_predictive"):
+        if group in tree.children:
+            groups[group] = tree[group].to_dataset()
+    out = xr.DataTree.from_dict(groups)
+    out.attrs |= attrs
+    return out
 
 
-def fit_batch(
-    spec: ModelSpec,
-    tasks: list[FitTask],
-    settings: SamplerSettings,
-    prior: dict,
-    master_seed: int,
-    cache_dir: str | Path | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit every task; return the per-fit table and the per-group table.
+class FitBatch:
+    """The fits of one job: one model (variant, parameterisation, likelihood, prior set)
+    and backend over many datasets and target_accepts."""
 
-    `prior` is the variant's block of `models/priors`.
-    """
-    for task in tasks:  # the job's directory output exists even if every fit fails
-        Path(task.posterior).parent.mkdir(parents=True, exist_ok=True)
-    truths = {path: Truth.read(path) for path in dict.fromkeys(t.truth for t in tasks)}
-    datasets = {
-        t.dataset: read_dataset(t.dataset, truths[t.truth].n_groups) for t in tasks
-    }
-    cache = FitCache(cache_dir)
-    seeds = [fit_seed(master_seed, truths[t.truth], spec, t.target_accept) for t in tasks]
-    keys = [cache.key(t, spec, prior, settings, s) for t, s in zip(tasks, seeds)]
-    cached = [cache.get(k) for k in keys]
-    n_to_fit = sum(hit is None for hit in cached)
-    log.info("%s: %d fits, %d from the cache", spec.name, len(tasks), len(tasks) - n_to_fit)
-    fresh: list[dict] = []  # records sampled by this job (not from the cache)
+    def __init__(self, spec: ModelSpec, prior: dict, settings: SamplerSettings, hdi_prob: float,
+                 master_seed: int, data: DataSource, cache_dir: str | Path | None = None):
+        self.spec, self.prior, self.settings = spec, prior, settings
+        self.hdi_prob, self.master_seed, self.data = hdi_prob, master_seed, data
+        self.cache = fit_cache.FitCache(cache_dir)
+        self.models = CompiledModels(spec, prior, settings)
 
-    # One sampler per number of groups, built when a fit first needs it.
-    samplers: dict[int, Sampler | Exception] = {}
-    compile_seconds = 0.0
+    def run(self, tasks: list[FitTask]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Fit every task; return the per-fit table and the per-group table."""
+        for task in tasks:  # the job's directory output exists even if every fit fails
+            Path(task.posterior).parent.mkdir(parents=True, exist_ok=True)
+        fit_rows, group_rows, fresh = [], [], []
+        n_cached = 0
+        for i, task in enumerate(tasks, start=1):
+            record, groups, cached = self.fit_one(task)
+            record["ess_bulk_per_second"] = record.get("min_ess_bulk", float("nan")) / max(record["sampling_seconds"], 1e-9)
+            n_cached += cached
+            if not cached:
+                fresh.append(record)
+            fit_rows.append(record)
+            group_rows += [{**{k: record[k] for k in records.IDENTITY}, **row} for row in groups]
+            key = task.key
+            log.info(
+                "fit %d/%d %s %s seed=%s ta=%g: %s%s, %s divergences",
+                i, len(tasks), key.scenario, key.outliers, key.seed, key.target_accept,
+                record["status"], " (cached)" if cached else "", record.get("n_divergent", "-"),
+            )
+        log.info("%s: %d fits, %d from the cache", self.spec.structure, len(tasks), n_cached)
+        # The job's model compilation, shared out over the fits it served.
+        for record in fresh:
+            record["compile_seconds"] += self.models.seconds / len(fresh)
+        return records.frame(fit_rows, records.FIT_COLUMNS), records.frame(group_rows, records.GROUP_COLUMNS)
 
-    def sampler_for(truth: Truth, data: pd.DataFrame) -> Sampler:
-        nonlocal compile_seconds
-        if truth.n_groups not in samplers:
-            start = time.perf_counter()
-            try:
-                model = build_model(spec, prior, data, truth.n_groups)
-                samplers[truth.n_groups] = SAMPLERS[settings.backend](model, settings)
-            except Exception as exc:  # a model that cannot compile fails all its fits
-                samplers[truth.n_groups] = exc
-            seconds = time.perf_counter() - start
-            compile_seconds += seconds
-            log.info("%s: model for %d groups ready in %.2f s (%s)", spec.name, truth.n_groups, seconds, settings.backend)
-        sampler = samplers[truth.n_groups]
-        if isinstance(sampler, Exception):
-            raise sampler
-        return sampler
-
-    fit_rows, group_rows = [], []
-    for i, (task, seed, key, hit) in enumerate(zip(tasks, seeds, keys, cached), start=1):
-        truth = truths[task.truth]
-        if hit is not None:
-            record, groups, posterior = hit
-            link_or_copy(posterior, Path(task.posterior))
-        else:
-            record = {
-                "scenario": truth.scenario,
-                "outliers": truth.outliers,
-                "outlier_count": truth.outlier_count,
-                "outlier_value": truth.outlier_value,
-                "seed": truth.seed,
-                "model": spec.name,
-                "variant": spec.variant,
-                "parameterisation": spec.parameterisation,
-                "target_accept": task.target_accept,
-                **{k: v for k, v in asdict(settings).items() if k != "threads"},
-                "random_seed": seed,
-                "compile_seconds": 0.0,  # plus this job's compile time, shared out below
-            }
-            start = time.perf_counter()
-            try:
-                sampler = sampler_for(truth, datasets[task.dataset])
-                groups = _sample_one(sampler, task, truth, datasets[task.dataset], seed, settings, record)
-                cache.put(key, record, groups, Path(task.posterior))
-            except Exception as exc:
-                log.exception("fit %d/%d failed: %s", i, len(tasks), task.dataset)
-                groups = []
-                record |= {
-                    "status": "failed",
-                    "error": error_message(exc),
-                    "sampling_seconds": time.perf_counter() - start,
-                }
-            fresh.append(record)
-        fit_rows.append(record)
-        group_rows += [{**{k: record[k] for k in IDENTITY}, **row} for row in groups]
-        log.info(
-            "fit %d/%d %s %s seed=%s ta=%g: %s%s, %s divergences",
-            i, len(tasks), truth.scenario, truth.outliers, truth.seed, task.target_accept,
-            record["status"], " (cached)" if hit else "", record.get("n_divergent", "-"),
+    def fit_one(self, task: FitTask) -> tuple[dict, list[dict], bool]:
+        key, spec, settings = task.key, self.spec, self.settings
+        data, truth, n_groups = self.data.dataset(key)
+        arrays = model_arrays(data)
+        seed = fit_seed(self.master_seed, key, spec)
+        fit_identity = identity(key, spec, settings.backend)
+        cache_key = fit_cache.fit_key(
+            fit_cache.arrays_digest(arrays), n_groups,
+            {"model": spec.name, "likelihood": spec.likelihood}, self.prior,
+            settings.decides_draws(), key.target_accept, seed,
         )
-    # The job's model compilation, shared out over the fits it served.
-    for record in fresh:
-        record["compile_seconds"] += compile_seconds / len(fresh)
-    return pd.DataFrame(fit_rows), pd.DataFrame(group_rows)
+        record = fit_identity | _design(truth) | {
+            "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+            "hdi_prob": self.hdi_prob, "random_seed": seed, "compile_seconds": 0.0,
+        }
+        hit = self.cache.get(cache_key, fit_identity)
+        if hit is not None:
+            storage.copy_file(hit.posterior, task.posterior)
+            if not hit.metrics_current:  # the metrics code changed: recompute, do not resample
+                tree = storage.read_posterior(hit.posterior)
+                self.cache.update_metrics(cache_key, hit, self.metrics(tree, data, truth, n_groups))
+            return record | hit.entry["sampling"] | hit.entry["record"], hit.entry["groups"], True
 
+        start = time.perf_counter()
+        try:
+            sampler = self.models.get(arrays, n_groups)
+            start = time.perf_counter()  # the compile is shared out over the job's fits
+            tree = sampler.sample(arrays, seed, key.target_accept)
+            elapsed = time.perf_counter() - start
+            if key.source == REAL:  # judged without a truth: by predictive accuracy and checks
+                tree = _with_predictive(tree, sampler, seed)
+        except storage.EnvironmentFault:
+            raise
+        except Exception as exc:
+            if storage.is_environment_error(exc):
+                raise environment_fault(exc, f"sampling {spec.structure} on {key}") from exc
+            log.exception("fit failed: %s %s", spec.structure, key)
+            return record | {
+                "status": "failed", "error": error_message(exc),
+                "sampling_seconds": time.perf_counter() - start,
+            }, [], False
+        # pm.sample compiles inside the call; its own clock covers the sampling alone.
+        sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", elapsed))}
+        record["compile_seconds"] += elapsed - sampling["sampling_seconds"]
+        attrs = {"fit": json.dumps(fit_identity), "truth": truth.to_json() if truth else "null"}
+        tree = posterior_tree(tree, arrays, attrs)
+        try:
+            storage.write_posterior(tree, task.posterior)
+            computed = self.metrics(tree, data, truth, n_groups)
+            self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed)
+        except Exception as exc:
+            if storage.is_environment_error(exc):
+                raise environment_fault(exc, f"storing the fit {spec.structure} {key}") from exc
+            raise
+        return record | sampling | computed["record"], computed["groups"], False
+
+    def metrics(self, tree: xr.DataTree, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> dict:
+        """Everything a record says about a posterior, with the version of the code that
+        said it (stored in the cache beside the posterior)."""
+        sizes = data["group"].value_counts().reindex(range(n_groups), fill_value=0).to_numpy()
+        labels = data.drop_duplicates("group").set_index("group")["group_label"].reindex(range(n_groups))
+        labels = [str(g) if pd.isna(label) else label for g, label in zip(range(n_groups), labels)]
+        groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
+        record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary}
+        if "log_likelihood" in tree.children:
+            record |= metrics.loo_summary(tree)
+        return {"metrics_version": fit_cache.metrics_code_version(), "record": record, "groups": groups}
+
+
+def _design(truth: Truth | None) -> dict:
+    if truth is None:
+        return {"outlier_count": 0}
+    return {
+        "outlier_count": truth.outlier_count,
+        "outlier_value": truth.outlier_value,
+        "n_groups": truth.n_groups,
+        "points_per_group": truth.points_per_group,
+        "minority_points": truth.minority_points,
+        "noise": truth.noise,
+    }
+
+
+# Replicated datasets kept for the posterior predictive check of a real-data fit.
+PREDICTIVE_DRAWS = 100
+
+
+def _with_predictive(tree: xr.DataTree, sampler: Sampler, seed: int) -> xr.DataTree:
+    """Add what a fit on real data is judged by: the pointwise log-likelihood (group
+    `log_likelihood`, for PSIS-LOO) and replicated datasets from a thinned posterior
+    (group `posterior_predictive`, for the predictive check)."""
+    import pymc as pm
+
+    pm.compute_log_likelihood(tree, model=sampler.model, var_names=[OBSERVED], progressbar=False)
+    posterior = tree["posterior"].to_dataset()
+    step = max(1, posterior.sizes["chain"] * posterior.sizes["draw"] // PREDICTIVE_DRAWS)
+    thinned = posterior.stack(sample=("chain", "draw")).isel(sample=slice(None, None, step))
+    thinned = thinned.drop_vars(["sample", "chain", "draw"]).rename(sample="draw").expand_dims(chain=1)
+    predictive = pm.sample_posterior_predictive(
+        xr.DataTree.from_dict({"posterior": thinned}), model=sampler.model, var_names=[OBSERVED],
+        random_seed=seed, progressbar=False,
+    )
+    tree["posterior_predictive"] = predictive["posterior_predictive"]
+    return tree

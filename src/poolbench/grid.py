@@ -1,49 +1,82 @@
 """The experiment grid: what the config declares, enumerated in one place.
 
-Snakemake's `common.smk`, the scripts and the tests all read the grid through
-these functions, so paths, labels and seeds cannot drift apart.
+Snakemake's `common.smk`, the scripts, the benchmark and the tests all read the grid
+through these functions, so model names, labels, seeds and the split of fits into jobs
+cannot drift apart. Nothing here imports PyMC.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-HIERARCHICAL = "hierarchical"
-NO_PARAMETERISATION = "none"
-# Posterior variable names shared by models, metrics and plots (kept here, away from
-# PyMC, so that plot and report jobs never import it).
-SLOPE = "slope"
-COMMON_SLOPE = "common_slope"
-MU = "mu_slope"
-SIGMA = "sigma_slope"
+from poolbench.variants import LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
 
-
-class ConfigError(ValueError):
-    """A config that passes the schema but contradicts itself."""
+DEFAULT_PRIOR = "default"
+SIMULATED = "simulated"
+REAL = "real"
+# Real data sets have no outlier level or seed; their fits carry these in those columns.
+OBSERVED = "observed"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model structure: a pooling variant and (for the hierarchical one) a parameterisation."""
+    """One compiled model: a variant, its parameterisation, a likelihood, a prior set."""
 
     variant: str
-    parameterisation: str
+    parameterisation: str = NO_PARAMETERISATION
+    likelihood: str = "normal"
+    prior: str = DEFAULT_PRIOR
 
     @property
     def name(self) -> str:
+        """The model's name in tables and paths: the variant, with its parameterisation."""
         if self.parameterisation == NO_PARAMETERISATION:
             return self.variant
         return f"{self.variant}_{self.parameterisation}"
 
+    @property
+    def structure(self) -> str:
+        """Everything that makes a separate compiled model, as a path: model/likelihood/prior."""
+        return f"{self.name}/{self.likelihood}/{self.prior}"
+
     @classmethod
-    def from_name(cls, name: str) -> "ModelSpec":
-        variant, _, parameterisation = name.partition("_")
-        return cls(variant, parameterisation or NO_PARAMETERISATION)
+    def from_name(cls, name: str, likelihood: str = "normal", prior: str = DEFAULT_PRIOR) -> "ModelSpec":
+        """Parse a model name against the registry (variant names may hold underscores)."""
+        if name in MODEL_NAMES:
+            return cls(*MODEL_NAMES[name], likelihood=likelihood, prior=prior)
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODEL_NAMES)}")
+
+
+# Every model name the registry allows -> (variant, parameterisation).
+MODEL_NAMES = {
+    ModelSpec(v.name, p).name: (v.name, p) for v in VARIANTS.values() for p in v.parameterisations
+}
+
+
+class FitKey(NamedTuple):
+    """Which data a fit sees and at which target_accept. For real data sets `scenario` is
+    the data set's name, `outliers` is OBSERVED and `seed` 0."""
+
+    source: str
+    scenario: str
+    outliers: str
+    seed: int
+    target_accept: float
+
+
+class SbcKey(NamedTuple):
+    """One simulation of a calibration cell: the design's scenario and the simulation index."""
+
+    scenario: str
+    simulation: int
+    target_accept: float
 
 
 def seeds(config: dict) -> list[int]:
@@ -61,21 +94,116 @@ def outlier_levels(config: dict) -> dict[str, dict]:
     return {outlier_label(level): level for level in config["outlier_levels"]}
 
 
-def model_specs(config: dict) -> list[ModelSpec]:
-    """Every model structure to fit; parameterisation varies for the hierarchical variant only."""
-    specs = []
-    for variant in config["models"]["variants"]:
-        if variant == HIERARCHICAL:
-            specs += [
-                ModelSpec(variant, p) for p in config["models"]["parameterisations"]
-            ]
-        else:
-            specs.append(ModelSpec(variant, NO_PARAMETERISATION))
-    return specs
-
-
 def target_accept_label(value: float) -> str:
     return f"{value:g}"
+
+
+def scenarios(config: dict) -> dict[str, dict]:
+    """Every scenario to simulate, with `vary` expanded into one scenario per combination
+    (named `{scenario}_{value}_{value}`) and `minority_points` filled in."""
+    out = {}
+    for name, scenario in config["scenarios"].items():
+        vary = {key: values for key, values in scenario.get("vary", {}).items() if values}
+        base = {key: value for key, value in scenario.items() if key != "vary"}
+        for combination in itertools.product(*vary.values()):
+            expanded = base | dict(zip(vary, combination))
+            if expanded.get("minority_points") is None:
+                expanded["minority_points"] = expanded["points_per_group"]
+            label = "_".join([name, *(f"{value:g}" for value in combination)])
+            if label in out:
+                raise ValueError(f"scenarios/{name}: expands to {label!r}, which another scenario already names")
+            out[label] = expanded
+    return out
+
+
+def prior_sets(config: dict) -> list[str]:
+    return [DEFAULT_PRIOR, *config["models"]["prior_sets"]]
+
+
+def specs(variants: list[str], config: dict) -> list[ModelSpec]:
+    """Every compiled model for these variants: parameterisations (where the variant has
+    hierarchical terms), likelihoods and prior sets."""
+    models = config["models"]
+    out = []
+    for variant in variants:
+        allowed = VARIANTS[variant].parameterisations
+        parameterisations = [p for p in models["parameterisations"] if p in allowed] or list(allowed)
+        for parameterisation, likelihood, prior in itertools.product(
+            parameterisations, models["likelihoods"], prior_sets(config)
+        ):
+            out.append(ModelSpec(variant, parameterisation, likelihood, prior))
+    return out
+
+
+def simulated_specs(config: dict) -> list[ModelSpec]:
+    return specs(config["models"]["variants"], config) if config["scenarios"] else []
+
+
+def dataset_specs(config: dict, dataset: str) -> list[ModelSpec]:
+    return specs(config["datasets"][dataset]["variants"], config)
+
+
+def model_specs(config: dict) -> list[ModelSpec]:
+    """Every compiled model of the run, simulated and real data together, each once."""
+    every = simulated_specs(config) + [s for d in config["datasets"] for s in dataset_specs(config, d)]
+    return list(dict.fromkeys(every))
+
+
+def priors(config: dict, spec: ModelSpec) -> dict:
+    """The prior hyperparameters of one model: the registry's defaults, the config's
+    `models/priors`, the prior set's overrides, then the likelihood's own, keys sorted."""
+    models = config["models"]
+    merged = dict(VARIANTS[spec.variant].priors)
+    merged |= models["priors"].get(spec.variant, {})
+    if spec.prior != DEFAULT_PRIOR:
+        merged |= models["prior_sets"][spec.prior].get(spec.variant, {})
+    merged |= LIKELIHOODS[spec.likelihood].priors | models["likelihood_priors"].get(spec.likelihood, {})
+    return {key: merged[key] for key in sorted(merged)}
+
+
+def fit_keys(config: dict, spec: ModelSpec) -> list[FitKey]:
+    """Every fit of one model, in a fixed order: simulated scenarios (outlier levels,
+    seeds, target_accepts), then the real data sets that list its variant."""
+    tas = config["sampler"]["target_accept"]
+    keys = []
+    if spec in simulated_specs(config):
+        levels = list(outlier_levels(config))
+        for scenario, outliers, seed, ta in itertools.product(scenarios(config), levels, seeds(config), tas):
+            keys.append(FitKey(SIMULATED, scenario, outliers, seed, ta))
+    for dataset in config["datasets"]:
+        if spec in dataset_specs(config, dataset):
+            keys += [FitKey(REAL, dataset, OBSERVED, 0, ta) for ta in tas]
+    return keys
+
+
+def sbc_keys(config: dict) -> list[SbcKey]:
+    """Every simulation of one calibration model (the same for every model)."""
+    sbc = config["sbc"]
+    return [
+        SbcKey(scenario, simulation, ta)
+        for scenario, ta, simulation in itertools.product(
+            sbc["scenarios"], sbc["target_accept"], range(sbc["simulations"])
+        )
+    ]
+
+
+def sbc_specs(config: dict) -> list[ModelSpec]:
+    return simulated_specs(config) if config["sbc"]["simulations"] and config["sbc"]["scenarios"] else []
+
+
+def parts(keys: list, fits_per_job: int) -> dict[str, list]:
+    """A model's fits split into jobs: the simulated fits in runs of `fits_per_job`, and
+    each real data set's fits apart (a broken CSV then stops only its own jobs). Labels:
+    `simulated-p0`, `radon-p0`, ..."""
+    by_source: dict[str, list] = {}
+    for key in keys:
+        source = key.scenario if getattr(key, "source", SIMULATED) == REAL else SIMULATED
+        by_source.setdefault(source, []).append(key)
+    out = {}
+    for source, run in by_source.items():
+        for start in range(0, len(run), fits_per_job):
+            out[f"{source}-p{start // fits_per_job}"] = run[start : start + fits_per_job]
+    return out
 
 
 def derive_seed(master_seed: int, *keys: object) -> int:
@@ -88,11 +216,36 @@ def derive_seed(master_seed: int, *keys: object) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def fit_seed(master_seed: int, truth, spec: ModelSpec, target_accept: float) -> int:
-    """The sampler seed of one fit (`truth`: the dataset's poolbench.simulate.Truth)."""
+def _model_coordinates(spec: ModelSpec) -> tuple:
+    """The model's part of a sampler seed. Likelihood and prior set enter only when they
+    are not the defaults, so the seeds of the tutorial's models never changed."""
+    extra = () if spec.likelihood == "normal" else (spec.likelihood,)
+    extra += () if spec.prior == DEFAULT_PRIOR else (spec.prior,)
+    return (spec.name, *extra)
+
+
+def fit_seed(master_seed: int, key: FitKey, spec: ModelSpec) -> int:
+    """The sampler seed of one fit."""
     return derive_seed(
-        master_seed, "fit", truth.scenario, truth.outliers, truth.seed, spec.name, target_accept
+        master_seed, "fit", key.scenario, key.outliers, key.seed, *_model_coordinates(spec), key.target_accept
     )
+
+
+def sbc_seeds(master_seed: int, key: SbcKey, spec: ModelSpec) -> tuple[int, int, int]:
+    """Seeds of one calibration simulation: its design (x), its prior draw, its sampler.
+    The design and the prior draw depend on the simulation's index, never on how many
+    simulations there are, so adding simulations keeps the ones already done."""
+    model = _model_coordinates(spec)
+    return (
+        derive_seed(master_seed, "sbc-design", key.scenario, key.simulation),
+        derive_seed(master_seed, "sbc-prior", key.scenario, key.simulation, *model),
+        derive_seed(master_seed, "sbc-fit", key.scenario, key.simulation, *model, key.target_accept),
+    )
+
+
+def calibration_label(model: str, likelihood: str, prior: str, backend: str, scenario: str, target_accept: float) -> str:
+    """File-safe name of a calibration cell, e.g. 'hierarchical_centered.normal.default.nutpie.hard.ta0.8'."""
+    return f"{model}.{likelihood}.{prior}.{backend}.{scenario}.ta{target_accept_label(target_accept)}"
 
 
 def experiment_hash(config: dict) -> str:
@@ -107,44 +260,8 @@ def showcase_target_accept(config: dict) -> float:
     return max(config["sampler"]["target_accept"])
 
 
-def check_consistency(config: dict) -> None:
-    """Cross-key rules that a JSON schema cannot express; raise naming the keys."""
-    problems = []
-    levels = config["outlier_levels"]
-    for name, scenario in config["scenarios"].items():
-        for level in levels:
-            if level["count"] > scenario["minority_points"]:
-                problems.append(
-                    f"outlier_levels: count {level['count']} exceeds "
-                    f"scenarios/{name}/minority_points={scenario['minority_points']}; "
-                    "outliers replace minority-group points, so count must be <= minority_points"
-                )
-    labels = [outlier_label(level) for level in levels]
-    if len(set(labels)) != len(labels):
-        problems.append(f"outlier_levels: duplicate levels {labels}")
-    plots = config["plots"]
-    if plots["showcase_seed"] not in seeds(config):
-        problems.append(
-            f"plots/showcase_seed: {plots['showcase_seed']} is not one of seeds {seeds(config)}"
-        )
-    if plots["showcase_outliers"] not in [level["count"] for level in levels]:
-        problems.append(
-            f"plots/showcase_outliers: {plots['showcase_outliers']} is not one of the "
-            f"outlier_levels counts {[level['count'] for level in levels]}"
-        )
-    if plots["tutorial_scenario"] not in config["scenarios"]:
-        problems.append(
-            f"plots/tutorial_scenario: {plots['tutorial_scenario']!r} is not one of the "
-            f"scenarios {list(config['scenarios'])}"
-        )
-    if problems:
-        raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
-
-
 def showcase_outlier_label(config: dict) -> str:
     count = config["plots"]["showcase_outliers"]
     return next(
-        outlier_label(level)
-        for level in config["outlier_levels"]
-        if level["count"] == count
+        outlier_label(level) for level in config["outlier_levels"] if level["count"] == count
     )

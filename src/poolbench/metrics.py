@@ -1,13 +1,17 @@
-"""Per-fit diagnostics and errors against the truth, computed with ArviZ."""
+"""Per-fit diagnostics, estimates, errors against the truth, PSIS-LOO and the trust
+verdict, computed with ArviZ. No PyMC here."""
 
 from __future__ import annotations
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from poolbench.grid import MU, SIGMA, SLOPE
-from poolbench.simulate import Truth
+from poolbench.data import Truth
+from poolbench.variants import (
+    INTERCEPT, MU, NU, OBSERVED, SIGMA, SLOPE, VARIANTS, population_mean, population_sd,
+)
 
 SAMPLE_DIMS = ("chain", "draw")
 # Sample-stat names differ between samplers; each tuple lists the aliases of one statistic.
@@ -21,6 +25,16 @@ KEPT_SAMPLE_STATS = (
     "diverging", "energy", "energy_error", "n_steps", "step_size",
     *TREE_DEPTH, *MAX_DEPTH_HIT, "mean_tree_accept", "acceptance_rate", "logp", "lp",
 )
+# Population parameters reported per fit, by their column prefix.
+POPULATION_PARAMETERS = {
+    "mu_slope": MU,
+    "sigma_slope": SIGMA,
+    "mu_intercept": population_mean(INTERCEPT),
+    "sigma_intercept": population_sd(INTERCEPT),
+    "nu": NU,
+}
+# Pareto k above this makes a PSIS-LOO term unreliable (Vehtari et al. 2024).
+PARETO_K_BAD = 0.7
 
 
 def _stat(sample_stats: xr.Dataset, aliases: tuple[str, ...]) -> xr.DataArray | None:
@@ -34,11 +48,11 @@ def _over_all_variables(diagnostic: xr.DataTree, reduce) -> float:
 
 
 def sampler_diagnostics(tree: xr.DataTree) -> dict:
-    """Divergences, R-hat, ESS, tree depth and step size of one fit."""
+    """Divergences, R-hat, ESS, E-BFMI, tree depth and step size of one fit."""
     stats = tree["sample_stats"].to_dataset()
     n_draws = stats.sizes["chain"] * stats.sizes["draw"]
     n_divergent = int(stats["diverging"].sum())
-    # The three diagnostics the tables keep, not az.summary's five: MCSEs would double the cost.
+    # The diagnostics the verdict needs, not az.summary's: its MCSEs would double the cost.
     depth = _stat(stats, TREE_DEPTH)
     max_depth_hit = _stat(stats, MAX_DEPTH_HIT)
     return {
@@ -47,68 +61,226 @@ def sampler_diagnostics(tree: xr.DataTree) -> dict:
         "max_rhat": _over_all_variables(az.rhat(tree), np.nanmax),
         "min_ess_bulk": _over_all_variables(az.ess(tree, method="bulk"), np.nanmin),
         "min_ess_tail": _over_all_variables(az.ess(tree, method="tail"), np.nanmin),
+        "min_bfmi": float(np.min(az.bfmi(tree).to_dataset()["energy"].values)),
         "mean_tree_depth": float(depth.mean()) if depth is not None else np.nan,
-        "max_tree_depth_rate": (
-            float(max_depth_hit.mean()) if max_depth_hit is not None else np.nan
-        ),
+        "max_tree_depth_rate": float(max_depth_hit.mean()) if max_depth_hit is not None else np.nan,
         "step_size": float(stats["step_size"].mean()),
     }
 
 
-def _interval(tree: xr.DataTree, var: str, hdi_prob: float) -> tuple:
-    posterior = tree["posterior"][var]
-    hdi = az.hdi(tree, prob=hdi_prob, var_names=[var])[var]
-    return (
-        posterior.mean(SAMPLE_DIMS),
-        posterior.std(SAMPLE_DIMS),
-        hdi.sel(ci_bound="lower"),
-        hdi.sel(ci_bound="upper"),
+def _intervals(tree: xr.DataTree, names: list[str], hdi_prob: float) -> dict[str, tuple]:
+    """Posterior mean, sd and HDI bounds of each variable, in one ArviZ call."""
+    posterior = tree["posterior"].to_dataset()[names]
+    hdi = az.hdi(tree, prob=hdi_prob, var_names=names).to_dataset()
+    mean, sd = posterior.mean(SAMPLE_DIMS), posterior.std(SAMPLE_DIMS)
+    return {
+        name: (mean[name], sd[name], hdi[name].sel(ci_bound="lower"), hdi[name].sel(ci_bound="upper"))
+        for name in names
+    }
+
+
+def estimates(
+    tree: xr.DataTree,
+    variant: str,
+    hdi_prob: float,
+    group_sizes: np.ndarray,
+    group_labels: list[str],
+    truth: Truth | None,
+) -> tuple[list[dict], dict]:
+    """Per group: every scored coefficient's mean, sd, HDI (and error against the truth);
+    per fit: the population parameters' and, with a truth, the errors that summarise it."""
+    scored = list(VARIANTS[variant].scored)
+    population = [name for name in POPULATION_PARAMETERS.values() if name in tree["posterior"]]
+    intervals = _intervals(tree, scored + population, hdi_prob)
+    rows = []
+    for g, (size, label) in enumerate(zip(group_sizes, group_labels)):
+        row = {"group": g, "group_label": label, "n_obs": int(size)}
+        if truth is not None:
+            row["is_minority"] = g == truth.minority_group
+        for coefficient in scored:
+            mean, sd, lower, upper = (float(v.isel(group=g)) for v in intervals[coefficient])
+            row |= {
+                f"{coefficient}_mean": mean,
+                f"{coefficient}_sd": sd,
+                f"{coefficient}_hdi_lower": lower,
+                f"{coefficient}_hdi_upper": upper,
+            }
+            if truth is not None:
+                true_value = (truth.slopes if coefficient == SLOPE else _intercepts(truth))[g]
+                row |= {f"true_{coefficient}": true_value, f"{coefficient}_error": mean - true_value}
+                if coefficient == SLOPE:
+                    row["hdi_covers_truth"] = lower <= true_value <= upper
+        rows.append(row)
+    summary = {}
+    for column, name in POPULATION_PARAMETERS.items():
+        if name in intervals:
+            mean, sd, lower, upper = intervals[name]
+            summary |= {
+                f"{column}_mean": float(mean),
+                f"{column}_sd": float(sd),
+                f"{column}_hdi_lower": float(lower),
+                f"{column}_hdi_upper": float(upper),
+            }
+    if truth is not None:
+        summary |= truth_errors(rows, summary, truth, scored)
+    return rows, summary
+
+
+def _intercepts(truth: Truth) -> list[float]:
+    return truth.intercepts or [0.0] * truth.n_groups
+
+
+def truth_errors(rows: list[dict], population: dict, truth: Truth, scored: list[str]) -> dict:
+    """Fit-level errors: group-slope RMSE ("shrinkage error"), the minority group's error as
+    an absolute error (seeds cannot cancel it) and as a bias, and the population mean and
+    spread against the scenario's slope_mean and slope_sd."""
+    slope_errors = np.array([row["slope_error"] for row in rows])
+    minority = rows[truth.minority_group]
+    out = {
+        "slope_rmse": float(np.sqrt(np.mean(slope_errors**2))),
+        "hdi_coverage": float(np.mean([row["hdi_covers_truth"] for row in rows])),
+        "minority_slope_mean": minority["slope_mean"],
+        "minority_bias": minority["slope_error"],
+        "minority_abs_error": abs(minority["slope_error"]),
+        "mu_slope_error": population.get("mu_slope_mean", np.nan) - truth.slope_mean,
+        "sigma_slope_error": population.get("sigma_slope_mean", np.nan) - truth.slope_sd,
+    }
+    if INTERCEPT in scored:
+        intercept_errors = np.array([row["intercept_error"] for row in rows])
+        out["intercept_rmse"] = float(np.sqrt(np.mean(intercept_errors**2)))
+    return out
+
+
+def loo_summary(tree: xr.DataTree) -> dict:
+    """PSIS-LOO from the fit's pointwise log-likelihood (stored for real-data fits)."""
+    loo = az.loo(tree, var_name=OBSERVED, pointwise=True)
+    return {
+        "elpd_loo": float(loo.elpd),
+        "elpd_loo_se": float(loo.se),
+        "p_loo": float(loo.p),
+        # A NaN Pareto k (a stuck chain's tied draws) is as unreliable as a large one;
+        # ArviZ 1.3 counts it as good (docs/upstream.md).
+        "n_pareto_k_bad": int((~(np.asarray(loo.pareto_k) <= PARETO_K_BAD)).sum()),
+    }
+
+
+# The checks of the trust verdict, by the name `untrusted_because` lists them under.
+TRUST_CHECKS = ("failed", "rhat", "ess_bulk", "ess_tail", "divergences", "bfmi", "tree_depth")
+
+
+def trust_verdict(fits: pd.DataFrame, trust: dict) -> pd.DataFrame:
+    """`trusted` and `untrusted_because` (the failed checks, comma-separated) for every fit,
+    from its diagnostics and the config's `trust` thresholds. A missing diagnostic fails
+    its check: what cannot be shown good is not trusted."""
+    min_ess = trust["min_ess_per_chain"] * fits["chains"]
+    failing = pd.DataFrame(
+        {
+            "failed": fits["status"] != "ok",
+            "rhat": ~(fits["max_rhat"] < trust["max_rhat"]),
+            "ess_bulk": ~(fits["min_ess_bulk"] >= min_ess),
+            "ess_tail": ~(fits["min_ess_tail"] >= min_ess),
+            "divergences": ~(fits["n_divergent"] <= trust["max_divergences"]),
+            "bfmi": ~(fits["min_bfmi"] >= trust["min_bfmi"]),
+            "tree_depth": ~(fits["max_tree_depth_rate"].fillna(0) <= trust["max_tree_depth_share"]),
+        },
+        index=fits.index,
+    )[list(TRUST_CHECKS)]
+    ok = fits["status"] == "ok"
+    # A failed fit has no diagnostics: it is untrusted because it failed, nothing more.
+    failing.loc[~ok, [c for c in TRUST_CHECKS if c != "failed"]] = False
+    reasons = failing.apply(lambda row: ",".join(row.index[row]), axis=1) if len(fits) else pd.Series(dtype=str)
+    return fits.assign(trusted=~failing.any(axis=1), untrusted_because=reasons.astype(str))
+
+
+# A calibration cell is miscalibrated when one of its parameters' uniformity p-values falls
+# below this level divided by the number of parameters tested in the cell (Bonferroni).
+CALIBRATION_ALPHA = 0.05
+CALIBRATION_CELL = ["model", "variant", "parameterisation", "likelihood", "prior", "backend", "scenario", "target_accept"]
+
+
+def calibration(rank_table: pd.DataFrame, sbc_fits: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and parameter: the ECDF-PIT uniformity test's p-value (ArviZ, `pot_c`), the
+    direction of any departure, and the share of untrusted simulation fits.
+
+    Ranks become PIT values (rank + 0.5) / (n_ranks + 1). p-values are per parameter; a
+    cell tests several, so the verdict uses Bonferroni: miscalibrated when any p-value is
+    below CALIBRATION_ALPHA / (parameters in the cell)."""
+    from arviz_stats.base import array_stats
+
+    cell = CALIBRATION_CELL
+    rows = []
+    trust = sbc_fits.groupby(cell, dropna=False)["trusted"].agg(["mean", "size"]).rename(
+        columns={"mean": "share_trusted", "size": "n_simulations"})
+    for keys, table in rank_table.groupby(cell + ["parameter"], sort=False, dropna=False):
+        pit = (table["rank"].to_numpy() + 0.5) / (table["n_ranks"].to_numpy() + 1)
+        p_value = float(array_stats.uniformity_test(pit, axis=-1, method="pot_c")[0])
+        rows.append(dict(zip(cell + ["parameter"], keys)) | {
+            "n_ranked": len(pit),
+            "p_value": p_value,
+            "pit_mean": float(pit.mean()),
+            "pit_var": float(pit.var()),
+        })
+    table = pd.DataFrame(rows, columns=cell + ["parameter", "n_ranked", "p_value", "pit_mean", "pit_var"])
+    tested = table.groupby(cell, dropna=False)["parameter"].transform("size")
+    table["alpha_bonferroni"] = CALIBRATION_ALPHA / tested
+    table["miscalibrated"] = table["p_value"] < table["alpha_bonferroni"]
+    table["departure"] = [departure(r) if r.miscalibrated else "" for r in table.itertuples()]
+    return table.join(trust, on=cell) if len(table) else table.assign(share_trusted=np.nan, n_simulations=0)
+
+
+def departure(row) -> str:
+    """What a miscalibrated parameter's PIT values say about its posteriors. Uniform PIT
+    values have mean 1/2 and variance 1/12."""
+    if abs(row.pit_mean - 0.5) > 0.1:
+        # Truth mostly above the draws: the posteriors sit too low (and vice versa).
+        return "biased low (posteriors below the truth)" if row.pit_mean > 0.5 else "biased high (posteriors above the truth)"
+    if row.pit_var > 1 / 12:
+        return "under-dispersed (posteriors too narrow)"
+    return "over-dispersed (posteriors too wide)"
+
+
+def pit_tree(ranks: pd.DataFrame) -> xr.DataTree:
+    """A calibration cell's PIT values, (rank + 0.5) / (n_ranks + 1), as ArviZ's
+    `prior_sbc` group: a variable per parameter with dims (chain=1, draw=simulation)."""
+    pit = ranks.assign(pit=(ranks["rank"] + 0.5) / (ranks["n_ranks"] + 1))
+    wide = pit.pivot_table(index="simulation", columns="parameter", values="pit", sort=False)
+    return xr.DataTree.from_dict(
+        {"prior_sbc": xr.Dataset({name: (("chain", "draw"), wide[name].to_numpy()[None]) for name in wide})}
     )
 
 
-def group_estimates(tree: xr.DataTree, truth: Truth, hdi_prob: float) -> list[dict]:
-    """One row per group: posterior mean, sd, HDI, error vs true slope, HDI coverage."""
-    mean, sd, lower, upper = _interval(tree, SLOPE, hdi_prob)
+COMPARISON_COLUMNS = [
+    "dataset", "model", "likelihood", "prior", "trusted", "untrusted_because", "rank", "elpd_loo",
+    "elpd_loo_se", "elpd_diff", "elpd_diff_se", "p_loo", "weight", "n_pareto_k_bad",
+]
+
+
+def compare_real(fits: pd.DataFrame, posteriors: dict[str, xr.DataTree]) -> pd.DataFrame:
+    """Per real data set: ArviZ's PSIS-LOO comparison (stacking weights, ELPD differences
+    with their standard errors) of the trusted fits at the highest target_accept; the
+    untrusted ones are listed, unranked, with the reasons. `posteriors` are keyed
+    'dataset/model/likelihood/prior'."""
+    real = fits[(fits["source"] == "real")]
     rows = []
-    for g, true_slope in enumerate(truth.slopes):
-        lo, hi = float(lower.isel(group=g)), float(upper.isel(group=g))
-        est = float(mean.isel(group=g))
-        rows.append(
-            {
-                "group": g,
-                "is_minority": g == truth.minority_group,
-                "true_slope": true_slope,
-                "slope_mean": est,
-                "slope_sd": float(sd.isel(group=g)),
-                "slope_hdi_lower": lo,
-                "slope_hdi_upper": hi,
-                "slope_error": est - true_slope,
-                "hdi_covers_truth": lo <= true_slope <= hi,
-            }
-        )
-    return rows
-
-
-def estimate_summary(groups: list[dict], tree: xr.DataTree, truth: Truth, hdi_prob: float) -> dict:
-    """Fit-level errors: group-slope RMSE ("shrinkage error"), minority error, mu and sigma."""
-    errors = np.array([row["slope_error"] for row in groups])
-    minority = groups[truth.minority_group]
-    summary = {
-        "slope_rmse": float(np.sqrt(np.mean(errors**2))),
-        "minority_slope_mean": minority["slope_mean"],
-        "minority_error": minority["slope_error"],
-        "hdi_coverage": float(np.mean([row["hdi_covers_truth"] for row in groups])),
-    }
-    for var, label in ((MU, "mu_slope"), (SIGMA, "sigma_slope")):
-        if var in tree["posterior"]:
-            mean, sd, lower, upper = _interval(tree, var, hdi_prob)
-            summary |= {
-                f"{label}_mean": float(mean),
-                f"{label}_sd": float(sd),
-                f"{label}_hdi_lower": float(lower),
-                f"{label}_hdi_upper": float(upper),
-            }
-        else:
-            summary |= {f"{label}_{k}": np.nan for k in ("mean", "sd", "hdi_lower", "hdi_upper")}
-    summary["mu_slope_error"] = summary["mu_slope_mean"] - truth.slope_mean
-    return summary
+    for dataset in dict.fromkeys(real["scenario"]):
+        cell = real[(real["scenario"] == dataset) & np.isclose(real["target_accept"], real["target_accept"].max())]
+        trusted = {}
+        for fit in cell.itertuples():
+            label = f"{dataset}/{fit.model}/{fit.likelihood}/{fit.prior}"
+            row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior,
+                   "trusted": bool(fit.trusted), "untrusted_because": fit.untrusted_because,
+                   "elpd_loo": fit.elpd_loo, "elpd_loo_se": fit.elpd_loo_se, "p_loo": fit.p_loo,
+                   "n_pareto_k_bad": fit.n_pareto_k_bad}
+            if fit.trusted and label in posteriors:
+                trusted[label] = row
+            rows.append(row)
+        if len(trusted) >= 2:
+            compared = az.compare({label: posteriors[label] for label in trusted}, method="stacking",
+                                  var_name=OBSERVED, round_to="none")
+            for label, result in compared.iterrows():
+                trusted[label] |= {"rank": int(result["rank"]), "elpd_diff": float(result["elpd_diff"]),
+                                   "elpd_diff_se": float(result["dse"]), "weight": float(result["weight"])}
+        elif len(trusted) == 1:
+            next(iter(trusted.values())).update(rank=0, elpd_diff=0.0, elpd_diff_se=0.0, weight=1.0)
+    table = pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
+    return table.sort_values(["dataset", "rank"], na_position="last", kind="stable").reset_index(drop=True)

@@ -1,72 +1,92 @@
-"""The four model structures, built by one function.
+"""PyMC models built from the variant registry's terms.
 
-Every variant exposes `slope` with dims `group`, so metrics and plots treat them alike.
-Data enter through `pm.Data`, so one compiled model serves every dataset with the same
-number of groups.
+Every model exposes `slope` (and `intercept` where it has one) with dims `group`, so
+metrics and plots treat all variants alike. Data enter through `pm.Data`, so one compiled
+model serves every dataset with the same number of groups.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 
-from poolbench.grid import COMMON_SLOPE, MU, SIGMA, SLOPE, ModelSpec
+from poolbench.grid import ModelSpec
+from poolbench.variants import (
+    CENTERED, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NU, OBSERVED, POOLED, SLOPE, UNPOOLED,
+    VARIANTS, common, population_mean, population_sd, standardised,
+)
+
 DATA_NAMES = ("x", "y", "group_idx")
 
 
-def model_data(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The arrays a model's `pm.Data` containers hold, by name."""
-    return {
-        "x": data["x"].to_numpy(dtype="float64"),
-        "y": data["y"].to_numpy(dtype="float64"),
-        "group_idx": data["group"].to_numpy(dtype="int64"),
-    }
+def _prior_key(coefficient: str, key: str) -> str:
+    """Prior keys of the slope term are bare ('mu_sd'); the intercept's are prefixed."""
+    return key if coefficient == SLOPE else f"{coefficient}_{key}"
 
 
-def build_model(
-    spec: ModelSpec, prior: dict, data: pd.DataFrame, n_groups: int
-) -> pm.Model:
-    """PyMC model of `spec`; `prior` is the variant's block of `models/priors`.
+def _spread(name: str, prior: dict, coefficient: str):
+    if prior.get("sigma_dist", "exponential") == "halfnormal":
+        return pm.HalfNormal(name, prior[_prior_key(coefficient, "sigma_sd")])
+    return pm.Exponential(name, prior[_prior_key(coefficient, "sigma_rate")])
 
-    pooled:   common_slope ~ N(0, slope_sd); slope_g = common_slope
-    unpooled: slope_g ~ N(0, slope_sd)
-    hierarchical centered:    slope_g ~ N(mu_slope, sigma_slope)
-    hierarchical noncentered: slope_g = mu_slope + sigma_slope * z_g, z_g ~ N(0, 1)
-    """
-    arrays = model_data(data)
+
+def pooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
+    value = pm.Normal(common(coefficient), 0.0, prior[f"{coefficient}_sd"])
+    return pm.Deterministic(coefficient, value * pm.math.ones(n_groups), dims="group")
+
+
+def unpooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
+    return pm.Normal(coefficient, 0.0, prior[f"{coefficient}_sd"], dims="group")
+
+
+def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
+    """Centered: coefficient_g ~ N(mu, sigma). Non-centered: mu + sigma * z_g, z_g ~ N(0, 1)."""
+    mu = pm.Normal(population_mean(coefficient), 0.0, prior[_prior_key(coefficient, "mu_sd")])
+    sigma = _spread(population_sd(coefficient), prior, coefficient)
+    if parameterisation == CENTERED:
+        return pm.Normal(coefficient, mu, sigma, dims="group")
+    z = pm.Normal(standardised(coefficient), 0.0, 1.0, dims="group")
+    return pm.Deterministic(coefficient, mu + sigma * z, dims="group")
+
+
+TERM_BUILDERS = {POOLED: pooled_term, UNPOOLED: unpooled_term, HIERARCHICAL: hierarchical_term}
+
+
+def normal_likelihood(mean, noise, y, prior: dict, n_obs):
+    return pm.Normal(OBSERVED, mu=mean, sigma=noise, observed=y, shape=n_obs)
+
+
+def student_t_likelihood(mean, noise, y, prior: dict, n_obs):
+    nu = pm.Gamma(NU, alpha=prior["nu_alpha"], beta=prior["nu_beta"])
+    return pm.StudentT(OBSERVED, nu=nu, mu=mean, sigma=noise, observed=y, shape=n_obs)
+
+
+LIKELIHOOD_BUILDERS = {"normal": normal_likelihood, "student_t": student_t_likelihood}
+assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOODS), "every registered likelihood needs a builder"
+
+
+def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_groups: int) -> pm.Model:
+    """PyMC model of `spec` on `arrays` (poolbench.data.model_arrays); `prior` holds the
+    variant's and the likelihood's prior hyperparameters (poolbench.grid.priors)."""
+    variant = VARIANTS[spec.variant]
     # No fixed coords for observations: one compiled model then fits datasets of any size.
     with pm.Model(coords={"group": np.arange(n_groups)}) as model:
         x = pm.Data("x", arrays["x"])
         y = pm.Data("y", arrays["y"])
         group_idx = pm.Data("group_idx", arrays["group_idx"])
-
-        if spec.variant == "pooled":
-            common = pm.Normal(COMMON_SLOPE, 0.0, prior["slope_sd"])
-            slope = pm.Deterministic(SLOPE, common * pm.math.ones(n_groups), dims="group")
-        elif spec.variant == "unpooled":
-            slope = pm.Normal(SLOPE, 0.0, prior["slope_sd"], dims="group")
-        elif spec.variant == "hierarchical":
-            mu = pm.Normal(MU, 0.0, prior["mu_sd"])
-            sigma = pm.Exponential(SIGMA, prior["sigma_rate"])
-            if spec.parameterisation == "centered":
-                slope = pm.Normal(SLOPE, mu, sigma, dims="group")
-            elif spec.parameterisation == "noncentered":
-                z = pm.Normal("z", 0.0, 1.0, dims="group")
-                slope = pm.Deterministic(SLOPE, mu + sigma * z, dims="group")
-            else:
-                raise ValueError(f"unknown parameterisation {spec.parameterisation!r}")
-        else:
-            raise ValueError(f"unknown variant {spec.variant!r}")
-
-        noise = pm.Exponential("noise", prior["noise_rate"])
-        pm.Normal("y_obs", mu=slope[group_idx] * x, sigma=noise, observed=y, shape=x.shape)
+        terms = {
+            coefficient: TERM_BUILDERS[kind](coefficient, prior, spec.parameterisation, n_groups)
+            for coefficient, kind in variant.terms.items()
+        }
+        mean = terms[SLOPE][group_idx] * x
+        if INTERCEPT in terms:
+            mean = terms[INTERCEPT][group_idx] + mean
+        noise = pm.Exponential(NOISE, prior["noise_rate"])
+        LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, y, prior, x.shape)
     return model
 
 
-def render_model_graph(
-    spec: ModelSpec, prior: dict, data: pd.DataFrame, n_groups: int, svg: str, png: str
-) -> None:
+def render_model_graph(model: pm.Model, svg: str, png: str) -> None:
     """Plate diagram of a model as SVG and PNG, rendered by Graphviz's `dot`."""
     import shutil
 
@@ -76,7 +96,7 @@ def render_model_graph(
             "Install it: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
             "(macOS) or `conda install -c conda-forge graphviz`."
         )
-    graph = pm.model_to_graphviz(build_model(spec, prior, data, n_groups))
+    graph = pm.model_to_graphviz(model)
     for path, fmt in ((svg, "svg"), (png, "png")):
         with open(path, "wb") as out:
             out.write(graph.pipe(format=fmt))

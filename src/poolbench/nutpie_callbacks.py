@@ -7,17 +7,22 @@ fancy-indexing path (`numba.np.arrayobj.fancy_setslice`): ~1.3 s of every model 
 the reference machine, as long as sampling ten fits. An element loop copies the same values
 and compiles in milliseconds.
 
-The two factories below are nutpie's own, with only that copy changed. `install()` puts them
-in place of nutpie's for the version they were written against and leaves any other version
-alone. `tests/test_fit.py` checks that draws are bit-identical with and without them.
+The two factories below are nutpie's own, with only that copy changed. They stand in for
+nutpie's, only while a model compiles and only for the version they were written
+against (`faster_callbacks()`). `tests/test_fit.py` checks that draws are bit-identical with and without them.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
 
 import numba
 import numpy as np
 import nutpie
 import nutpie.compile_pymc as nutpie_pymc
+
+log = logging.getLogger(__name__)
 
 WRITTEN_FOR = "0.16.11"
 _ORIGINAL_LOGP = nutpie_pymc._make_c_logp_func
@@ -83,16 +88,21 @@ def make_expand_callback(n_dim, n_expanded, expand_fn, user_data, shared_keys, s
     return expand_numba, _EXPAND_SIGNATURE
 
 
-def install() -> bool:
-    """Use these callbacks in `nutpie.compile_pymc_model`; False if nutpie is another version."""
+@contextlib.contextmanager
+def faster_callbacks():
+    """Use these callbacks inside the block (around `nutpie.compile_pymc_model`) and
+    nutpie's own again after it; for another nutpie version, nutpie's own throughout (logged)."""
     if nutpie.__version__ != WRITTEN_FOR:
-        return False
+        log.info(
+            "nutpie %s is not %s, the version poolbench.nutpie_callbacks copies: using nutpie's own callbacks",
+            nutpie.__version__, WRITTEN_FOR,
+        )
+        yield False
+        return
     nutpie_pymc._make_c_logp_func = make_logp_callback
     nutpie_pymc._make_c_expand_func = make_expand_callback
-    return True
-
-
-def uninstall() -> None:
-    """nutpie's own callbacks again (for the test that compares the two)."""
-    nutpie_pymc._make_c_logp_func = _ORIGINAL_LOGP
-    nutpie_pymc._make_c_expand_func = _ORIGINAL_EXPAND
+    try:
+        yield True
+    finally:
+        nutpie_pymc._make_c_logp_func = _ORIGINAL_LOGP
+        nutpie_pymc._make_c_expand_func = _ORIGINAL_EXPAND

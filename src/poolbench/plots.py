@@ -1,7 +1,14 @@
-"""Figures from the tables (seaborn) and from posteriors (ArviZ). No PyMC here."""
+"""Figures from the tables (seaborn) and from posteriors (ArviZ). No PyMC here.
+
+Each summary figure of `poolbench.figures.SUMMARY` is drawn by `<name>_figure(fits,
+groups, summary, showcase)`; the figure families by their own functions below. Errors are
+compared over trusted fits only; every figure that mixes likelihoods or prior sets tells
+them apart (`fit_label`), so nothing is averaged over both silently.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -14,8 +21,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from poolbench.grid import COMMON_SLOPE, MU, SIGMA, SLOPE, ModelSpec
+from poolbench.variants import MU, SIGMA, SLOPE, VARIANTS, standardised
 
+log = logging.getLogger(__name__)
 # Spread over seeds drawn around each point: the central 90 % of seed-level values.
 SEED_SPREAD = ("pi", 90)
 
@@ -24,191 +32,57 @@ def set_style(context: str) -> None:
     sns.set_theme(context=context, style="whitegrid", palette="colorblind")
 
 
-def save(figure, png: str | Path, svg: str | Path, dpi: int) -> None:
-    """Write a figure as PNG and SVG. `figure` is a matplotlib Figure or a seaborn grid."""
+def _drawn_tick_labels(axis) -> list:
+    """The tick labels an axis really draws: visible, non-empty, inside the view limits."""
+    low, high = sorted(axis.get_view_interval())
+    return [
+        tick.label1 for tick in axis.get_major_ticks()
+        if tick.label1.get_visible() and tick.label1.get_text().strip() and low <= tick.get_loc() <= high
+    ]
+
+
+def text_overlaps(figure) -> list[tuple[str, str]]:
+    """Titles (the figure's and each panel's) whose boxes overlap another drawn text (a
+    title, an axis label or a tick label) once the figure is laid out: what makes a title
+    unreadable."""
     figure = getattr(figure, "figure", figure)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    titles, others = [], []
+    if figure._suptitle is not None and figure._suptitle.get_text().strip():
+        titles.append(("suptitle", figure._suptitle))
+    for i, ax in enumerate(figure.axes):
+        titles += [(f"axes {i} {kind}", t) for kind, t in
+                   (("title", ax.title), ("left title", ax._left_title), ("right title", ax._right_title))]
+        others += [(f"axes {i} xlabel", ax.xaxis.label), (f"axes {i} ylabel", ax.yaxis.label)]
+        others += [(f"axes {i} x tick {t.get_text()}", t) for t in _drawn_tick_labels(ax.xaxis)]
+        others += [(f"axes {i} y tick {t.get_text()}", t) for t in _drawn_tick_labels(ax.yaxis)]
+
+    def boxes(texts):
+        return [(name, text.get_window_extent(renderer)) for name, text in texts
+                if text.get_visible() and text.get_text().strip()]
+
+    titles, others = boxes(titles), boxes(others)
+    overlaps = []
+    for i, (name, box) in enumerate(titles):
+        for other, other_box in titles[i + 1 :] + others:
+            if box.overlaps(other_box):
+                overlaps.append((name, other))
+    return overlaps
+
+
+def save(figure, png: str | Path, svg: str | Path | None, dpi: int) -> None:
+    """Write a figure as PNG (and SVG). `figure` is a matplotlib Figure or a seaborn grid.
+    Overlapping texts are reported in the job's log."""
+    figure = getattr(figure, "figure", figure)
+    overlaps = text_overlaps(figure)
+    if overlaps:
+        log.warning("%s: overlapping texts: %s", png, overlaps[:5])
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png, dpi=dpi, bbox_inches="tight")
-    figure.savefig(svg, bbox_inches="tight")
+    if svg is not None:
+        figure.savefig(svg, bbox_inches="tight")
     plt.close(figure)
-
-
-def ok_fits(fits: pd.DataFrame) -> pd.DataFrame:
-    return fits[fits["status"] == "ok"]
-
-
-def divergence_figure(fits: pd.DataFrame):
-    """Divergences against target_accept, centered vs non-centered, a panel per
-    scenario and outlier level."""
-    hierarchical = ok_fits(fits)[fits["variant"] == "hierarchical"]
-    if hierarchical.empty:
-        return message_figure("No successful hierarchical fits: nothing to show.")
-    grid = sns.relplot(
-        data=hierarchical,
-        x="target_accept",
-        y="n_divergent",
-        hue="parameterisation",
-        style="parameterisation",
-        row="scenario",
-        col="outliers",
-        kind="line",
-        markers=True,
-        errorbar=SEED_SPREAD,
-        height=3,
-        aspect=1.3,
-        facet_kws={"sharey": False},
-    )
-    grid.set_axis_labels("target_accept", "divergences per fit")
-    grid.set_titles("{row_name} · outliers {col_name}")
-    return grid
-
-
-def _melt(frame: pd.DataFrame, metrics: dict[str, str], keys: list[str]) -> pd.DataFrame:
-    return frame.melt(id_vars=keys, value_vars=list(metrics), var_name="metric").replace(
-        {"metric": metrics}
-    )
-
-
-def _dodge(frame: pd.DataFrame, hue: str) -> float | bool:
-    # seaborn 0.13 divides by (hue levels - 1) when dodge is a number.
-    return 0.3 if frame[hue].nunique() > 1 else False
-
-
-def _metric_grid(fits: pd.DataFrame, metrics: dict[str, str], x: str, hue: str, log: bool = False):
-    """Point plots of several per-fit metrics: a row per metric, a column per scenario;
-    points are means over seeds (and whatever else is not on the axes)."""
-    ok = ok_fits(fits)
-    if ok.empty:
-        return message_figure("No successful fits: nothing to show.")
-    long = _melt(ok, metrics, ["scenario", "seed", x, hue])
-    grid = sns.catplot(
-        data=long,
-        x=x,
-        y="value",
-        hue=hue,
-        row="metric",
-        col="scenario",
-        kind="point",
-        dodge=_dodge(long, hue),
-        errorbar=SEED_SPREAD,
-        height=3,
-        aspect=1.5,
-        sharey=False,
-    )
-    if log:
-        grid.set(yscale="log")
-    grid.set_titles("{col_name} · {row_name}")
-    return grid
-
-
-def shrinkage_figure(fits: pd.DataFrame):
-    """Group-slope RMSE and minority-group error by model and outlier level, over seeds."""
-    metrics = {"slope_rmse": "group-slope RMSE", "minority_abs_error": "|minority slope error|"}
-    fits = fits.assign(minority_abs_error=fits["minority_error"].abs())
-    grid = _metric_grid(fits, metrics, x="model", hue="outliers")
-    if isinstance(grid, sns.FacetGrid):
-        grid.set_axis_labels("", "error vs true slopes")
-        grid.tick_params(axis="x", rotation=20)
-    return grid
-
-
-def estimates_figure(groups: pd.DataFrame, fits: pd.DataFrame):
-    """Posterior mean and HDI of every group's slope, model by model, against the truth:
-    the shrinkage picture. `groups`/`fits` hold one dataset per scenario."""
-    if groups.empty:
-        return message_figure("No successful fit of the showcase dataset: nothing to show.")
-    scenarios = list(dict.fromkeys(groups["scenario"]))
-    models = list(dict.fromkeys(groups["model"]))
-    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
-    fig, axes = plt.subplots(
-        1, len(scenarios), figsize=(6.5 * len(scenarios), 4.2), squeeze=False, sharey=False
-    )
-    width = 0.8 / max(len(models), 1)
-    for ax, scenario in zip(axes[0], scenarios):
-        panel = groups[groups["scenario"] == scenario]
-        for i, model in enumerate(models):
-            rows = panel[panel["model"] == model]
-            x = rows["group"] + (i - (len(models) - 1) / 2) * width
-            ax.errorbar(
-                x,
-                rows["slope_mean"],
-                yerr=[
-                    rows["slope_mean"] - rows["slope_hdi_lower"],
-                    rows["slope_hdi_upper"] - rows["slope_mean"],
-                ],
-                fmt="o",
-                ms=4,
-                capsize=2,
-                color=palette[model],
-                label=model,
-            )
-        truth = panel.drop_duplicates("group")
-        ax.scatter(truth["group"], truth["true_slope"], marker="_", s=400, color="black", zorder=5, label="true slope")
-        mu = fits.loc[(fits["scenario"] == scenario) & fits["mu_slope_mean"].notna()]
-        if not mu.empty:
-            ax.axhline(mu["mu_slope_mean"].iloc[0], ls="--", lw=1, color="grey", label="hierarchical mu")
-        label = panel.iloc[0]
-        ax.set_title(f"{scenario} · seed {label['seed']} · outliers {label['outliers']}")
-        ax.set_xlabel("group (last = minority)")
-        ax.set_ylabel("slope (mean, HDI)")
-        ax.set_xticks(sorted(panel["group"].unique()))
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def cost_figure(fits: pd.DataFrame):
-    """ESS per second and sampling time by model and target_accept."""
-    metrics = {
-        "ess_bulk_per_second": "min bulk ESS per second",
-        "sampling_seconds": "sampling seconds per fit",
-    }
-    grid = _metric_grid(fits, metrics, x="target_accept", hue="model", log=True)
-    if isinstance(grid, sns.FacetGrid):
-        grid.set_axis_labels("target_accept", "")
-    return grid
-
-
-def backend_figure(fits: pd.DataFrame):
-    """Minimum bulk ESS per second of sampling, by sampler backend and model."""
-    ok = ok_fits(fits)
-    if ok.empty:
-        return message_figure("No successful fits: nothing to show.")
-    grid = sns.catplot(
-        data=ok,
-        x="backend",
-        y="ess_bulk_per_second",
-        hue="model",
-        col="scenario",
-        kind="point",
-        dodge=_dodge(ok, "model"),
-        errorbar=SEED_SPREAD,
-        height=3.2,
-        aspect=1.3,
-    )
-    grid.set(yscale="log")
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("sampler backend", "min bulk ESS per second")
-    return grid
-
-
-def posterior_figure(tree, model: str, hdi_prob: float):
-    """The tutorial's own figures, from a pipeline fit: the pooled slope's posterior,
-    the forest plot of unpooled slopes, the hierarchical model's posteriors."""
-    variant = ModelSpec.from_name(model).variant
-    if variant == "unpooled":
-        collection = az.plot_forest(
-            tree, var_names=[SLOPE], combined=True, ci_kind="hdi", ci_probs=[0.5, hdi_prob],
-            backend="matplotlib",
-        )
-    else:
-        names = [COMMON_SLOPE] if variant == "pooled" else [MU, SIGMA, SLOPE]
-        collection = az.plot_dist(
-            tree, var_names=names, kind="kde", ci_kind="hdi", ci_prob=hdi_prob,
-            backend="matplotlib", figure_kwargs={"figsize": (13, 10) if len(names) > 1 else (6, 3.5)},
-        )
-    figure = collection.viz["figure"].item()
-    figure.suptitle(f"{model}: posterior ({hdi_prob:.0%} HDI)")
-    return figure
 
 
 def message_figure(message: str):
@@ -217,6 +91,335 @@ def message_figure(message: str):
     ax.axis("off")
     ax.text(0.5, 0.5, message[:300], ha="center", va="center", wrap=True, color="firebrick")
     return fig
+
+
+def ok_fits(fits: pd.DataFrame) -> pd.DataFrame:
+    return fits[fits["status"] == "ok"]
+
+
+def fit_label(table: pd.DataFrame) -> pd.Series:
+    """The model's name, with its likelihood and prior set where the table has several."""
+    label = table["model"].astype(str)
+    for column in ("likelihood", "prior"):
+        if column in table and table[column].nunique() > 1:
+            label = label + " · " + table[column].astype(str)
+    return label
+
+
+def simulated(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["source"] == "simulated"] if "source" in table else table
+
+
+def _metric_grid(frame: pd.DataFrame, metrics: dict[str, str], x: str, hue: str, log_scale: bool = False, empty: str = ""):
+    """Point plots of several per-fit metrics: a row per metric, a column per scenario;
+    points are means over seeds (and whatever else is not on the axes)."""
+    if frame.empty:
+        return message_figure(empty or "No fits to show.")
+    long = frame.melt(id_vars=["scenario", "seed", x, hue], value_vars=list(metrics), var_name="metric")
+    long = long.replace({"metric": metrics}).dropna(subset=["value"])
+    if long.empty:
+        return message_figure(empty or "No fits to show.")
+    grid = sns.catplot(
+        data=long, x=x, y="value", hue=hue, row="metric", col="scenario", kind="point",
+        dodge=0.3 if long[hue].nunique() > 1 else False,  # seaborn 0.13 divides by levels - 1
+        errorbar=SEED_SPREAD, height=3, aspect=1.5, sharey=False,
+    )
+    if log_scale:
+        grid.set(yscale="log")
+    grid.set_titles("{col_name} · {row_name}")
+    return grid
+
+
+def trust_figure(fits, groups, summary, showcase):
+    """Share of trusted fits per model and target_accept, a panel per scenario and outlier level."""
+    table = simulated(summary)
+    if table.empty:
+        return message_figure("No simulated fits: nothing to show.")
+    table = table.assign(label=fit_label(table))
+    grid = sns.relplot(
+        data=table, x="target_accept", y="share_trusted", hue="label", style="label",
+        row="scenario", col="outliers", kind="line", markers=True, height=3, aspect=1.3,
+        facet_kws={"sharey": True},
+    )
+    grid.set(ylim=(-0.05, 1.05))
+    grid.set_axis_labels("target_accept", "share of trusted fits")
+    grid.set_titles("{row_name} · outliers {col_name}")
+    grid.legend.set_title("model")
+    return grid
+
+
+def divergences_figure(fits, groups, summary, showcase):
+    """Divergences against target_accept, centered vs non-centered, a panel per scenario
+    and outlier level."""
+    hierarchical = simulated(ok_fits(fits))
+    hierarchical = hierarchical[hierarchical["parameterisation"].isin(["centered", "noncentered"])]
+    if hierarchical.empty:
+        return message_figure("No successful hierarchical fits: nothing to show.")
+    hierarchical = hierarchical.assign(label=fit_label(hierarchical))
+    grid = sns.relplot(
+        data=hierarchical, x="target_accept", y="n_divergent", hue="label", style="label",
+        row="scenario", col="outliers", kind="line", markers=True, errorbar=SEED_SPREAD,
+        height=3, aspect=1.3, facet_kws={"sharey": False},
+    )
+    grid.set_axis_labels("target_accept", "divergences per fit")
+    grid.set_titles("{row_name} · outliers {col_name}")
+    grid.legend.set_title("model")
+    return grid
+
+
+def shrinkage_figure(fits, groups, summary, showcase):
+    """Group-slope RMSE and the minority slope's absolute error, by model and outlier
+    level, over trusted fits."""
+    trusted = simulated(fits[fits["trusted"].astype(bool)])
+    trusted = trusted.assign(label=fit_label(trusted))
+    metrics = {"slope_rmse": "group-slope RMSE", "minority_abs_error": "|minority slope error|"}
+    grid = _metric_grid(trusted, metrics, x="label", hue="outliers", empty="No trusted fits: no error is worth showing.")
+    if isinstance(grid, sns.FacetGrid):
+        grid.set_axis_labels("", "error vs true slopes")
+        grid.tick_params(axis="x", rotation=30)
+        for ax in grid.axes.flat:
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+    return grid
+
+
+def estimates_figure(fits, groups, summary, showcase):
+    """Posterior mean and HDI of every group's slope, model by model, against the truth
+    (one dataset per scenario), with each hierarchical model's population mean and spread
+    against the scenario's."""
+    groups, fits = showcase(simulated(groups)), showcase(simulated(fits))
+    if groups.empty:
+        return message_figure("No successful fit of the showcase dataset: nothing to show.")
+    groups = groups.assign(label=fit_label(groups))
+    fits = fits.assign(label=fit_label(fits))
+    scenarios = list(dict.fromkeys(groups["scenario"]))
+    labels = list(dict.fromkeys(groups["label"]))
+    palette = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 4.6), squeeze=False)
+    width = 0.8 / max(len(labels), 1)
+    for ax, scenario in zip(axes[0], scenarios):
+        panel = groups[groups["scenario"] == scenario]
+        for i, label in enumerate(labels):
+            rows = panel[panel["label"] == label]
+            x = rows["group"] + (i - (len(labels) - 1) / 2) * width
+            ax.errorbar(
+                x, rows["slope_mean"],
+                yerr=[rows["slope_mean"] - rows["slope_hdi_lower"], rows["slope_hdi_upper"] - rows["slope_mean"]],
+                fmt="o", ms=4, capsize=2, color=palette[label], label=label,
+            )
+        truth = panel.drop_duplicates("group")
+        ax.scatter(truth["group"], truth["true_slope"], marker="_", s=400, color="black", zorder=5, label="true slope")
+        cell = fits[(fits["scenario"] == scenario) & fits["mu_slope_mean"].notna()]
+        true_mean = cell["mu_slope_mean"] - cell["mu_slope_error"]
+        if not cell.empty:
+            ax.axhline(true_mean.iloc[0], ls=":", lw=1.2, color="black", label="true slope mean")
+            for row in cell.itertuples():
+                ax.axhline(row.mu_slope_mean, ls="--", lw=1, color=palette.get(row.label, "grey"))
+            spread = "; ".join(
+                f"{row.label}: σ {row.sigma_slope_mean:.2f}" for row in cell.itertuples()
+            )
+            true_sd = cell["sigma_slope_mean"].iloc[0] - cell["sigma_slope_error"].iloc[0]
+            ax.text(0.01, 0.01, f"true σ {true_sd:.2f} · {spread}", transform=ax.transAxes, fontsize=7, va="bottom")
+        first = panel.iloc[0]
+        ax.set_title(f"{scenario} · seed {first['seed']} · outliers {first['outliers']}")
+        ax.set_xlabel("group (last = minority); dashed: each model's mu")
+        ax.set_ylabel("slope (mean, HDI)")
+        ax.set_xticks(sorted(panel["group"].unique()))
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cost_figure(fits, groups, summary, showcase):
+    """ESS per second and sampling time by model and target_accept."""
+    ok = simulated(ok_fits(fits))
+    ok = ok.assign(label=fit_label(ok))
+    metrics = {"ess_bulk_per_second": "min bulk ESS per second", "sampling_seconds": "sampling seconds per fit"}
+    grid = _metric_grid(ok, metrics, x="target_accept", hue="label", log_scale=True, empty="No successful fits: nothing to show.")
+    if isinstance(grid, sns.FacetGrid):
+        grid.set_axis_labels("target_accept", "")
+    return grid
+
+
+def backends_figure(fits, groups, summary, showcase):
+    """Minimum bulk ESS per second of sampling, by sampler backend and model."""
+    ok = simulated(ok_fits(fits))
+    if ok.empty:
+        return message_figure("No successful fits: nothing to show.")
+    ok = ok.assign(label=fit_label(ok))
+    grid = sns.catplot(
+        data=ok, x="backend", y="ess_bulk_per_second", hue="label", col="scenario", kind="point",
+        dodge=0.3 if ok["label"].nunique() > 1 else False, errorbar=SEED_SPREAD, height=3.2, aspect=1.3,
+    )
+    grid.set(yscale="log")
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("sampler backend", "min bulk ESS per second")
+    return grid
+
+
+def posterior_figure(tree, model: str, hdi_prob: float):
+    """The tutorial's own figures, from a pipeline fit: a forest plot of per-group
+    coefficients, or the posterior densities of the variables the registry lists."""
+    from poolbench.grid import ModelSpec
+
+    variant = VARIANTS[ModelSpec.from_name(model).variant]
+    names = list(variant.figure_vars)
+    if variant.figure == "forest":
+        collection = az.plot_forest(
+            tree, var_names=names, combined=True, ci_kind="hdi", ci_probs=[0.5, hdi_prob],
+            backend="matplotlib", figure_kwargs={"layout": "constrained"},
+        )
+    else:
+        size = (13, 10) if len(names) > 1 else (6, 3.5)
+        collection = az.plot_dist(
+            tree, var_names=names, kind="kde", ci_kind="hdi", ci_prob=hdi_prob, backend="matplotlib",
+            figure_kwargs={"figsize": size, "layout": "constrained"},
+        )
+    figure = collection.viz["figure"].item()
+    figure.suptitle(f"{model}: posterior ({hdi_prob:.0%} HDI)")
+    return figure
+
+
+def funnel_points(tree, parameterisation: str, group: int) -> pd.DataFrame:
+    """The draws the funnel figure plots: log(sigma_slope) against one group's slope
+    (centered) or its offset z (non-centered), and whether each draw diverged."""
+    posterior = tree["posterior"]
+    x_name = SLOPE if parameterisation == "centered" else standardised(SLOPE)
+    return pd.DataFrame(
+        {
+            "chain": np.repeat(posterior["chain"].values, posterior.sizes["draw"]),
+            "x_variable": f"{x_name}[{group}]",
+            "x": posterior[x_name].isel(group=group).values.ravel(),
+            "log_sigma": np.log(posterior[SIGMA].values.ravel()),
+            "diverging": tree["sample_stats"]["diverging"].values.ravel().astype(bool),
+        }
+    )
+
+
+def funnel_figure(points: dict[tuple[str, str], pd.DataFrame], scenario: str):
+    """Betancourt's funnel from this pipeline's posteriors: a panel per parameterisation
+    (rows) and target_accept (columns); divergent draws in red."""
+    rows = list(dict.fromkeys(p for p, _ in points))
+    cols = list(dict.fromkeys(ta for _, ta in points))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols), 3.6 * len(rows)), squeeze=False,
+                             sharey=True, layout="constrained")
+    for (parameterisation, ta), frame in points.items():
+        ax = axes[rows.index(parameterisation)][cols.index(ta)]
+        calm = frame[~frame["diverging"]]
+        wild = frame[frame["diverging"]]
+        ax.scatter(calm["x"], calm["log_sigma"], s=3, alpha=0.25, color="tab:blue", label="draws", rasterized=True)
+        ax.scatter(wild["x"], wild["log_sigma"], s=9, color="tab:red", label=f"divergent ({len(wild)})")
+        ax.set_title(f"{parameterisation} · target_accept {ta}", fontsize=10)
+        ax.set_xlabel(frame["x_variable"].iloc[0] if len(frame) else "")
+        ax.legend(loc="lower right", fontsize=7, frameon=True)
+    for row in axes:
+        row[0].set_ylabel("log(sigma_slope)")
+    fig.suptitle(f"The funnel · {scenario}")
+    return fig
+
+
+def calibration_figure(pit: "xr.DataTree", title: str):
+    """ECDF-PIT difference plot of a calibration cell (ArviZ's `plot_ecdf_pit`): each
+    parameter's ECDF of PIT values minus the uniform's, with its simultaneous band."""
+    import arviz_plots as azp
+
+    n = len(pit["prior_sbc"].data_vars)
+    collection = azp.plot_ecdf_pit(
+        pit, group="prior_sbc", method="pot_c", envelope_prob=0.95, backend="matplotlib",
+        col_wrap=min(4, n), figure_kwargs={"figsize": (3.2 * min(4, n), 2.6 * -(-n // 4)), "sharey": False,
+                                           "layout": "constrained"},
+    )
+    figure = collection.viz["figure"].item()
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def ppc_figure(observed: np.ndarray, replicated: dict[str, np.ndarray], title: str):
+    """Posterior predictive check: the observed responses' density against replicated
+    datasets' (thin lines), a panel per model."""
+    labels = list(replicated)
+    cols = min(3, len(labels)) or 1
+    fig, axes = plt.subplots(-(-len(labels) // cols) or 1, cols, figsize=(4.3 * cols, 3.2 * (-(-len(labels) // cols) or 1)),
+                             squeeze=False, sharex=True, layout="constrained")
+    grid = np.linspace(*np.percentile(observed, [0.5, 99.5]), 200)
+    for ax, label in zip(axes.flat, labels):
+        for draw in replicated[label]:
+            ax.plot(grid, _kde(draw, grid), color="tab:blue", alpha=0.15, lw=0.7)
+        ax.plot(grid, _kde(observed, grid), color="black", lw=1.8, label="observed")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("y")
+    for ax in axes.flat[len(labels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    from scipy.stats import gaussian_kde
+
+    return gaussian_kde(values)(grid)
+
+
+def real_shrinkage_figure(groups: pd.DataFrame, title: str):
+    """Each group's estimates against its size, model by model: the small groups are pulled
+    towards the population mean by the hierarchical models, not by the unpooled ones."""
+    coefficients = [c for c in ("intercept", "slope") if groups[f"{c}_mean"].notna().any()]
+    groups = groups.assign(label=fit_label(groups))
+    fig, axes = plt.subplots(1, len(coefficients), figsize=(6 * len(coefficients), 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, coefficient in zip(axes[0], coefficients):
+        sns.scatterplot(data=groups, x="n_obs", y=f"{coefficient}_mean", hue="label", style="label", ax=ax, s=25, alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("observations in the group (log scale)")
+        ax.set_ylabel(f"{coefficient} (posterior mean)")
+        ax.legend(fontsize=7, title=None)
+    fig.suptitle(title)
+    return fig
+
+
+def map_figure(table: pd.DataFrame, values: dict[str, str], title: str, center: float | None = None,
+               log_ratio: bool = False):
+    """Heatmaps over points per group (x) and noise (y): a row per value, a column per
+    target_accept. Cells without a number (no trusted fit) stay blank."""
+    tas = sorted(table["target_accept"].unique())
+    fig, axes = plt.subplots(len(values), len(tas), figsize=(5.4 * len(tas), 3.9 * len(values)), squeeze=False,
+                             layout="constrained")
+    for row, (value, label) in enumerate(values.items()):
+        for col, ta in enumerate(tas):
+            ax = axes[row][col]
+            grid = table[table["target_accept"] == ta].pivot_table(
+                index="noise", columns="points_per_group", values=value, dropna=False
+            )
+            data = np.log2(grid) if log_ratio else grid
+            sns.heatmap(
+                data, ax=ax, annot=grid.round(2), fmt="", cmap="RdBu" if center is not None else "viridis",
+                center=center, vmin=None if center is not None else 0, vmax=None if center is not None else 1,
+                cbar_kws={"label": f"log2 {label}" if log_ratio else label},
+            )
+            ax.invert_yaxis()
+            ax.set_title(f"{label} · target_accept {ta}", fontsize=9)
+            ax.set_xlabel("points per group")
+            ax.set_ylabel("noise sd")
+    fig.suptitle(title)
+    return fig
+
+
+MAP_FIGURES = {
+    "ess_ratio": ({"ess_ratio": "ESS/s centered ÷ non-centered"}, "ESS per second, centered against non-centered (trusted fits; > 1: centered faster)", 0.0, True),
+    "divergences": ({"centered_share_divergent": "centered: share with divergences",
+                     "noncentered_share_divergent": "non-centered: share with divergences"}, "Fits with divergences", None, False),
+    "trusted": ({"centered_share_trusted": "centered: share trusted",
+                 "noncentered_share_trusted": "non-centered: share trusted"}, "Trusted fits", None, False),
+}
+
+
+def map_item_figure(table: pd.DataFrame, name: str, prior: str):
+    """One figure of the parameterisation map, for one prior set."""
+    if table.empty:
+        return message_figure(f"No hierarchical fits with prior set {prior}: nothing to map.")
+    values, title, center, log_ratio = MAP_FIGURES[name]
+    return map_figure(table, values, f"{title} · priors: {prior}", center=center, log_ratio=log_ratio)
 
 
 def showcase(table: pd.DataFrame, seed: int, outliers: str, target_accept: float) -> pd.DataFrame:

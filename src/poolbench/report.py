@@ -1,27 +1,44 @@
-"""The self-contained HTML report: headline findings written from the numbers, tables,
-figures with captions, and provenance. Rendered with Jinja2; images are embedded."""
+"""The self-contained HTML report: headline findings written from the numbers, trust first,
+tables, figures with captions, calibration, real data, and provenance. Rendered with
+Jinja2 with autoescaping on: every string a user controls (config values, names, error
+messages, provenance) reaches the page escaped. Images are embedded.
+
+No headline ranks a model on untrusted fits: every comparison of errors uses trusted fits,
+says how many each side kept, and never names as best a model whose fits in that cell are
+mostly untrusted.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import html
 import importlib.metadata
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 import yaml
+from markupsafe import Markup, escape
 
 from poolbench.grid import experiment_hash
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
 KEY_PACKAGES = [
-    "pymc", "pytensor", "nutpie", "arviz", "arviz-stats", "numpy", "pandas",
+    "pymc", "pytensor", "nutpie", "arviz", "arviz-stats", "arviz-plots", "numpy", "pandas",
     "xarray", "seaborn", "matplotlib", "snakemake",
 ]
+# A model counts as trusted in a cell when at least this share of its fits is.
+MOSTLY_TRUSTED = 0.5
+# "Near zero" divergences per fit, for the target_accept trap.
+FEW_DIVERGENCES = 0.5
+# The rule of thumb the parameterisation map is compared with (Stan discourse).
+RULE_OF_THUMB_POINTS = 50
 
 
 @dataclass
@@ -42,87 +59,253 @@ class Headline:
     template: str  # a str.format template over `numbers` and `words`
     numbers: dict[str, Number] = field(default_factory=dict)
     words: dict[str, str] = field(default_factory=dict)
+    section: str = "findings"
 
 
-def _mean(summary: pd.DataFrame, column: str, **where) -> float | None:
-    rows = summary
-    for key, value in where.items():
-        rows = rows[rows[key] == value]
-    values = rows[column].dropna()
-    return float(values.mean()) if len(values) else None
+def render_headline(headline: Headline) -> Markup:
+    """Each number becomes <span data-key=... data-value=...>, so tests and readers can
+    trace it back to the tables; every word is escaped."""
+    numbers = {
+        name: Markup('<span class="num" data-key="{}" data-value="{}">{}</span>').format(n.key, repr(float(n.value)), str(n))
+        for name, n in headline.numbers.items()
+    }
+    words = {k: escape(v) for k, v in headline.words.items()}
+    return Markup(escape(headline.template).format(**numbers, **words))
+
+
+def _label(row) -> str:
+    """A model with its likelihood and prior set, as headlines name it."""
+    text = row["model"]
+    if row.get("likelihood", "normal") != "normal":
+        text += f" ({row['likelihood']})"
+    if row.get("prior", "default") != "default":
+        text += f" [{row['prior']} priors]"
+    return text
+
+
+def _share(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def _cells(summary: pd.DataFrame) -> pd.DataFrame:
+    simulated = summary[summary["source"] == "simulated"] if "source" in summary else summary
+    return simulated.assign(label=[_label(r) for _, r in simulated.iterrows()])
+
+
+def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Per scenario (and likelihood, prior set): how often each parameterisation's fits
+    were trusted, and which is trusted more often."""
+    out = []
+    cells = _cells(summary)
+    hierarchical = cells[cells["parameterisation"].isin(["centered", "noncentered"])]
+    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
+        shares = {}
+        for parameterisation in ("centered", "noncentered"):
+            side = rows[rows["parameterisation"] == parameterisation]
+            if side["n_fits"].sum():
+                shares[parameterisation] = (side["n_trusted"].sum(), side["n_fits"].sum())
+        if len(shares) < 2:
+            continue
+        key = f"trust:{scenario}:{likelihood}:{prior}"
+        (ct, cn), (nt, nn) = shares["centered"], shares["noncentered"]
+        c_share, n_share = ct / cn, nt / nn
+        verdict = (
+            "the centered form is trusted more often" if c_share > n_share
+            else "the non-centered form is trusted more often" if n_share > c_share
+            else "both forms are trusted equally often"
+        )
+        out.append(Headline(
+            key,
+            "In the {scenario} scenario{variant}, {centered} of {centered_n} centered fits and {noncentered} of "
+            "{noncentered_n} non-centered fits were trusted ({centered_share} against {noncentered_share}): {verdict}.",
+            {
+                "centered": Number(f"{key}:centered_trusted", ct, 0),
+                "centered_n": Number(f"{key}:centered_fits", cn, 0),
+                "noncentered": Number(f"{key}:noncentered_trusted", nt, 0),
+                "noncentered_n": Number(f"{key}:noncentered_fits", nn, 0),
+            },
+            {
+                "scenario": scenario, "verdict": verdict, "centered_share": _share(c_share),
+                "noncentered_share": _share(n_share),
+                "variant": _axes_note(likelihood, prior),
+            },
+        ))
+    return out
+
+
+def _axes_note(likelihood: str, prior: str) -> str:
+    parts = [] if likelihood == "normal" else [f"{likelihood} likelihood"]
+    parts += [] if prior == "default" else [f"{prior} priors"]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
     """Per scenario: centered vs non-centered divergences at the lowest target_accept,
     and what the highest target_accept left of the centered model's."""
     out = []
-    hierarchical = summary[summary["variant"] == "hierarchical"]
+    cells = _cells(summary)
+    hierarchical = cells[cells["parameterisation"].isin(["centered", "noncentered"])]
     tas = sorted(hierarchical["target_accept"].unique())
-    for scenario in dict.fromkeys(hierarchical["scenario"]):
+    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
         low, high = tas[0], tas[-1]
-        centered = _mean(hierarchical, "divergences_mean", scenario=scenario, parameterisation="centered", target_accept=low)
-        noncentered = _mean(hierarchical, "divergences_mean", scenario=scenario, parameterisation="noncentered", target_accept=low)
-        centered_high = _mean(hierarchical, "divergences_mean", scenario=scenario, parameterisation="centered", target_accept=high)
+
+        def mean(parameterisation, ta):
+            chosen = rows[(rows["parameterisation"] == parameterisation) & (rows["target_accept"] == ta)]
+            values = chosen["divergences_mean"].dropna()
+            return float(values.mean()) if len(values) else None
+
+        centered, noncentered, centered_high = mean("centered", low), mean("noncentered", low), mean("centered", high)
         if centered is None or noncentered is None:
             continue
-        key = f"funnel:{scenario}"
+        key = f"funnel:{scenario}" + ("" if (likelihood, prior) == ("normal", "default") else f":{likelihood}:{prior}")
         if centered == noncentered == 0:
-            opening = "In the {scenario} scenario, neither parameterisation diverged at target_accept {low} ({centered} centered, {noncentered} non-centered per fit)"
+            opening = "In the {scenario} scenario{variant}, neither parameterisation diverged at target_accept {low} ({centered} centered, {noncentered} non-centered per fit)"
         else:
-            opening = "In the {scenario} scenario, non-centering {verb} divergences from {centered} to {noncentered} per fit at target_accept {low}"
+            opening = "In the {scenario} scenario{variant}, non-centering {verb} divergences from {centered} to {noncentered} per fit at target_accept {low}"
         headline = Headline(
-            key,
-            opening,
-            {
-                "centered": Number(f"{key}:centered", centered),
-                "noncentered": Number(f"{key}:noncentered", noncentered),
-                "low": Number(f"{key}:low", low, 2),
-            },
-            {"scenario": scenario, "verb": "cut" if noncentered < centered else "did not reduce"},
+            key, opening,
+            {"centered": Number(f"{key}:centered", centered), "noncentered": Number(f"{key}:noncentered", noncentered),
+             "low": Number(f"{key}:low", low, 2)},
+            {"scenario": scenario, "verb": "cut" if noncentered < centered else "did not reduce",
+             "variant": _axes_note(likelihood, prior)},
         )
         if centered_high is not None and high != low:
             headline.template += "; raising target_accept to {high} left the centered model {centered_high} per fit."
-            headline.numbers |= {
-                "high": Number(f"{key}:high", high, 2),
-                "centered_high": Number(f"{key}:centered_high", centered_high),
-            }
+            headline.numbers |= {"high": Number(f"{key}:high", high, 2), "centered_high": Number(f"{key}:centered_high", centered_high)}
         else:
             headline.template += "."
         out.append(headline)
     return out
 
 
-def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
-    """Per scenario, at its largest outlier level: the minority slope's error and the
-    group-slope RMSE of each model (averaged over seeds and target_accept)."""
+def trap_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Cells where raising target_accept brought divergences to (near) zero while most fits
+    stayed untrusted by R-hat or ESS: silence from the divergence check is not a pass."""
     out = []
-    for scenario in dict.fromkeys(summary["scenario"]):
-        rows = summary[summary["scenario"] == scenario]
+    cells = _cells(summary)
+    for (scenario, outliers, label), rows in cells.groupby(["scenario", "outliers", "label"], sort=False):
+        rows = rows.sort_values("target_accept")
+        if len(rows) < 2:
+            continue
+        low, high = rows.iloc[0], rows.iloc[-1]
+        reasons = str(high["untrusted_reasons"])
+        stuck = any(check in reasons for check in ("rhat", "ess_bulk", "ess_tail"))
+        if (low["divergences_mean"] > FEW_DIVERGENCES and high["divergences_mean"] <= FEW_DIVERGENCES
+                and high["share_trusted"] < MOSTLY_TRUSTED and stuck):
+            key = f"trap:{scenario}:{outliers}:{label}"
+            out.append(Headline(
+                key,
+                "Trap: in the {scenario} scenario (outliers {outliers}), raising target_accept from {low} to {high} took "
+                "{model}'s divergences from {before} to {after} per fit, yet only {trusted} of {n} fits at {high} were "
+                "trusted (failed checks: {reasons}). No divergences is not a clean bill of health.",
+                {"low": Number(f"{key}:low", low["target_accept"], 2), "high": Number(f"{key}:high", high["target_accept"], 2),
+                 "before": Number(f"{key}:before", low["divergences_mean"]), "after": Number(f"{key}:after", high["divergences_mean"]),
+                 "trusted": Number(f"{key}:trusted", high["n_trusted"], 0), "n": Number(f"{key}:n", high["n_fits"], 0)},
+                {"scenario": scenario, "outliers": outliers, "model": label, "reasons": reasons},
+            ))
+    return out
+
+
+def best_trusted(rows: pd.DataFrame, column: str) -> tuple[pd.Series | None, list[str]]:
+    """The row with the lowest `column` among models whose fits are mostly trusted, and the
+    models passed over for lower errors because they are not."""
+    scored = rows.dropna(subset=[column])
+    eligible = scored[scored["share_trusted"] >= MOSTLY_TRUSTED]
+    if eligible.empty:
+        return None, []
+    best = eligible.loc[eligible[column].idxmin()]
+    passed_over = scored[(scored["share_trusted"] < MOSTLY_TRUSTED) & (scored[column] < best[column])]
+    return best, list(passed_over["label"])
+
+
+def _pool(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (label) over target_accepts: trusted counts summed, errors as the
+    trusted-fit-weighted means."""
+    out = []
+    for label, group in rows.groupby("label", sort=False):
+        weights = group["n_trusted"]
+        row = {"label": label, "n_trusted": int(weights.sum()), "n_fits": int(group["n_fits"].sum())}
+        for column in ("slope_rmse_mean", "minority_abs_error_mean"):
+            valid = group[column].notna() & (weights > 0)
+            row[column] = float(np.average(group.loc[valid, column], weights=weights[valid])) if valid.any() else np.nan
+        out.append(row)
+    table = pd.DataFrame(out)
+    table["share_trusted"] = table["n_trusted"] / table["n_fits"]
+    return table
+
+
+def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Per scenario, at its largest outlier level: each model's minority-slope absolute error
+    and group-slope RMSE over its trusted fits (with how many it kept), and the best model
+    among those mostly trusted."""
+    out = []
+    cells = _cells(summary)
+    for scenario in dict.fromkeys(cells["scenario"]):
+        rows = cells[cells["scenario"] == scenario]
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
-        rows = rows[rows["outliers"] == outliers]
-        models = list(dict.fromkeys(rows["model"]))
+        pooled = _pool(rows[rows["outliers"] == outliers])
         key = f"shrinkage:{scenario}:{outliers}"
         numbers, parts = {}, []
-        for model in models:
-            error = _mean(rows, "minority_error_mean", model=model)
-            rmse = _mean(rows, "slope_rmse_mean", model=model)
-            if error is None:
-                continue
-            numbers[f"{model}_error"] = Number(f"{key}:{model}:minority_error", error, 2)
-            numbers[f"{model}_rmse"] = Number(f"{key}:{model}:slope_rmse", rmse, 2)
-            parts.append(f"{model} {{{model}_error}} (RMSE {{{model}_rmse}})")
-        if not parts:
+        for i, row in enumerate(pooled.itertuples()):
+            tag = f"m{i}"
+            numbers[f"{tag}_kept"] = Number(f"{key}:{row.label}:trusted", row.n_trusted, 0)
+            numbers[f"{tag}_n"] = Number(f"{key}:{row.label}:fits", row.n_fits, 0)
+            if row.n_trusted:
+                numbers[f"{tag}_error"] = Number(f"{key}:{row.label}:minority_abs_error", row.minority_abs_error_mean, 2)
+                numbers[f"{tag}_rmse"] = Number(f"{key}:{row.label}:slope_rmse", row.slope_rmse_mean, 2)
+                parts.append(f"{{{tag}_name}} {{{tag}_error}} (RMSE {{{tag}_rmse}}; {{{tag}_kept}} of {{{tag}_n}} fits trusted)")
+            else:
+                parts.append(f"{{{tag}_name}} none (0 of {{{tag}_n}} fits trusted)")
+        words = {"scenario": scenario, "outliers": outliers} | {f"m{i}_name": r.label for i, r in enumerate(pooled.itertuples())}
+        best, passed_over = best_trusted(pooled, "slope_rmse_mean")
+        if best is None:
+            ending = "; no model's fits were mostly trusted, so none is named best."
+        else:
+            ending = "; the lowest group-slope RMSE among mostly trusted models was {best}'s"
+            words["best"] = best["label"]
+            if passed_over:
+                ending += " ({passed} had lower errors on fits mostly untrusted, so they are not ranked)"
+                words["passed"] = ", ".join(passed_over)
+            ending += "."
+        out.append(Headline(
+            key,
+            "In the {scenario} scenario with outliers {outliers}, the minority slope's mean absolute error over "
+            "trusted fits was " + ", ".join(parts) + ending,
+            numbers, words,
+        ))
+    return out
+
+
+def likelihood_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Where both likelihoods were fitted: the minority slope's error, normal against
+    Student-t, per scenario and model at the largest outlier level (trusted fits)."""
+    out = []
+    cells = _cells(summary)
+    if cells["likelihood"].nunique() < 2:
+        return out
+    for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False):
+        outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
+        rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == "default")]
+        sides = {}
+        for likelihood in ("normal", "student_t"):
+            side = rows[rows["likelihood"] == likelihood]
+            pooled = _pool(side.assign(label=model)) if len(side) else pd.DataFrame()
+            if len(pooled) and pooled["n_trusted"].iloc[0] > 0:
+                sides[likelihood] = pooled.iloc[0]
+        if len(sides) < 2:
             continue
-        best = min(models, key=lambda m: numbers[f"{m}_rmse"].value if f"{m}_rmse" in numbers else float("inf"))
-        out.append(
-            Headline(
-                key,
-                "In the {scenario} scenario with outliers {outliers}, the minority slope's mean error "
-                "was " + ", ".join(parts) + "; the lowest group-slope RMSE was {best}'s.",
-                numbers,
-                {"scenario": scenario, "outliers": outliers, "best": best},
-            )
-        )
+        key = f"likelihood:{scenario}:{outliers}:{model}"
+        normal, robust = sides["normal"], sides["student_t"]
+        out.append(Headline(
+            key,
+            "With outliers {outliers} in the {scenario} scenario, {model}'s minority slope was off by {normal} with a "
+            "normal likelihood and by {robust} with a Student-t one (trusted fits: {normal_kept} and {robust_kept}).",
+            {"normal": Number(f"{key}:normal", normal["minority_abs_error_mean"], 2),
+             "robust": Number(f"{key}:student_t", robust["minority_abs_error_mean"], 2),
+             "normal_kept": Number(f"{key}:normal_trusted", normal["n_trusted"], 0),
+             "robust_kept": Number(f"{key}:student_t_trusted", robust["n_trusted"], 0)},
+            {"scenario": scenario, "outliers": outliers, "model": model},
+        ))
     return out
 
 
@@ -135,19 +318,102 @@ def failure_headline(fits: pd.DataFrame) -> Headline:
     )
 
 
+def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
+    """Per calibration cell: calibrated, or which parameters are not and how."""
+    out = []
+    cell = ["model", "likelihood", "prior", "backend", "scenario", "target_accept"]
+    for keys, rows in calibration.groupby(cell, sort=False):
+        model, likelihood, prior, backend, scenario, ta = keys
+        key = f"calibration:{model}:{likelihood}:{prior}:{backend}:{scenario}:{ta:g}"
+        bad = rows[rows["miscalibrated"].astype(bool)]
+        numbers = {
+            "n": Number(f"{key}:simulations", rows["n_simulations"].iloc[0], 0),
+            "p": Number(f"{key}:min_p", rows["p_value"].min(), 3),
+            "trusted": Number(f"{key}:share_trusted", 100 * rows["share_trusted"].iloc[0], 0),
+        }
+        words = {"cell": f"{_label({'model': model, 'likelihood': likelihood, 'prior': prior})} on the {scenario} design "
+                         f"at target_accept {ta:g} ({backend})"}
+        if bad.empty:
+            template = "{cell}: calibrated ({n} simulations; smallest p-value {p}, Bonferroni over its parameters; {trusted}% of the simulation fits trusted)."
+        else:
+            words["which"] = "; ".join(f"{r.parameter} {r.departure}" for r in bad.head(4).itertuples()) + (
+                f"; and {len(bad) - 4} more" if len(bad) > 4 else "")
+            template = "{cell}: miscalibrated: {which} ({n} simulations; smallest p-value {p}; {trusted}% of the simulation fits trusted)."
+        out.append(Headline(key, template, numbers, words, section="calibration"))
+    return out
+
+
+def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
+    """Per real data set: which model predicts best, by how much in standard errors, and
+    which fits were left out as untrusted and why."""
+    out = []
+    for dataset, rows in comparison.groupby("dataset", sort=False):
+        rows = rows.assign(label=[_label(r) for _, r in rows.iterrows()])
+        key = f"real:{dataset}"
+        ranked = rows.dropna(subset=["rank"]).sort_values("rank")
+        untrusted = rows[~rows["trusted"].astype(bool)]
+        words = {"dataset": dataset}
+        numbers = {}
+        if ranked.empty:
+            template = "{dataset}: no fit at the highest target_accept was trusted, so no model is ranked."
+        else:
+            best = ranked.iloc[0]
+            words["best"] = best["label"]
+            numbers["elpd"] = Number(f"{key}:best_elpd", best["elpd_loo"], 1)
+            template = "{dataset}: {best} predicts best (ELPD-LOO {elpd})"
+            if len(ranked) > 1:
+                second = ranked.iloc[1]
+                words["second"] = second["label"]
+                numbers["diff"] = Number(f"{key}:elpd_diff", -second["elpd_diff"], 1)
+                numbers["se"] = Number(f"{key}:elpd_diff_se", second["elpd_diff_se"], 1)
+                ratio = -second["elpd_diff"] / second["elpd_diff_se"] if second["elpd_diff_se"] > 0 else np.inf
+                numbers["ratio"] = Number(f"{key}:diff_in_se", ratio, 1)
+                template += ", ahead of {second} by {diff} (SE {se}, {ratio} standard errors)"
+            template += "."
+        if len(untrusted):
+            words["untrusted"] = "; ".join(f"{r.label} ({r.untrusted_because})" for r in untrusted.itertuples())
+            template += " Not ranked, untrusted: {untrusted}."
+        out.append(Headline(key, template, numbers, words, section="real"))
+    return out
+
+
+def map_headlines(table: pd.DataFrame) -> list[Headline]:
+    """The parameterisation map, per prior set, target_accept and noise level: from how many
+    points per group the centered form wins on ESS per second (trusted fits) with no more
+    untrusted fits, compared with the rule of thumb of about 50 observations per group."""
+    out = []
+    if table.empty:
+        return out
+    for (prior, ta, noise), rows in table.groupby(["prior", "target_accept", "noise"], sort=True):
+        rows = rows.sort_values("points_per_group")
+        wins = (rows["ess_ratio"] > 1) & (rows["centered_share_trusted"] >= rows["noncentered_share_trusted"])
+        key = f"map:{prior}:{ta:g}:{noise:g}"
+        words = {"prior": prior, "noise": f"{noise:g}", "ta": f"{ta:g}"}
+        # From where on the centered form wins at every larger size too.
+        threshold = None
+        for i in range(len(rows)):
+            if wins.iloc[i:].all():
+                threshold = rows["points_per_group"].iloc[i]
+                break
+        if threshold is None:
+            template = "Noise {noise}, target_accept {ta}, {prior} priors: the centered form never wins for good on ESS/s with no more untrusted fits, up to {largest} points per group."
+            numbers = {"largest": Number(f"{key}:largest", rows["points_per_group"].max(), 0)}
+        else:
+            numbers = {"threshold": Number(f"{key}:threshold", threshold, 0), "rule": Number(f"{key}:rule", RULE_OF_THUMB_POINTS, 0)}
+            comparison = "below" if threshold < RULE_OF_THUMB_POINTS else "above" if threshold > RULE_OF_THUMB_POINTS else "at"
+            words["comparison"] = comparison
+            template = "Noise {noise}, target_accept {ta}, {prior} priors: the centered form wins on ESS/s with no more untrusted fits from {threshold} points per group on ({comparison} the rule of thumb of about {rule})."
+        out.append(Headline(key, template, numbers, words, section="map"))
+    return out
+
+
 def headlines(summary: pd.DataFrame, fits: pd.DataFrame) -> list[Headline]:
-    return [*funnel_headlines(summary), *shrinkage_headlines(summary), failure_headline(fits)]
-
-
-def render_headline(headline: Headline) -> str:
-    """Each number becomes <span data-key=... data-value=...>, so tests and readers can
-    trace it back to the tables."""
-    numbers = {
-        name: f'<span class="num" data-key="{n.key}" data-value="{float(n.value)!r}">{n}</span>'
-        for name, n in headline.numbers.items()
-    }
-    words = {k: jinja2.utils.markupsafe.escape(v) for k, v in headline.words.items()}
-    return headline.template.format(**numbers, **words)
+    if summary.empty:
+        return [failure_headline(fits)]
+    return [
+        *trust_headlines(summary), *trap_headlines(summary), *funnel_headlines(summary),
+        *shrinkage_headlines(summary), *likelihood_headlines(summary), failure_headline(fits),
+    ]
 
 
 def package_versions() -> dict[str, str]:
@@ -187,29 +453,46 @@ def data_uri(path: str | Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def render_caption(path: str | Path, **wildcards) -> str:
-    """Captions are the RST files Snakemake's report uses; render their Jinja parts the same way."""
-    text = Path(path).read_text()
-    return jinja2.Template(text).render(snakemake={"wildcards": wildcards}).strip()
+def render_caption(path: str | Path, **wildcards) -> Markup:
+    """Captions are the RST files Snakemake's report uses: their Jinja parts rendered the
+    same way, the text escaped, ``literals`` set as code."""
+    text = jinja2.Template(Path(path).read_text()).render(snakemake={"wildcards": wildcards}).strip()
+    escaped = html.escape(" ".join(text.split()))
+    return Markup(re.sub(r"``(.+?)``", r"<code>\1</code>", escaped))
 
 
 SUMMARY_COLUMNS = {
     "scenario": "scenario",
     "outliers": "outliers",
     "model": "model",
+    "likelihood": "likelihood",
+    "prior": "prior",
     "target_accept": "target_accept",
     "n_fits": "fits",
     "n_failed": "failed",
+    "share_trusted": "trusted",
     "divergences_mean": "divergences / fit",
     "share_with_divergences": "share with divergences",
-    "slope_rmse_mean": "slope RMSE",
-    "minority_error_mean": "minority error",
-    "minority_error_lower": "minority error 5 %",
-    "minority_error_upper": "minority error 95 %",
-    "hdi_coverage_mean": "HDI coverage",
     "max_rhat": "max R-hat",
+    "min_ess_bulk": "min bulk ESS",
+    "untrusted_reasons": "untrusted because",
+    "slope_rmse_mean": "slope RMSE (trusted)",
+    "minority_abs_error_mean": "|minority error| (trusted)",
+    "minority_bias_mean": "minority bias (trusted)",
+    "hdi_coverage_mean": "HDI coverage (trusted)",
     "ess_bulk_per_second_median": "ESS/s (median)",
 }
+
+
+def _format(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "–" if np.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def table_rows(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    present = [c for c in columns if c in frame.columns]
+    return [columns[c] for c in present], [[_format(v) for v in row] for row in frame[present].itertuples(index=False)]
 
 
 def render_report(
@@ -219,23 +502,59 @@ def render_report(
     figures: list[dict],
     config: dict,
     provenance: dict,
+    calibration: pd.DataFrame | None = None,
+    comparison: pd.DataFrame | None = None,
+    parameterisation: pd.DataFrame | None = None,
 ) -> str:
-    """`figures`: dicts with title, path and caption. `provenance`: the tables' own
+    """`figures`: dicts with section, title, path and caption. `provenance`: the tables' own
     (experiment hash, package versions, commit), so the report states where its numbers
     came from even when it is rebuilt later for a plot change."""
-    failed = fits[fits["status"] != "ok"][
-        ["scenario", "outliers", "seed", "model", "target_accept", "error"]
-    ]
-    table = summary[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape()
-    )
+    calibration = calibration if calibration is not None else pd.DataFrame()
+    comparison = comparison if comparison is not None else pd.DataFrame()
+    failed = fits[fits["status"] != "ok"][["scenario", "outliers", "seed", "model", "likelihood", "target_accept", "error"]]
+    header, rows = table_rows(summary, SUMMARY_COLUMNS)
+    untrusted = [bool(v < MOSTLY_TRUSTED) for v in summary.get("share_trusted", pd.Series(dtype=float)).fillna(0)]
+    sections = {}
+    for figure in figures:
+        sections.setdefault(figure["section"], []).append(
+            figure | {"src": data_uri(figure["path"]) if Path(figure["path"]).exists() else ""}
+        )
+    calibration_header, calibration_rows = table_rows(
+        calibration, {"model": "model", "likelihood": "likelihood", "prior": "prior", "scenario": "design",
+                      "target_accept": "target_accept", "parameter": "parameter", "p_value": "p-value",
+                      "alpha_bonferroni": "Bonferroni level", "departure": "departure", "share_trusted": "trusted sims"})
+    comparison_header, comparison_rows = table_rows(
+        comparison, {"dataset": "data set", "model": "model", "likelihood": "likelihood", "prior": "prior",
+                     "trusted": "trusted", "untrusted_because": "untrusted because", "rank": "rank",
+                     "elpd_loo": "ELPD-LOO", "elpd_loo_se": "SE", "elpd_diff": "ELPD diff", "elpd_diff_se": "diff SE",
+                     "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7"})
+    study = config.get("study", {})
+    all_headlines = headlines(summary, fits)
+    if len(calibration):
+        all_headlines += calibration_headlines(calibration)
+    if len(comparison):
+        all_headlines += real_headlines(comparison)
+    if study.get("parameterisation_map") and parameterisation is not None:
+        all_headlines += map_headlines(parameterisation)
+    by_section = {}
+    for headline in all_headlines:
+        by_section.setdefault(headline.section, []).append(render_headline(headline))
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return environment.get_template("report.html.j2").render(
-        headlines=[jinja2.utils.markupsafe.Markup(render_headline(h)) for h in headlines(summary, fits)],
-        summary_html=table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", classes="summary", border=0),
+        title=study.get("title", "poolbench report"),
+        question=study.get("question", ""),
+        study=study.get("name", ""),
+        headlines=by_section,
+        summary_header=header,
+        summary_rows=list(zip(rows, untrusted)),
         failed=failed.to_dict("records"),
-        figures=[f | {"src": data_uri(f["path"])} for f in figures],
+        sections=sections,
+        calibration_header=calibration_header,
+        calibration_rows=calibration_rows,
+        comparison_header=comparison_header,
+        comparison_rows=comparison_rows,
         config_yaml=yaml.safe_dump(config, sort_keys=False),
         provenance=provenance,
         n_fits=len(fits),
+        trust=config.get("trust", {}),
     )

@@ -1,4 +1,5 @@
-"""Process setup for workflow scripts: thread pinning and logging to the rule's log.
+"""Process setup for workflow scripts, in one place: thread pinning, logging to the rule's
+log, PyTensor's global settings, and stopping when Snakemake is gone.
 
 Import this before numpy: BLAS and OpenMP read their thread counts at load time.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -15,6 +18,8 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "NUMBA_NUM_THREADS",
 )
+# How often a job checks that the Snakemake that started it still runs.
+WATCH_SECONDS = 2.0
 
 
 def pin_threads(threads: int = 1) -> None:
@@ -43,4 +48,81 @@ def configure_logging(snakemake) -> logging.Logger:
         sys.__excepthook__(exc_type, exc, tb)
 
     sys.excepthook = log_uncaught
+    return logger
+
+
+def configure_pytensor() -> None:
+    """PyTensor's global settings for every job that compiles a model.
+
+    PyTensor's on-disk numba cache makes the numbers depend on the cache's state: a fit
+    compiled cold and the same fit loaded from the cache sample different chains
+    (docs/performance.md). Same config => same numbers comes first, so every job compiles
+    cold.
+    """
+    import pytensor
+
+    pytensor.config.numba__cache = False
+
+
+def stop_with_snakemake(logger: logging.Logger) -> None:
+    """Exit when the Snakemake process that started this job is gone (killed with
+    SIGKILL, it cannot stop its jobs): an orphaned job would race the rerun for the same
+    files. Looks for the nearest ancestor whose command line runs snakemake."""
+    import psutil
+
+    try:
+        parents = psutil.Process().parents()
+    except psutil.Error:
+        return
+    owner = next((p for p in parents if _runs_snakemake(p)), None)
+    if owner is None:
+        return
+    created = owner.create_time()
+
+    def watch():
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
+                alive = owner.is_running() and owner.create_time() == created and owner.status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                alive = False
+            if not alive:
+                logger.error("Snakemake (pid %d) is gone: stopping this job, whose outputs it would not keep", owner.pid)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="stop-with-snakemake", daemon=True).start()
+
+
+def _runs_snakemake(process) -> bool:
+    import psutil
+
+    try:
+        return any("snakemake" in os.path.basename(part) for part in process.cmdline()[:2])
+    except psutil.Error:
+        return False
+
+
+def remove_stale_partials(snakemake, logger: logging.Logger) -> None:
+    """A writer killed mid-write (SIGKILL) leaves its private '.partial' file beside the
+    output it was writing: remove those of dead writers before writing again."""
+    from pathlib import Path
+
+    from poolbench.storage import remove_stale_partials as remove
+
+    removed = 0
+    for output in snakemake.output:
+        path = Path(output)
+        removed += remove(path.parent, recursive=False)
+        if path.is_dir():
+            removed += remove(path)
+    if removed:
+        logger.info("removed %d unfinished files left by killed writers", removed)
+
+
+def start_job(snakemake, threads: int = 1) -> logging.Logger:
+    """What every workflow script does first."""
+    pin_threads(threads)
+    logger = configure_logging(snakemake)
+    stop_with_snakemake(logger)
+    remove_stale_partials(snakemake, logger)
     return logger

@@ -1,12 +1,15 @@
-"""Reading and writing results: atomic writes, clear errors on unreadable files.
+"""Reading and writing results: atomic writes, checksums, clear errors on unreadable files.
 
 Free of PyMC, so plot and report jobs can use it.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,15 +17,93 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xarray as xr
 
+PARTIAL = ".partial"
+# Errors of the machine, not of a model: a fit that meets one has not failed, the job has.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM,
+    errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+}
+ENVIRONMENT_MESSAGES = (
+    "No space left on device", "Disk quota exceeded", "Read-only file system",
+    "Permission denied", "Input/output error", "errno = 28", "errno = 13", "errno = 30",
+)
+
+
+class EnvironmentFault(RuntimeError):
+    """The machine failed the job (disk full, permissions, I/O): stop, and say where."""
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """True for an error of the machine anywhere in the exception's chain. HDF5 reports a
+    full disk as an OSError without errno, its message quoting the C errno."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MemoryError):
+            return True
+        if isinstance(exc, OSError) and (
+            exc.errno in ENVIRONMENT_ERRNOS or any(m in str(exc) for m in ENVIRONMENT_MESSAGES)
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def partial_path(path: Path) -> Path:
+    """A writer's private temporary name beside `path`: it carries the writer's PID, so two
+    processes writing the same result (a rerun racing an orphan) never share one, and a
+    stale one can be told from a live one."""
+    return path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}")
+
 
 def _atomically(path: str | Path, write) -> None:
-    """Write to a '.partial' sibling, then rename: an interrupted job never leaves a
-    truncated file under the final name."""
+    """Write to a private '.partial' sibling, then rename: a reader never sees a truncated
+    file under the final name, and nothing is left behind when the write fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
+    partial = partial_path(path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        remove_path(partial)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def remove_stale_partials(directory: str | Path, recursive: bool = True) -> int:
+    """Remove '.partial' files and folders in `directory` whose writer is gone (a process
+    killed mid-write leaves them). Returns how many were removed."""
+    removed = 0
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    found = directory.rglob(f"*{PARTIAL}") if recursive else directory.glob(f"*{PARTIAL}")
+    for path in list(found):
+        pid = path.name.removesuffix(PARTIAL).rsplit(".", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        remove_path(path)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_table(frame: pd.DataFrame, parquet: str | Path, csv: str | Path | None = None) -> None:
@@ -35,6 +116,10 @@ def write_table(frame: pd.DataFrame, parquet: str | Path, csv: str | Path | None
         _atomically(csv, lambda p: frame.to_csv(p, index=False))
 
 
+def write_text(text: str, path: str | Path) -> None:
+    _atomically(path, lambda p: Path(p).write_text(text))
+
+
 def read_provenance(parquet: str | Path) -> dict:
     return json.loads(pq.read_schema(parquet).metadata[b"poolbench"])
 
@@ -43,8 +128,33 @@ def write_posterior(tree: xr.DataTree, path: str | Path) -> None:
     _atomically(path, lambda p: tree.to_netcdf(p, engine="h5netcdf"))
 
 
-def read_posterior(path: str | Path) -> xr.DataTree:
-    """Load a posterior, or say which file is broken and what to do about it."""
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Put a copy of `source` at `target` atomically: the copy has its own bytes, so
+    damage to one never reaches the other."""
+    _atomically(target, lambda p: shutil.copyfile(source, p))
+
+
+def recovery(posterior: str | Path) -> str:
+    """How to get a good copy of a fit's posterior back: rerun its fit job (and what
+    depends on it); its finished fits come back from the fit cache, whose entries are
+    checked before reuse."""
+    job = str(posterior).split("/posterior/")[0]
+    return (
+        f"Rerun its fit job with `snakemake --forcerun {job}/fits.parquet` (plus your usual "
+        "options); finished fits come back from the fit cache, checked, without sampling."
+    )
+
+
+def read_posterior(path: str | Path, recovery: str = "") -> xr.DataTree:
+    """Load a posterior, or say which file is broken and how to get a good one back."""
     try:
         return xr.open_datatree(path, engine="h5netcdf").load()
     except FileNotFoundError:
@@ -52,6 +162,23 @@ def read_posterior(path: str | Path) -> xr.DataTree:
     except Exception as exc:
         raise ValueError(
             f"{path}: cannot read this NetCDF posterior ({type(exc).__name__}: {exc}). "
-            "It may be truncated or edited; delete its fit job's results and rerun Snakemake "
-            "(finished fits come back from results/cache/fits)."
+            f"It may be truncated or edited. {recovery or 'Delete it and rerun Snakemake.'}"
         ) from exc
+
+
+def read_fit_posterior(path: str | Path) -> xr.DataTree:
+    """A fit job's posterior, checked to hold the fit its path names: a file swapped or
+    copied by hand is refused, not shown under another fit's name."""
+    from poolbench.paths import posterior_identity
+
+    advice = recovery(path)
+    tree = read_posterior(path, advice)
+    try:
+        held = json.loads(tree.attrs["fit"])
+    except (KeyError, ValueError):
+        raise ValueError(f"{path}: this posterior does not say which fit it holds. {advice}") from None
+    wrong = {k: (held.get(k), v) for k, v in posterior_identity(str(path)).items() if held.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}={have!r} (expected {want!r})" for k, (have, want) in wrong.items())
+        raise ValueError(f"{path}: holds another fit: {detail}. {advice}")
+    return tree

@@ -1,22 +1,31 @@
 localrules:
     aggregate,
+    compare_real,
 
 
 rule aggregate:
     input:
-        fits=get_fit_tables(rules.fit.output.fits),
-        groups=get_fit_tables(rules.fit.output.groups),
+        fits=job_outputs(P.fit_job, FIT_JOBS, "fits.parquet"),
+        groups=job_outputs(P.fit_job, FIT_JOBS, "groups.parquet"),
+        sbc_fits=job_outputs(P.sbc_job, SBC_JOBS, "fits.parquet"),
+        sbc_ranks=job_outputs(P.sbc_job, SBC_JOBS, "ranks.parquet"),
     output:
-        fits="results/tables/fits.parquet",
-        fits_csv="results/tables/fits.csv",
-        groups="results/tables/groups.parquet",
-        groups_csv="results/tables/groups.csv",
-        summary="results/tables/summary.csv",
-        summary_parquet="results/tables/summary.parquet",
+        fits=P.table("fits"),
+        fits_csv=P.table("fits", "csv"),
+        groups=P.table("groups"),
+        groups_csv=P.table("groups", "csv"),
+        summary=P.table("summary", "csv"),
+        summary_parquet=P.table("summary"),
+        ranks=P.directory("sbc/ranks.parquet"),
+        sbc_fits=P.table("sbc_fits"),
+        calibration=P.table("calibration", "csv"),
+        calibration_parquet=P.table("calibration"),
+        parameterisation=P.table("parameterisation", "csv"),
+        parameterisation_parquet=P.table("parameterisation"),
     log:
-        "results/logs/aggregate.log",
+        P.log("aggregate"),
     benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv"
+        P.benchmark("aggregate")
     conda:
         ENV
     threads: 1
@@ -25,9 +34,32 @@ rule aggregate:
         runtime=10,
     params:
         # Everything but the plots block: a plot setting must not rerun aggregation.
-        config=canonical(
-            {key: value for key, value in config.items() if key != "plots"}
-        ),
+        config=aggregate_config(),
+        trust=canonical(config["trust"]),
         repo=workflow.basedir,
     script:
         "../scripts/aggregate.py"
+
+
+# Real data sets: PSIS-LOO model comparison over trusted fits, from the stored posteriors.
+rule compare_real:
+    input:
+        fits=rules.aggregate.output.fits,
+        posteriors=fit_job_dirs(real_posteriors()),
+    output:
+        comparison=P.table("comparison", "csv"),
+        comparison_parquet=P.table("comparison"),
+    log:
+        P.log("compare_real"),
+    benchmark:
+        P.benchmark("compare_real")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    params:
+        posteriors=real_posteriors(),
+    script:
+        "../scripts/compare_real.py"

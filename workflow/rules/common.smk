@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,74 +14,72 @@ os.environ.update(
 )
 ENV = "../../environment.yml"
 
-from poolbench import grid
+from poolbench import config as config_checks
+from poolbench import figures, grid, paths, variants
 
-# Refuse a bad config before any job is planned: schema first, then cross-key rules.
+# Snakemake runs `script:` jobs as `{sys.executable} {script}` with the interpreter's path
+# unquoted (snakemake/snakemake#2645): a space in it breaks every job. bin/setup avoids it;
+# say so here rather than fail later with bash's "Is a directory".
+if " " in sys.executable:
+    raise WorkflowError(
+        f"The Python running Snakemake has a space in its path ({sys.executable!r}), which "
+        "Snakemake 9 cannot run scripts with (snakemake/snakemake#2645). Run bin/setup, which "
+        "puts the environment at a path without spaces, and use .venv/bin/snakemake."
+    )
+
+# Refuse a bad config before any job is planned: schema (and defaults), strict types,
+# then cross-key rules.
 validate(config, schema="../schemas/config.schema.yaml")
-grid.check_consistency(config)
+config_checks.check(config)
 
-SEEDS = grid.seeds(config)
+P = paths.Paths(config["study"]["name"])
+SCENARIOS = grid.scenarios(config)
+REAL_DATASETS = config["datasets"]
 OUTLIER_LEVELS = grid.outlier_levels(config)
-SCENARIOS = list(config["scenarios"])
-MODEL_SPECS = {spec.name: spec for spec in grid.model_specs(config)}
+SEEDS = grid.seeds(config)
 BACKENDS = config["sampler"]["backends"]
-TARGET_ACCEPTS = {
-    grid.target_accept_label(ta): ta for ta in config["sampler"]["target_accept"]
-}
+FITS_PER_JOB = config["sampler"]["fits_per_job"]
+SPECS = grid.model_specs(config)
+SHOWCASE_TA = grid.showcase_target_accept(config)
+SHOWCASE_OUTLIERS = grid.showcase_outlier_label(config) if SCENARIOS else None
+
+
+def _jobs(specs, keys_of):
+    """Jobs of a fitting rule: (wildcards, their fits) for each model, backend and part."""
+    jobs = {}
+    for spec in specs:
+        for part, keys in grid.parts(keys_of(spec), FITS_PER_JOB).items():
+            for backend in BACKENDS:
+                wildcards = dict(
+                    model=spec.name,
+                    likelihood=spec.likelihood,
+                    prior=spec.prior,
+                    backend=backend,
+                    part=part,
+                )
+                jobs[tuple(wildcards.values())] = (wildcards, keys)
+    return jobs
+
+
+SPEC_KEYS = {spec: grid.fit_keys(config, spec) for spec in SPECS}
+FIT_JOBS = _jobs(SPECS, SPEC_KEYS.get)
+SBC_SPECS = grid.sbc_specs(config)
+SBC_JOBS = _jobs(SBC_SPECS, lambda spec: grid.sbc_keys(config))
+
+
+def _names(values):
+    """A regex matching exactly these names (nothing, if there are none)."""
+    return "|".join(re.escape(str(value)) for value in values) or "(?!)"
 
 
 wildcard_constraints:
-    scenario="|".join(SCENARIOS),
-    outliers="|".join(OUTLIER_LEVELS),
-    seed=r"\d+",
-    model="|".join(MODEL_SPECS),
-    backend="|".join(BACKENDS),
-
-
-DATASET_CSV = "results/datasets/{scenario}/{outliers}/seed{seed}.csv"
-DATASET_TRUTH = "results/datasets/{scenario}/{outliers}/seed{seed}.truth.json"
-# A scenario's datasets: outlier levels, then seeds.
-SCENARIO_DATASETS = [
-    {"outliers": outliers, "seed": seed}
-    for outliers in OUTLIER_LEVELS
-    for seed in SEEDS
-]
-# The datasets every fit job fits: scenarios, then the above.
-DATASETS = [
-    {"scenario": scenario, **dataset}
-    for scenario in SCENARIOS
-    for dataset in SCENARIO_DATASETS
-]
-
-
-def get_scenario_datasets(pattern):
-    """A simulate job's outputs: `pattern` for each of SCENARIO_DATASETS, `{scenario}`
-    left as the job's wildcard."""
-    return [pattern.format(scenario="{scenario}", **d) for d in SCENARIO_DATASETS]
-
-
-def get_fit_datasets(pattern):
-    return [pattern.format(**dataset) for dataset in DATASETS]
-
-
-def get_fit_tasks(wildcards, input, output):
-    """The fits of one job: every dataset at every target_accept, and where each
-    posterior goes."""
-    return [
-        {
-            "dataset": data,
-            "truth": truth,
-            "target_accept": ta,
-            "posterior": f"{output.posterior}/{d['scenario']}/{d['outliers']}_seed{d['seed']}_ta{label}.nc",
-        }
-        for data, truth, d in zip(input.datasets, input.truths, DATASETS)
-        for label, ta in TARGET_ACCEPTS.items()
-    ]
-
-
-def get_graph_dataset():
-    """Any dataset gives the plate diagrams their shapes; take the first scenario's first."""
-    return DATASET_CSV.format(scenario=SCENARIOS[0], **SCENARIO_DATASETS[0])
+    scenario=_names(SCENARIOS),
+    dataset=_names(REAL_DATASETS),
+    model=_names(grid.MODEL_NAMES),
+    likelihood=_names(variants.LIKELIHOODS),
+    prior=_names(grid.prior_sets(config)),
+    backend=_names(BACKENDS),
+    part=r"[A-Za-z][A-Za-z0-9_]*-p\d+",
 
 
 def canonical(mapping):
@@ -91,102 +90,277 @@ def canonical(mapping):
     return mapping
 
 
-def get_scenario(wildcards):
-    return canonical(config["scenarios"][wildcards.scenario])
+def _job_key(wildcards):
+    return (
+        wildcards.model,
+        wildcards.likelihood,
+        wildcards.prior,
+        wildcards.backend,
+        wildcards.part,
+    )
 
 
-def model_priors(model):
-    return canonical(config["models"]["priors"][MODEL_SPECS[model].variant])
+def get_fit_keys(wildcards):
+    """The fits of one fit job, as plain lists (what the job's params record)."""
+    return [list(key) for key in FIT_JOBS[_job_key(wildcards)][1]]
+
+
+def _job_scenarios(wildcards, jobs):
+    keys = jobs[_job_key(wildcards)][1]
+    return list(dict.fromkeys(key.scenario for key in keys))
+
+
+def get_fit_tables(wildcards):
+    return [P.dataset.format(scenario=s) for s in _job_scenarios(wildcards, FIT_JOBS)]
+
+
+def get_fit_table_names(wildcards):
+    return _job_scenarios(wildcards, FIT_JOBS)
+
+
+def get_fit_truth_names(wildcards):
+    return [s for s in _job_scenarios(wildcards, FIT_JOBS) if s in SCENARIOS]
+
+
+def get_fit_truths(wildcards):
+    return [P.truth.format(scenario=s) for s in get_fit_truth_names(wildcards)]
 
 
 def get_priors(wildcards):
-    return model_priors(wildcards.model)
+    spec = grid.ModelSpec.from_name(
+        wildcards.model, wildcards.likelihood, wildcards.prior
+    )
+    return canonical(grid.priors(config, spec))
 
 
 def get_sampler_settings():
-    """Sampler keys that change a fit's numbers. `threads` is left out: results do not
+    """Sampler keys that change a fit's draws. `threads` is left out: results do not
     depend on it, so changing it must not invalidate finished fits."""
-    return {
-        key: config["sampler"][key] for key in ("chains", "draws", "hdi_prob", "tune")
-    }
+    return {key: config["sampler"][key] for key in ("chains", "draws", "tune")}
 
 
-# Finished fits by content (poolbench.fit.FitCache): reruns sample only what changed.
-FIT_CACHE = "results/cache/fits"
+def get_scenario(wildcards):
+    return canonical(SCENARIOS[wildcards.scenario])
 
 
-def get_fit_tables(pattern):
-    return expand(pattern, model=MODEL_SPECS, backend=BACKENDS)
+def get_sbc_keys(wildcards):
+    return [list(key) for key in SBC_JOBS[_job_key(wildcards)][1]]
 
 
-def tutorial_scenario():
-    return config["plots"]["tutorial_scenario"]
+def get_sbc_scenarios(wildcards):
+    names = {key.scenario for key in SBC_JOBS[_job_key(wildcards)][1]}
+    return canonical({name: SCENARIOS[name] for name in names})
 
 
-def showcase_posterior_dir(model):
-    """The fit job's posterior directory holding the showcase dataset's fit of `model`."""
-    return rules.fit.output.posterior.format(model=model, backend=BACKENDS[0])
+def get_dataset_csv(wildcards):
+    """A real data set's CSV: as written in the config, relative to the working directory,
+    else to the workflow's directory (where the shipped data sets live)."""
+    csv = Path(REAL_DATASETS[wildcards.dataset]["csv"])
+    if csv.is_absolute() or csv.exists():
+        return str(csv)
+    shipped = Path(workflow.basedir) / csv
+    return str(shipped) if shipped.exists() else str(csv)
 
 
-def showcase_posterior_file(model):
-    seed = config["plots"]["showcase_seed"]
-    outliers = grid.showcase_outlier_label(config)
-    ta = grid.target_accept_label(grid.showcase_target_accept(config))
-    name = f"{tutorial_scenario()}/{outliers}_seed{seed}_ta{ta}.nc"
-    return f"{showcase_posterior_dir(model)}/{name}"
+def get_dataset_columns(wildcards):
+    dataset = REAL_DATASETS[wildcards.dataset]
+    return {key: dataset[key] for key in ("x", "y", "group", "min_group_size")}
 
 
-SUMMARY_FIGURES = {
-    "divergences": "Divergences against target_accept",
-    "shrinkage": "Shrinkage error by model and outlier level",
-    "estimates": "Estimates against the truth, group by group",
-    "cost": "Cost: ESS per second and sampling time",
-    "backends": "Cost by sampler backend",
-}
+def job_outputs(pattern, jobs, name):
+    return [
+        f"{pattern}/{name}".format(**wildcards) for wildcards, _ in jobs.values()
+    ]
+
+
+_PARTS = {}
+
+
+def posterior_path(spec, backend, key):
+    """Where the posterior of one fit lies: its job's posterior directory and name."""
+    if spec not in _PARTS:
+        _PARTS[spec] = {
+            k: part
+            for part, keys in grid.parts(SPEC_KEYS.get(spec, []), FITS_PER_JOB).items()
+            for k in keys
+        }
+    part = _PARTS[spec].get(key)
+    if part is None:
+        return None
+    job = P.fit_job.format(
+        model=spec.name,
+        likelihood=spec.likelihood,
+        prior=spec.prior,
+        backend=backend,
+        part=part,
+    )
+    name = paths.posterior_name(
+        key.scenario, key.outliers, key.seed, grid.target_accept_label(key.target_accept)
+    )
+    return f"{job}/posterior/{name}"
+
+
+def _showcase_key(scenario, ta=SHOWCASE_TA):
+    return grid.FitKey(
+        grid.SIMULATED,
+        scenario,
+        SHOWCASE_OUTLIERS,
+        config["plots"]["showcase_seed"],
+        ta,
+    )
+
+
+def tutorial_posteriors():
+    """The tutorial figures' posteriors: each model of the simulated grid (first
+    likelihood and prior set), on the showcase dataset of the tutorial scenario."""
+    scenario = config["plots"]["tutorial_scenario"]
+    out = {}
+    for spec in grid.simulated_specs(config):
+        if spec.name not in out:
+            out[spec.name] = posterior_path(spec, BACKENDS[0], _showcase_key(scenario))
+    return out
+
+
+def funnel_posteriors():
+    """Per scenario: the hierarchical models' showcase fits at the lowest and highest
+    target_accept (first likelihood and prior set), by parameterisation and target_accept."""
+    tas = config["sampler"]["target_accept"]
+    specs = [
+        s
+        for s in grid.simulated_specs(config)
+        if s.variant == "hierarchical"
+        and s.likelihood == config["models"]["likelihoods"][0]
+        and s.prior == grid.DEFAULT_PRIOR
+    ]
+    out = {}
+    for scenario in SCENARIOS if specs else []:
+        for spec in specs:
+            for ta in dict.fromkeys([min(tas), max(tas)]):
+                key = f"{scenario}/{spec.parameterisation}/{grid.target_accept_label(ta)}"
+                out[key] = posterior_path(spec, BACKENDS[0], _showcase_key(scenario, ta))
+    return out
+
+
+def real_posteriors():
+    """Per real data set: every model's fit at the highest target_accept (first backend)."""
+    out = {}
+    for dataset in REAL_DATASETS:
+        for spec in grid.dataset_specs(config, dataset):
+            key = grid.FitKey(grid.REAL, dataset, grid.OBSERVED, 0, SHOWCASE_TA)
+            label = f"{dataset}/{spec.name}/{spec.likelihood}/{spec.prior}"
+            out[label] = posterior_path(spec, BACKENDS[0], key)
+    return out
+
+
+def fit_job_dirs(posteriors):
+    """The fit jobs' posterior directories behind a set of posterior paths (rule inputs)."""
+    return sorted({p.split("/posterior/")[0] + "/posterior" for p in posteriors.values()})
+
+
+def model_graph_specs():
+    """One plate diagram per model name (its first likelihood and the default priors)."""
+    out = {}
+    for spec in SPECS:
+        out.setdefault(spec.name, spec)
+    return out
+
+
+def get_graph_dataset():
+    """Any dataset gives the plate diagrams their shapes; take the first one."""
+    return P.dataset.format(scenario=next(iter([*SCENARIOS, *REAL_DATASETS])))
+
+
+def summary_figure_outputs():
+    """The summary figures' outputs, named after them (PNG in both reports, plus SVG)."""
+    out = {}
+    for figure in figures.SUMMARY:
+        out[figure.name] = report(
+            P.figure(figure.name),
+            caption=f"../report/{figure.caption}",
+            category=figure.category,
+            subcategory=figure.subcategory,
+            labels={"figure": figure.name},
+        )
+        out[f"{figure.name}_svg"] = P.figure(figure.name, "svg")
+    return out
+
+
+def family_output(name):
+    """A figure family's directory output: one report item per `{item}.png`."""
+    family = figures.FAMILIES[name]
+    return report(
+        directory(P.directory(f"figures/{name}")),
+        patterns=["{item}.png"],
+        caption=f"../report/{family.caption}",
+        category=family.category,
+        subcategory=family.subcategory,
+        labels={"item": "{item}"},
+    )
+
+
+def calibration_cells():
+    return [
+        grid.calibration_label(s.name, s.likelihood, s.prior, b, scenario, ta)
+        for s in SBC_SPECS
+        for b in BACKENDS
+        for scenario in config["sbc"]["scenarios"]
+        for ta in config["sbc"]["target_accept"]
+    ]
 
 
 def get_report_figures():
-    """Every figure of the HTML report, in order, with the caption file Snakemake's
-    report uses for it (paths relative to the working directory / this file). Paths come
-    from the rules that write the figures."""
+    """Every figure of the HTML report, in order: title, path, caption file and the
+    wildcards its caption is rendered with. Paths come from the rules that write them."""
     captions = Path(workflow.basedir) / "workflow/report"
-    posterior_figures = rules.plot_posterior.output.figures
-    model_graphs = rules.model_graph.output.graphs
-    figures = [
+    out = [
         {
-            "id": name,
-            "title": title,
-            "path": str(getattr(rules.plot_summary.output, name)),
-            "caption": str(captions / f"{name}.rst"),
+            "id": f.name,
+            "section": "figures",
+            "title": f.title,
+            "path": P.figure(f.name),
+            "caption": str(captions / f.caption),
             "wildcards": {},
         }
-        for name, title in SUMMARY_FIGURES.items()
+        for f in figures.SUMMARY
     ]
-    for model in MODEL_SPECS:
-        figures.append(
-            {
-                "id": f"posterior_{model}",
-                "title": f"Tutorial figure: {model} posterior",
-                "path": f"{posterior_figures}/{model}.png",
-                "caption": str(captions / "posterior.rst"),
-                "wildcards": {"model": model},
-            }
-        )
-        figures.append(
-            {
-                "id": f"model_{model}",
-                "title": f"Plate diagram: {model}",
-                "path": f"{model_graphs}/{model}.svg",
-                "caption": str(captions / "model_graph.rst"),
-                "wildcards": {"model": model},
-            }
-        )
-    return figures
+
+    def family(name, items, section):
+        f = figures.FAMILIES[name]
+        for item in items:
+            out.append(
+                {
+                    "id": f"{name}_{item}",
+                    "section": section,
+                    "title": f.title.format(item=item),
+                    "path": P.directory(f"figures/{name}/{item}.png"),
+                    "caption": str(captions / f.caption),
+                    "wildcards": {"item": item},
+                }
+            )
+
+    family("funnel", SCENARIOS if funnel_posteriors() else [], "figures")
+    family("posterior", tutorial_posteriors(), "figures")
+    family("models", model_graph_specs(), "figures")
+    family("calibration", calibration_cells(), "calibration")
+    family("real", real_figure_items(), "real")
+    family("map", map_figure_items(), "map")
+    return out
+
+
+def real_figure_items():
+    return [f"{d}_{kind}" for d in REAL_DATASETS for kind in ("ppc", "shrinkage")]
+
+
+def map_figure_items():
+    if not config["study"]["parameterisation_map"]:
+        return []
+    return [f"{name}.{prior}" for prior in grid.prior_sets(config) for name in figures.MAP]
+
+
+def aggregate_config():
+    """What the tables depend on: every key but the plots."""
+    return canonical({key: value for key, value in config.items() if key != "plots"})
 
 
 def get_final_output():
-    return [
-        "results/tables/fits.parquet",
-        "results/tables/summary.csv",
-        "results/report.html",
-    ]
+    return [P.table("fits"), P.table("summary", "csv"), P.report]

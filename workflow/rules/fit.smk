@@ -1,35 +1,63 @@
 rule fit:
     input:
-        datasets=get_fit_datasets(DATASET_CSV),
-        truths=get_fit_datasets(DATASET_TRUTH),
+        tables=get_fit_tables,
+        truths=get_fit_truths,
     output:
-        fits="results/fits/{model}/{backend}/fits.parquet",
-        groups="results/fits/{model}/{backend}/groups.parquet",
-        posterior=directory("results/fits/{model}/{backend}/posterior"),
+        fits=f"{P.fit_job}/fits.parquet",
+        groups=f"{P.fit_job}/groups.parquet",
+        posterior=directory(f"{P.fit_job}/posterior"),
     log:
-        "results/logs/fit/{model}/{backend}.log",
+        P.log("fit/{model}/{likelihood}/{prior}/{backend}/{part}"),
     benchmark:
-        "results/benchmarks/fit/{model}/{backend}.tsv"
+        P.benchmark("fit/{model}/{likelihood}/{prior}/{backend}/{part}")
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)
-    # Measured peak RSS of a fit job: 463-481 MB (results/benchmarks/fit/*.tsv on the test
-    # and benchmark grids, docs/performance.md); runtime ~10-40 s for the default grid.
+    # Measured peak RSS of a fit job: see docs/performance.md (tests check the declaration
+    # covers it); runtime grows with sampler/fits_per_job.
     resources:
         mem_mb=1500,
         runtime=30,
     params:
-        tasks=get_fit_tasks,
-        # Snakemake's params trigger does not see `tasks` (a function of input/output):
-        # these do, so a new target_accept reruns the job (the cache keeps finished fits).
-        target_accepts=lookup(dpath="sampler/target_accept", within=config),
-        datasets=DATASETS,
+        # The job's fits: a change to any of them reruns it (the cache keeps finished fits).
+        fits=get_fit_keys,
+        tables=get_fit_table_names,
+        truths=get_fit_truth_names,
         priors=get_priors,
         sampler=get_sampler_settings(),
+        hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
         master_seed=lookup(dpath="master_seed", within=config),
-        cache=FIT_CACHE,
+        cache=paths.CACHE,
     script:
         "../scripts/fit.py"
+
+
+# Simulation-based calibration of one model: parameters from its prior, data from a
+# scenario's design, fitted with the same compile-once sampler as the grid.
+rule sbc:
+    output:
+        fits=f"{P.sbc_job}/fits.parquet",
+        ranks=f"{P.sbc_job}/ranks.parquet",
+    log:
+        P.log("sbc/{model}/{likelihood}/{prior}/{backend}/{part}"),
+    benchmark:
+        P.benchmark("sbc/{model}/{likelihood}/{prior}/{backend}/{part}")
+    conda:
+        ENV
+    threads: lookup(dpath="sampler/threads", within=config)
+    resources:
+        mem_mb=1500,
+        runtime=30,
+    params:
+        simulations=get_sbc_keys,
+        scenarios=get_sbc_scenarios,
+        priors=get_priors,
+        sampler=get_sampler_settings(),
+        thin=lookup(dpath="sbc/thin", within=config),
+        master_seed=lookup(dpath="master_seed", within=config),
+        cache=paths.CACHE,
+    script:
+        "../scripts/sbc.py"
 
 
 localrules:
@@ -37,22 +65,16 @@ localrules:
 
 
 # All plate diagrams in one job: each is quick, starting Python and PyMC is not. A directory
-# output with a pattern makes each diagram its own report item, with `model` as its wildcard.
+# output with a pattern makes each diagram its own report item, with `item` as its wildcard.
 rule model_graph:
     input:
         data=get_graph_dataset(),
     output:
-        graphs=report(
-            directory("results/models"),
-            patterns=["{model}.svg"],
-            caption="../report/model_graph.rst",
-            category="Models",
-            labels={"model": "{model}"},
-        ),
+        graphs=family_output("models"),
     log:
-        "results/logs/model_graph.log",
+        P.log("model_graph"),
     benchmark:
-        "results/benchmarks/model_graph/model_graph.tsv"
+        P.benchmark("model_graph")
     conda:
         ENV
     threads: 1
@@ -60,7 +82,9 @@ rule model_graph:
         mem_mb=800,
         runtime=5,
     params:
-        priors={model: model_priors(model) for model in MODEL_SPECS},
-        n_groups=config["scenarios"][SCENARIOS[0]]["n_groups"],
+        models={
+            name: [spec.likelihood, spec.prior, canonical(grid.priors(config, spec))]
+            for name, spec in model_graph_specs().items()
+        },
     script:
         "../scripts/model_graph.py"

@@ -1,57 +1,23 @@
 localrules:
     plot_summary,
     plot_posterior,
+    plot_funnel,
+    plot_calibration,
+    plot_real,
+    plot_map,
 
 
 rule plot_summary:
     input:
         fits=rules.aggregate.output.fits,
         groups=rules.aggregate.output.groups,
+        summary=rules.aggregate.output.summary_parquet,
     output:
-        divergences=report(
-            "results/figures/divergences.png",
-            caption="../report/divergences.rst",
-            category="Figures",
-            subcategory="Sampler",
-            labels={"figure": "divergences vs target_accept"},
-        ),
-        divergences_svg="results/figures/divergences.svg",
-        shrinkage=report(
-            "results/figures/shrinkage.png",
-            caption="../report/shrinkage.rst",
-            category="Figures",
-            subcategory="Shrinkage",
-            labels={"figure": "shrinkage error"},
-        ),
-        shrinkage_svg="results/figures/shrinkage.svg",
-        estimates=report(
-            "results/figures/estimates.png",
-            caption="../report/estimates.rst",
-            category="Figures",
-            subcategory="Shrinkage",
-            labels={"figure": "estimates vs truth"},
-        ),
-        estimates_svg="results/figures/estimates.svg",
-        cost=report(
-            "results/figures/cost.png",
-            caption="../report/cost.rst",
-            category="Figures",
-            subcategory="Cost",
-            labels={"figure": "ESS per second"},
-        ),
-        cost_svg="results/figures/cost.svg",
-        backends=report(
-            "results/figures/backends.png",
-            caption="../report/backends.rst",
-            category="Figures",
-            subcategory="Cost",
-            labels={"figure": "ESS per second by backend"},
-        ),
-        backends_svg="results/figures/backends.svg",
+        **summary_figure_outputs(),
     log:
-        "results/logs/plot_summary.log",
+        P.log("plot_summary"),
     benchmark:
-        "results/benchmarks/plot_summary/plot_summary.tsv"
+        P.benchmark("plot_summary")
     conda:
         ENV
     threads: 1
@@ -60,31 +26,24 @@ rule plot_summary:
         runtime=10,
     params:
         plots=canonical(config["plots"]),
-        showcase_outliers=grid.showcase_outlier_label(config),
-        showcase_target_accept=grid.showcase_target_accept(config),
+        showcase_outliers=SHOWCASE_OUTLIERS,
+        showcase_target_accept=SHOWCASE_TA,
     script:
         "../scripts/plot_summary.py"
 
 
 # The tutorial figures of all models in one job (one Python start, one ArviZ import); each
-# figure is its own report item, with `model` as its wildcard.
+# figure is its own report item, with `item` (the model) as its wildcard.
 rule plot_posterior:
     input:
         fits=rules.aggregate.output.fits,
-        posterior=[showcase_posterior_dir(model) for model in MODEL_SPECS],
+        posterior=fit_job_dirs(tutorial_posteriors()),
     output:
-        figures=report(
-            directory("results/figures/posterior"),
-            patterns=["{model}.png"],
-            caption="../report/posterior.rst",
-            category="Tutorial figures",
-            subcategory="{model}",
-            labels={"model": "{model}"},
-        ),
+        figures=family_output("posterior"),
     log:
-        "results/logs/plot_posterior.log",
+        P.log("plot_posterior"),
     benchmark:
-        "results/benchmarks/plot_posterior/plot_posterior.tsv"
+        P.benchmark("plot_posterior")
     conda:
         ENV
     threads: 1
@@ -92,8 +51,103 @@ rule plot_posterior:
         mem_mb=1000,
         runtime=10,
     params:
-        posterior={model: showcase_posterior_file(model) for model in MODEL_SPECS},
+        posteriors=tutorial_posteriors(),
         plots=canonical(config["plots"]),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
     script:
         "../scripts/plot_posterior.py"
+
+
+# The funnel, per scenario: log(sigma) against a group's slope (centered) or offset z
+# (non-centered), divergent draws marked, at the lowest and highest target_accept.
+rule plot_funnel:
+    input:
+        fits=rules.aggregate.output.fits,
+        posterior=fit_job_dirs(funnel_posteriors()),
+    output:
+        figures=family_output("funnel"),
+    log:
+        P.log("plot_funnel"),
+    benchmark:
+        P.benchmark("plot_funnel")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        posteriors=funnel_posteriors(),
+        plots=canonical(config["plots"]),
+    script:
+        "../scripts/plot_funnel.py"
+
+
+rule plot_calibration:
+    input:
+        ranks=rules.aggregate.output.ranks,
+    output:
+        figures=family_output("calibration"),
+    log:
+        P.log("plot_calibration"),
+    benchmark:
+        P.benchmark("plot_calibration")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        plots=canonical(config["plots"]),
+    script:
+        "../scripts/plot_calibration.py"
+
+
+# Real data sets: the posterior predictive check and the shrinkage picture (estimates
+# against group size), from the fits at the highest target_accept.
+rule plot_real:
+    input:
+        fits=rules.aggregate.output.fits,
+        groups=rules.aggregate.output.groups,
+        posteriors=fit_job_dirs(real_posteriors()),
+    output:
+        figures=family_output("real"),
+    log:
+        P.log("plot_real"),
+    benchmark:
+        P.benchmark("plot_real")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    params:
+        posteriors=real_posteriors(),
+        plots=canonical(config["plots"]),
+        master_seed=lookup(dpath="master_seed", within=config),
+    script:
+        "../scripts/plot_real.py"
+
+
+rule plot_map:
+    input:
+        fits=rules.aggregate.output.fits,
+    output:
+        figures=family_output("map"),
+    log:
+        P.log("plot_map"),
+    benchmark:
+        P.benchmark("plot_map")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        figures=map_figure_items(),
+        plots=canonical(config["plots"]),
+    script:
+        "../scripts/plot_map.py"

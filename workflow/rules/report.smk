@@ -6,15 +6,22 @@ rule html_report:
     input:
         fits=rules.aggregate.output.fits,
         summary=rules.aggregate.output.summary_parquet,
+        calibration=rules.aggregate.output.calibration_parquet,
+        parameterisation=rules.aggregate.output.parameterisation_parquet,
+        comparison=rules.compare_real.output.comparison,
         summary_figures=rules.plot_summary.output,
         posterior_figures=rules.plot_posterior.output.figures,
+        funnel_figures=rules.plot_funnel.output.figures,
+        calibration_figures=rules.plot_calibration.output.figures,
+        real_figures=rules.plot_real.output.figures,
+        map_figures=rules.plot_map.output.figures,
         model_graphs=rules.model_graph.output.graphs,
     output:
-        html="results/report.html",
+        html=P.report,
     log:
-        "results/logs/html_report.log",
+        P.log("html_report"),
     benchmark:
-        "results/benchmarks/html_report/html_report.tsv"
+        P.benchmark("html_report")
     conda:
         ENV
     threads: 1

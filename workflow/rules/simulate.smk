@@ -1,18 +1,19 @@
 # Cheap: run on the submitting host, not as cluster jobs. One job per scenario writes all of
-# its datasets (outlier levels x seeds): a job per dataset spent more time starting Python
-# than simulating.
+# its datasets (outlier levels x seeds) into one table: a job or a file per dataset would
+# cost more in Python start-ups and planning than the simulation itself.
 localrules:
     simulate,
+    prepare_dataset,
 
 
 rule simulate:
     output:
-        data=get_scenario_datasets(DATASET_CSV),
-        truth=get_scenario_datasets(DATASET_TRUTH),
+        data=P.dataset,
+        truth=P.truth,
     log:
-        "results/logs/simulate/{scenario}.log",
+        P.log("simulate/{scenario}"),
     benchmark:
-        "results/benchmarks/simulate/{scenario}.tsv"
+        P.benchmark("simulate/{scenario}")
     conda:
         ENV
     threads: 1
@@ -21,8 +22,29 @@ rule simulate:
         runtime=5,
     params:
         scenario=get_scenario,
-        datasets=SCENARIO_DATASETS,
+        seeds=SEEDS,
         levels=canonical(OUTLIER_LEVELS),
         master_seed=lookup(dpath="master_seed", within=config),
     script:
         "../scripts/simulate.py"
+
+
+# A real data set: the user's CSV checked (one error naming the file, the column and the
+# first offending rows) and written in the layout of simulated datasets.
+rule prepare_dataset:
+    input:
+        csv=get_dataset_csv,
+    output:
+        data=P.dataset.replace("{scenario}", "{dataset}"),
+    log:
+        P.log("prepare_dataset/{dataset}"),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        columns=get_dataset_columns,
+    script:
+        "../scripts/prepare_dataset.py"

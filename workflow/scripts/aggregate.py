@@ -1,15 +1,26 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
+start_job(snakemake)
 
-from poolbench.aggregate import collect, summarise, with_provenance
+from poolbench import records
+from poolbench.aggregate import collect, parameterisation_table, summarise, with_provenance
+from poolbench.metrics import calibration, trust_verdict
 from poolbench.report import provenance
 from poolbench.storage import write_table
 
+inputs, outputs, trust = snakemake.input, snakemake.output, snakemake.params.trust
 stamp = provenance(snakemake.params.config, snakemake.params.repo)
-fits = collect(snakemake.input.fits)
-groups = collect(snakemake.input.groups)
-write_table(with_provenance(fits, stamp), snakemake.output.fits, snakemake.output.fits_csv)
-write_table(with_provenance(groups, stamp), snakemake.output.groups, snakemake.output.groups_csv)
+fits = trust_verdict(collect(inputs.fits, records.FIT_COLUMNS), trust)
+groups = collect(inputs.groups, records.GROUP_COLUMNS)
+write_table(with_provenance(fits, stamp), outputs.fits, outputs.fits_csv)
+write_table(with_provenance(groups, stamp), outputs.groups, outputs.groups_csv)
 summary = with_provenance(summarise(fits), stamp)
-write_table(summary, snakemake.output.summary_parquet, snakemake.output.summary)
+write_table(summary, outputs.summary_parquet, outputs.summary)
+
+sbc_fits = trust_verdict(collect(inputs.sbc_fits, records.SBC_FIT_COLUMNS), trust)
+ranks = collect(inputs.sbc_ranks, records.RANK_COLUMNS)
+write_table(with_provenance(sbc_fits, stamp), outputs.sbc_fits)
+write_table(with_provenance(ranks, stamp), outputs.ranks)
+calibrated = with_provenance(calibration(ranks, sbc_fits), stamp)
+write_table(calibrated, outputs.calibration_parquet, outputs.calibration)
+write_table(with_provenance(parameterisation_table(fits), stamp), outputs.parameterisation_parquet, outputs.parameterisation)

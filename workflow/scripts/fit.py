@@ -1,30 +1,43 @@
-from poolbench.runtime import configure_logging, pin_threads
+from poolbench.runtime import configure_pytensor, start_job
 
-pin_threads(1)  # before numpy loads: chains, not BLAS, use the job's threads
-logger = configure_logging(snakemake)
+logger = start_job(snakemake)  # before numpy loads: chains, not BLAS, use the job's threads
+configure_pytensor()
+
+from pathlib import Path
 
 from threadpoolctl import threadpool_info
 
-from poolbench.fit import FitTask, SamplerSettings, fit_batch
-from poolbench.grid import ModelSpec
+from poolbench import paths
+from poolbench.data import DatasetTable, read_truths
+from poolbench.fit import DataSource, FitBatch, FitTask
+from poolbench.grid import FitKey, ModelSpec, target_accept_label
+from poolbench.samplers import SamplerSettings
 from poolbench.storage import write_table
 
 logger.info(
     "BLAS/OpenMP threads: %s",
     sorted({(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()}),
 )
-
-fits, groups = fit_batch(
-    ModelSpec.from_name(snakemake.wildcards.model),
-    [FitTask(**task) for task in snakemake.params.tasks],
-    SamplerSettings(
-        backend=snakemake.wildcards.backend,
-        threads=snakemake.threads,
-        **snakemake.params.sampler,
-    ),
-    snakemake.params.priors,
-    snakemake.params.master_seed,
-    cache_dir=snakemake.params.cache,
+w, params = snakemake.wildcards, snakemake.params
+spec = ModelSpec.from_name(w.model, w.likelihood, w.prior)
+data = DataSource(
+    tables={name: DatasetTable(path) for name, path in zip(params.tables, snakemake.input.tables)},
+    truths={name: read_truths(path) for name, path in zip(params.truths, snakemake.input.truths)},
 )
+posterior = Path(snakemake.output.posterior)
+tasks = [
+    FitTask(key, str(posterior / paths.posterior_name(key.scenario, key.outliers, key.seed, target_accept_label(key.target_accept))))
+    for key in map(FitKey._make, params.fits)
+]
+batch = FitBatch(
+    spec,
+    params.priors,
+    SamplerSettings(backend=w.backend, threads=snakemake.threads, **params.sampler),
+    params.hdi_prob,
+    params.master_seed,
+    data,
+    cache_dir=params.cache,
+)
+fits, groups = batch.run(tasks)
 write_table(fits, snakemake.output.fits)
 write_table(groups, snakemake.output.groups)

@@ -1,23 +1,25 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
-
-from pathlib import Path
+start_job(snakemake)
 
 import pandas as pd
 
 from poolbench.report import render_caption, render_report
-from poolbench.storage import read_provenance
+from poolbench.storage import read_provenance, write_text
 
+inputs = snakemake.input
 figures = [
     figure | {"caption": render_caption(figure["caption"], **figure["wildcards"])}
     for figure in snakemake.params.figures
 ]
 html = render_report(
-    summary=pd.read_parquet(snakemake.input.summary),
-    fits=pd.read_parquet(snakemake.input.fits),
+    summary=pd.read_parquet(inputs.summary),
+    fits=pd.read_parquet(inputs.fits),
     figures=figures,
     config=snakemake.params.config,
-    provenance=read_provenance(snakemake.input.summary),
+    provenance=read_provenance(inputs.summary),
+    calibration=pd.read_parquet(inputs.calibration),
+    comparison=pd.read_csv(inputs.comparison),
+    parameterisation=pd.read_parquet(inputs.parameterisation),
 )
-Path(snakemake.output.html).write_text(html)
+write_text(html, snakemake.output.html)

@@ -1,22 +1,16 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
+start_job(snakemake)
 
 from pathlib import Path
 
+from poolbench.data import DatasetTable, model_arrays
 from poolbench.grid import ModelSpec
-from poolbench.models import render_model_graph
-from poolbench.simulate import read_dataset
+from poolbench.models import build_model, render_model_graph
 
-data = read_dataset(snakemake.input.data)
+table = DatasetTable(snakemake.input.data)
 graphs = Path(snakemake.output.graphs)
 graphs.mkdir(parents=True, exist_ok=True)
-for model, priors in snakemake.params.priors.items():
-    render_model_graph(
-        ModelSpec.from_name(model),
-        priors,
-        data,
-        snakemake.params.n_groups,
-        graphs / f"{model}.svg",
-        graphs / f"{model}.png",
-    )
+for name, (likelihood, prior_set, priors) in snakemake.params.models.items():
+    model = build_model(ModelSpec.from_name(name, likelihood, prior_set), priors, model_arrays(table.first()), table.n_groups)
+    render_model_graph(model, graphs / f"{name}.svg", graphs / f"{name}.png")

@@ -1,22 +1,23 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
+start_job(snakemake)
 
 from pathlib import Path
 
 import pandas as pd
 
 from poolbench import plots
-from poolbench.storage import read_posterior
+from poolbench.storage import read_fit_posterior
 
 settings = snakemake.params.plots
 plots.set_style(settings["context"])
 fits = pd.read_parquet(snakemake.input.fits)
 figures = Path(snakemake.output.figures)
 figures.mkdir(parents=True, exist_ok=True)
-for model, posterior in snakemake.params.posterior.items():
-    if Path(posterior).exists():
-        figure = plots.posterior_figure(read_posterior(posterior), model, snakemake.params.hdi_prob)
+for model, posterior in snakemake.params.posteriors.items():
+    if posterior and Path(posterior).exists():
+        tree = read_fit_posterior(posterior)
+        figure = plots.posterior_figure(tree, model, snakemake.params.hdi_prob)
     else:  # the fit failed: show its error instead of the figure
         errors = fits.loc[(fits["model"] == model) & (fits["status"] != "ok"), "error"]
         reason = errors.iloc[0] if len(errors) else f"{posterior} is missing"

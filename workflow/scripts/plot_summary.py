@@ -1,30 +1,29 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
+start_job(snakemake)
+
+from functools import partial
 
 import pandas as pd
 
-from poolbench import plots
+from poolbench import figures, plots
 
 settings = snakemake.params.plots
 plots.set_style(settings["context"])
 fits = pd.read_parquet(snakemake.input.fits)
 groups = pd.read_parquet(snakemake.input.groups)
-showcase = dict(
+summary = pd.read_parquet(snakemake.input.summary)
+showcase = partial(
+    plots.showcase,
     seed=settings["showcase_seed"],
     outliers=snakemake.params.showcase_outliers,
     target_accept=snakemake.params.showcase_target_accept,
 )
-figures = {
-    "divergences": plots.divergence_figure(fits),
-    "shrinkage": plots.shrinkage_figure(fits),
-    "estimates": plots.estimates_figure(
-        plots.showcase(groups, **showcase), plots.showcase(fits, **showcase)
-    ),
-    "cost": plots.cost_figure(fits),
-    "backends": plots.backend_figure(fits),
-}
-for name, figure in figures.items():
+for figure in figures.SUMMARY:
+    draw = getattr(plots, f"{figure.name}_figure")
     plots.save(
-        figure, snakemake.output[name], snakemake.output[f"{name}_svg"], settings["dpi"]
+        draw(fits, groups, summary, showcase),
+        snakemake.output[figure.name],
+        snakemake.output[f"{figure.name}_svg"],
+        settings["dpi"],
     )

@@ -1,17 +1,16 @@
-from poolbench.runtime import configure_logging
+from poolbench.runtime import start_job
 
-configure_logging(snakemake)
+start_job(snakemake)
 
-from poolbench.simulate import simulate, write_dataset
+from poolbench.data import write_datasets, write_truths
+from poolbench.simulate import simulate_scenario
 
-outputs = zip(snakemake.output.data, snakemake.output.truth, strict=True)
-for dataset, (data_path, truth_path) in zip(snakemake.params.datasets, outputs, strict=True):
-    data, truth = simulate(
-        snakemake.wildcards.scenario,
-        snakemake.params.scenario,
-        snakemake.params.levels[dataset["outliers"]],
-        dataset["seed"],
-        snakemake.params.master_seed,
-    )
-    write_dataset(data, data_path)
-    truth.write(truth_path)
+frames, truths = simulate_scenario(
+    snakemake.wildcards.scenario,
+    snakemake.params.scenario,
+    snakemake.params.levels,
+    snakemake.params.seeds,
+    snakemake.params.master_seed,
+)
+write_datasets(frames, snakemake.output.data)
+write_truths(truths, snakemake.output.truth)

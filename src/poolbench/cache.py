@@ -1,0 +1,174 @@
+"""The fit cache: finished fits by the hash of everything that decides their draws.
+
+An entry is a folder `{key[:2]}/{key}/` holding the fit's posterior (its own copy: damage
+to a result under `results/` never reaches it) and `entry.json`: the key, the fit's
+identity, the posterior's SHA-256, the sampling facts (seed, time) and the metrics last
+computed from the posterior with the version of the metrics code that computed them.
+
+Before an entry is reused it is checked: readable JSON, the key it was stored under, the
+identity of the fit asked for, and the posterior's checksum. A bad entry is reported by
+path, removed, and the fit is sampled again; nothing wrong is reused silently. The key
+covers data, model, priors, sampler settings, seed and sampler code, not the metrics: a
+change to the metrics recomputes them from the cached posterior, without sampling.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poolbench import storage
+
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).parent
+# Modules whose code decides a fit's draws: part of every key.
+SAMPLING_MODULES = ("samplers.py", "models.py", "variants.py", "nutpie_callbacks.py", "runtime.py")
+SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
+# Modules whose code decides the metrics computed from a posterior.
+METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "variants.py")
+METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
+
+
+def _version(modules: tuple[str, ...], packages: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update((PACKAGE / name).read_bytes())
+    for name in packages:
+        try:
+            digest.update(f"{name}={importlib.metadata.version(name)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{name}=absent".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def sampling_code_version() -> str:
+    return _version(SAMPLING_MODULES, SAMPLING_PACKAGES)
+
+
+@functools.cache
+def metrics_code_version() -> str:
+    return _version(METRICS_MODULES, METRICS_PACKAGES)
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def fit_key(arrays_sha: str, n_groups: int, model: dict, prior: dict, settings: dict, target_accept: float, seed: int) -> str:
+    """The cache key: everything that decides the draws, and nothing else."""
+    content = {
+        "data": arrays_sha,
+        "n_groups": n_groups,
+        "model": model,
+        "prior": prior,
+        "settings": settings,
+        "target_accept": target_accept,
+        "seed": seed,
+        "code": sampling_code_version(),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class CachedFit:
+    entry: dict
+    posterior: Path
+
+    @property
+    def metrics_current(self) -> bool:
+        return self.entry.get("metrics_version") == metrics_code_version()
+
+
+class FitCache:
+    """Verified, content-addressed storage of finished fits; `None` directory: no cache."""
+
+    def __init__(self, directory: str | Path | None):
+        self.directory = Path(directory) if directory else None
+        if self.directory is not None:
+            removed = storage.remove_stale_partials(self.directory)
+            if removed:
+                log.info("fit cache: removed %d unfinished entries left by killed processes", removed)
+
+    def _entry(self, key: str) -> Path:
+        return self.directory / key[:2] / key
+
+    def get(self, key: str, identity: dict) -> CachedFit | None:
+        """The entry stored under `key` if it is sound and holds the fit `identity` names."""
+        if self.directory is None:
+            return None
+        entry = self._entry(key)
+        record_path = entry / "entry.json"
+        if not record_path.exists():
+            return None
+        problem = None
+        try:
+            stored = json.loads(record_path.read_text())
+            posterior = entry / "posterior.nc"
+            if not isinstance(stored, dict) or stored.get("key") != key:
+                problem = "it was stored under another key"
+            elif stored.get("identity") != identity:
+                problem = f"it holds another fit ({stored.get('identity')}, not {identity})"
+            elif not posterior.exists():
+                problem = "its posterior.nc is missing"
+            elif storage.file_sha256(posterior) != stored.get("posterior_sha256"):
+                problem = "its posterior.nc does not match its checksum (truncated or edited)"
+        except (ValueError, UnicodeDecodeError) as exc:
+            problem = f"its entry.json is not readable JSON ({exc})"
+        if problem:
+            log.warning("fit cache: discarding %s: %s; the fit is sampled again", entry, problem)
+            storage.remove_path(entry)
+            return None
+        return CachedFit(stored, posterior)
+
+    def put(self, key: str, identity: dict, posterior: Path, sampling: dict, metrics: dict) -> None:
+        """Store a finished fit: a copy of its posterior file and its entry, atomically."""
+        self._put(key, identity, lambda target: storage.copy_file(posterior, target), sampling, metrics)
+
+    def put_tree(self, key: str, identity: dict, tree, sampling: dict, metrics: dict) -> None:
+        """Store a finished fit whose posterior exists only in memory."""
+        self._put(key, identity, lambda target: storage.write_posterior(tree, target), sampling, metrics)
+
+    def _put(self, key: str, identity: dict, write_posterior, sampling: dict, metrics: dict) -> None:
+        if self.directory is None:
+            return
+        entry = self._entry(key)
+        partial = storage.partial_path(entry)
+        try:
+            partial.mkdir(parents=True)
+            write_posterior(partial / "posterior.nc")
+            stored = {
+                "key": key,
+                "identity": identity,
+                "posterior_sha256": storage.file_sha256(partial / "posterior.nc"),
+                "sampling": sampling,
+                **metrics,
+            }
+            (partial / "entry.json").write_text(json.dumps(stored))
+            storage.remove_path(entry)
+            try:
+                os.replace(partial, entry)
+            except OSError as exc:  # another process stored the same fit meanwhile: keep theirs
+                if not (entry / "entry.json").exists():
+                    raise storage.EnvironmentFault(f"{entry}: cannot store a fit in the cache ({exc})") from exc
+        finally:
+            storage.remove_path(partial)
+
+    def update_metrics(self, key: str, cached: CachedFit, metrics: dict) -> None:
+        """Replace the metrics of an entry (recomputed by newer metrics code)."""
+        cached.entry |= metrics
+        storage.write_text(json.dumps(cached.entry), self._entry(key) / "entry.json")

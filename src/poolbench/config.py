@@ -1,0 +1,176 @@
+"""Config checks beyond Snakemake's `validate()`: what JSON Schema lets through.
+
+`validate(config, schema)` (in `workflow/rules/common.smk`) checks the schema and fills in
+defaults. It accepts `draws: 50.0` as an integer and lets NaN and infinity through every
+numeric bound (every comparison with NaN is false). `check()` refuses both, then the
+cross-key contradictions a schema cannot express, naming each key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from poolbench import grid, variants
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that passes the schema but cannot be run as it stands."""
+
+
+def _is_whole_number(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_finite_number(checker, instance) -> bool:
+    if isinstance(instance, bool) or not isinstance(instance, (int, float)):
+        return False
+    return math.isfinite(instance)
+
+
+# The schema's own types, read strictly: an integer is written without a decimal point,
+# a number is finite.
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+    {"integer": _is_whole_number, "number": _is_finite_number}
+)
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES
+)
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return "/".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    value = error.instance
+    if error.validator == "type" and isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        if value.is_integer() and "integer" in str(error.validator_value):
+            return f"{value!r} must be a whole number written without a decimal point ({int(value)})"
+    return error.message
+
+
+def _types(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def strict_type_problems(config: dict, schema: dict) -> list[str]:
+    validator = StrictValidator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        # oneOf / anyOf errors hide the useful one among their context.
+        leaves = error.context or [error]
+        for leaf in leaves:
+            if leaf.validator == "type" and ({"integer", "number"} & set(_types(leaf.validator_value))):
+                problems.append(f"{_key(leaf)}: {_explain(leaf)}")
+        if not error.context and error.validator != "type":
+            problems.append(f"{_key(error)}: {error.message}")
+    return list(dict.fromkeys(problems))
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def check(config: dict, schema: dict | None = None) -> None:
+    """Refuse what the schema let through; raise ConfigError listing every problem."""
+    problems = strict_type_problems(config, schema or load_schema())
+    if not problems:
+        problems = consistency_problems(config)
+    if problems:
+        raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def consistency_problems(config: dict) -> list[str]:
+    """Cross-key rules that a JSON schema cannot express."""
+    problems = []
+    try:
+        scenarios = grid.scenarios(config)
+    except ValueError as error:
+        return [str(error)]
+    levels = config["outlier_levels"]
+    for name, scenario in scenarios.items():
+        for level in levels:
+            if level["count"] > scenario["minority_points"]:
+                problems.append(
+                    f"outlier_levels: count {level['count']} exceeds "
+                    f"scenarios/{name}/minority_points={scenario['minority_points']}; "
+                    "outliers replace minority-group points, so count must be <= minority_points"
+                )
+    labels = [grid.outlier_label(level) for level in levels]
+    if len(set(labels)) != len(labels):
+        problems.append(f"outlier_levels: duplicate levels {labels}")
+    for key in ("sampler/target_accept", "sbc/target_accept"):
+        block, name = key.split("/")
+        values = config[block][name]
+        by_label: dict[str, list] = {}
+        for value in values:
+            by_label.setdefault(grid.target_accept_label(value), []).append(value)
+        for label, same in by_label.items():
+            if len(same) > 1:
+                problems.append(
+                    f"{key}: {' and '.join(map(repr, same))} are the same value at 6 significant "
+                    f"digits ({label}); give distinct values"
+                )
+    problems += _prior_set_problems(config)
+    problems += _plot_problems(config, scenarios)
+    for name in config["sbc"]["scenarios"]:
+        if name not in scenarios:
+            problems.append(f"sbc/scenarios: {name!r} is not one of the scenarios {list(scenarios)}")
+    if "simulated" in config["datasets"]:
+        problems.append("datasets/simulated: the name 'simulated' is reserved (it labels the simulated fits' jobs)")
+    clashes = set(config["datasets"]) & set(scenarios)
+    if clashes:
+        problems.append(f"datasets: {sorted(clashes)} named like scenarios; give data sets their own names")
+    return problems
+
+
+def _prior_set_problems(config: dict) -> list[str]:
+    problems = []
+    for name, overrides in config["models"]["prior_sets"].items():
+        for variant, keys in overrides.items():
+            allowed = variants.VARIANTS[variant].priors
+            for key, value in keys.items():
+                where = f"models/prior_sets/{name}/{variant}/{key}"
+                if key not in allowed:
+                    problems.append(f"{where}: unknown prior key; {variant} has {sorted(allowed)}")
+                elif isinstance(allowed[key], str):
+                    if key.endswith("_dist") and value not in variants.SPREAD_PRIORS:
+                        problems.append(f"{where}: {value!r} is not one of {list(variants.SPREAD_PRIORS)}")
+                elif isinstance(value, str) or not (value > 0):
+                    problems.append(f"{where}: {value!r} must be a positive number")
+    return problems
+
+
+def _plot_problems(config: dict, scenarios: dict) -> list[str]:
+    problems = []
+    plots = config["plots"]
+    if plots["showcase_seed"] not in grid.seeds(config):
+        problems.append(
+            f"plots/showcase_seed: {plots['showcase_seed']} is not one of seeds {grid.seeds(config)[:20]}"
+        )
+    counts = [level["count"] for level in config["outlier_levels"]]
+    if plots["showcase_outliers"] not in counts:
+        problems.append(
+            f"plots/showcase_outliers: {plots['showcase_outliers']} is not one of the "
+            f"outlier_levels counts {counts}"
+        )
+    if scenarios and plots["tutorial_scenario"] not in scenarios:
+        problems.append(
+            f"plots/tutorial_scenario: {plots['tutorial_scenario']!r} is not one of the "
+            f"scenarios {list(scenarios)[:20]}"
+        )
+    smallest = min((s["n_groups"] for s in scenarios.values()), default=None)
+    if smallest is not None and plots["funnel_group"] >= smallest:
+        problems.append(
+            f"plots/funnel_group: {plots['funnel_group']} is not a group of every scenario "
+            f"(the smallest has {smallest} groups: 0..{smallest - 1})"
+        )
+    return problems

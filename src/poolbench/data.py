@@ -1,0 +1,225 @@
+"""Datasets as the fits read them: one table per scenario or real data set.
+
+A dataset table holds every dataset of a scenario (outlier levels x seeds), one row per
+observation: `outliers`, `seed`, `x`, `y`, `group` (0..G-1), `group_label`, `is_outlier`.
+A real data set is written in the same layout (outliers 'observed', seed 0) after
+`read_user_csv` has checked it. The truth of simulated data sits beside it, one row per
+dataset and group (`Truth` is one dataset's).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from poolbench.grid import OBSERVED
+from poolbench.storage import write_table
+
+DATASET_COLUMNS = ["outliers", "seed", "x", "y", "group", "group_label", "is_outlier"]
+# Shown for each problem of a user's CSV.
+FIRST_ROWS = 5
+
+
+class DataError(ValueError):
+    """A data set that no fit could use, with the file, column and rows at fault."""
+
+
+@dataclass
+class Truth:
+    """What generated one simulated dataset: the fits are scored against it."""
+
+    scenario: str
+    seed: int
+    outliers: str
+    outlier_count: int
+    outlier_value: float
+    rng: str
+    rng_seed: int
+    n_groups: int
+    points_per_group: int
+    minority_points: int
+    minority_group: int
+    noise: float
+    slope_mean: float
+    slope_sd: float
+    slopes: list[float]
+    intercept_mean: float = 0.0
+    intercept_sd: float = 0.0
+    intercepts: list[float] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    def rows(self) -> list[dict]:
+        """The truth table's rows of this dataset: one per group."""
+        common = {k: v for k, v in asdict(self).items() if k not in ("slopes", "intercepts")}
+        intercepts = self.intercepts or [0.0] * self.n_groups
+        return [
+            common | {"group": g, "true_slope": slope, "true_intercept": intercept}
+            for g, (slope, intercept) in enumerate(zip(self.slopes, intercepts))
+        ]
+
+
+TRUTH_FIELDS = [f for f in Truth.__dataclass_fields__ if f not in ("slopes", "intercepts")]
+
+
+def write_datasets(frames: list[pd.DataFrame], path: str | Path) -> None:
+    table = pd.concat(frames, ignore_index=True)[DATASET_COLUMNS]
+    write_table(table, path)
+
+
+def write_truths(truths: list[Truth], path: str | Path) -> None:
+    write_table(pd.DataFrame([row for truth in truths for row in truth.rows()]), path)
+
+
+def read_truths(path: str | Path) -> dict[tuple[str, int], Truth]:
+    """Every dataset's truth in a scenario's truth table, by (outliers, seed)."""
+    table = pd.read_parquet(path)
+    out = {}
+    for (outliers, seed), rows in table.groupby(["outliers", "seed"], sort=False):
+        rows = rows.sort_values("group")
+        first = rows.iloc[0]
+        out[outliers, int(seed)] = Truth(
+            **{f: _plain(first[f]) for f in TRUTH_FIELDS},
+            slopes=rows["true_slope"].tolist(),
+            intercepts=rows["true_intercept"].tolist(),
+        )
+    return out
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+class DatasetTable:
+    """The datasets of one scenario or real data set, read once and split by dataset."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        table = read_dataset_table(path)
+        self.n_groups = int(table["group"].max()) + 1
+        self._datasets = {
+            (outliers, int(seed)): rows.reset_index(drop=True)
+            for (outliers, seed), rows in table.groupby(["outliers", "seed"], sort=False)
+        }
+
+    def first(self) -> pd.DataFrame:
+        return next(iter(self._datasets.values()))
+
+    def get(self, outliers: str, seed: int) -> pd.DataFrame:
+        try:
+            return self._datasets[outliers, seed]
+        except KeyError:
+            raise DataError(f"{self.path}: no dataset with outliers={outliers!r}, seed={seed}") from None
+
+
+def read_dataset_table(path: str | Path, n_groups: int | None = None) -> pd.DataFrame:
+    """Read a dataset table, refusing one a fit could not use (a hand-edited file, say)."""
+    try:
+        data = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read this dataset table ({type(exc).__name__}: {exc})") from exc
+    missing = [c for c in DATASET_COLUMNS if c not in data.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected {DATASET_COLUMNS}")
+    bad = data[["x", "y", "group"]].isna().any()
+    if bad.any():
+        raise DataError(f"{path}: empty or NaN values in column(s) {list(bad[bad].index)}")
+    if not np.isfinite(data[["x", "y"]].to_numpy(dtype=float)).all():
+        raise DataError(f"{path}: non-finite values in x or y")
+    groups = data["group"]
+    if not pd.api.types.is_integer_dtype(groups) or groups.min() < 0:
+        raise DataError(f"{path}: column 'group' must hold non-negative integers")
+    if n_groups is not None and groups.max() >= n_groups:
+        raise DataError(f"{path}: group {groups.max()} out of range for {n_groups} groups")
+    return data
+
+
+def model_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The arrays a model's `pm.Data` containers hold, by name."""
+    return {
+        "x": data["x"].to_numpy(dtype="float64"),
+        "y": data["y"].to_numpy(dtype="float64"),
+        "group_idx": data["group"].to_numpy(dtype="int64"),
+    }
+
+
+def _rows(mask: pd.Series) -> str:
+    """The first offending rows, numbered as in the CSV file (header = line 1)."""
+    index = list(mask[mask].index[:FIRST_ROWS])
+    more = int(mask.sum()) - len(index)
+    text = ", ".join(f"line {i + 2}" for i in index)
+    return text + (f" and {more} more" if more > 0 else "")
+
+
+def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: int = 2) -> pd.DataFrame:
+    """A user's grouped CSV as a dataset table, or one DataError naming the file, the column
+    and the first offending rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
+    missing = [c for c in (x, y, group) if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: no column(s) {missing}; the file has {list(raw.columns)}")
+    if raw.empty:
+        raise DataError(f"{path}: no rows")
+    values = {}
+    for role, column in (("x", x), ("y", y)):
+        text = raw[column].str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        blank = text.eq("") | text.str.lower().isin(["na", "nan", "null", "none"])
+        if blank.any():
+            raise DataError(f"{path}: column {column!r} ({role}): empty or NaN values at {_rows(blank)}")
+        if numbers.isna().any():
+            raise DataError(f"{path}: column {column!r} ({role}): non-numeric values at {_rows(numbers.isna())}")
+        if not np.isfinite(numbers).all():
+            raise DataError(f"{path}: column {column!r} ({role}): infinite values at {_rows(~np.isfinite(numbers))}")
+        values[role] = numbers.astype(float)
+    labels = raw[group].str.strip()
+    blank = labels.eq("") | labels.str.lower().isin(["na", "nan", "null", "none"])
+    if blank.any():
+        raise DataError(f"{path}: column {group!r} (group): empty or NaN values at {_rows(blank)}")
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise DataError(f"{path}: column {group!r} (group): a single group ({labels.iloc[0]!r}); pooling needs two or more")
+    if len(counts) >= len(labels):
+        raise DataError(f"{path}: column {group!r} (group): {len(counts)} groups for {len(labels)} rows; every row is its own group")
+    small = counts[counts < min_group_size]
+    if len(small):
+        at = labels.isin(small.index)
+        raise DataError(
+            f"{path}: column {group!r} (group): {len(small)} group(s) with fewer than {min_group_size} rows "
+            f"(min_group_size), e.g. {list(small.index[:FIRST_ROWS])} at {_rows(at)}; "
+            "set the data set's min_group_size to 1 to keep them (hierarchical models pool them)"
+        )
+    order = sorted(counts.index, key=_label_order)
+    index = {label: i for i, label in enumerate(order)}
+    return pd.DataFrame(
+        {
+            "outliers": OBSERVED,
+            "seed": 0,
+            "x": values["x"],
+            "y": values["y"],
+            "group": labels.map(index).astype("int64"),
+            "group_label": labels,
+            "is_outlier": False,
+        }
+    )[DATASET_COLUMNS]
+
+
+def _label_order(label: str):
+    """Numeric labels in numeric order (county 2 before county 10), others after, by text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)

@@ -1,0 +1,44 @@
+"""Every figure of the report, declared once: file name, title, caption, report category.
+
+The rules build their outputs from these tables, the plot scripts draw one figure per
+entry (`poolbench.plots.<name>_figure`), and the HTML report shows them in this order with
+the same captions (`workflow/report/<caption>`) as Snakemake's report. No heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file stem; the plotting function is poolbench.plots.<name>_figure
+    title: str
+    caption: str  # file under workflow/report/
+    category: str
+    subcategory: str
+
+
+# Drawn from the tables alone, one file each (PNG and SVG).
+SUMMARY = [
+    Figure("trust", "Which fits can be trusted", "trust.rst", "Figures", "Trust"),
+    Figure("divergences", "Divergences against target_accept", "divergences.rst", "Figures", "Sampler"),
+    Figure("shrinkage", "Shrinkage error by model and outlier level (trusted fits)", "shrinkage.rst", "Figures", "Shrinkage"),
+    Figure("estimates", "Estimates against the truth, group by group", "estimates.rst", "Figures", "Shrinkage"),
+    Figure("cost", "Cost: ESS per second and sampling time", "cost.rst", "Figures", "Cost"),
+    Figure("backends", "Cost by sampler backend", "backends.rst", "Figures", "Cost"),
+]
+
+# Families drawn from posteriors or per-item tables: a directory each, one file per item,
+# `{item}` being the wildcard Snakemake's report fills in.
+FAMILIES = {
+    "posterior": Figure("posterior", "Tutorial figure: {item} posterior", "posterior.rst", "Tutorial figures", "{item}"),
+    "funnel": Figure("funnel", "The funnel: {item} scenario", "funnel.rst", "Figures", "Funnel"),
+    "calibration": Figure("calibration", "Calibration: {item}", "calibration.rst", "Calibration", "{item}"),
+    "real": Figure("real", "Real data: {item}", "real.rst", "Real data", "{item}"),
+    "map": Figure("map", "Parameterisation map: {item}", "map.rst", "Parameterisation map", "{item}"),
+    "models": Figure("models", "Plate diagram: {item}", "model_graph.rst", "Models", "{item}"),
+}
+
+# The parameterisation map's figures (per prior set), drawn by poolbench.plots.map_item_figure.
+MAP = ("ess_ratio", "divergences", "trusted")

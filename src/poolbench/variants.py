@@ -1,0 +1,206 @@
+"""The model variants and likelihoods poolbench can fit: each declared once, here.
+
+A variant is a combination of *terms* (how slopes and intercepts are pooled) with its prior
+keys and their defaults. Everything else reads this registry: the config schema is checked
+against it (tests/test_variants.py), the grid enumerates model names from it, `models`
+builds PyMC models from its terms, `metrics` scores the variables it lists, `plots` draws
+the figure it names and the report describes it with its title.
+
+Adding a variant made of existing terms is one `Variant(...)` entry below, its prior block
+in `workflow/schemas/config.schema.yaml` and a line in `config/README.md`. A new kind of
+term also needs its builder in `poolbench.models.TERM_BUILDERS`.
+
+This module imports nothing heavy: plot and report jobs read it without PyMC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# How a coefficient (slope or intercept) varies over groups.
+ABSENT = "absent"  # no such term (the tutorial's models have no intercept)
+POOLED = "pooled"  # one value shared by every group
+UNPOOLED = "unpooled"  # one independent value per group
+HIERARCHICAL = "hierarchical"  # per group, drawn around a population mean with a spread
+
+CENTERED = "centered"
+NONCENTERED = "noncentered"
+NO_PARAMETERISATION = "none"
+PARAMETERISATIONS = (CENTERED, NONCENTERED)
+
+# Posterior variable names. Kept here, away from PyMC, so plots and reports share them.
+SLOPE = "slope"
+INTERCEPT = "intercept"
+NOISE = "noise"
+NU = "nu"
+OBSERVED = "y_obs"
+
+
+def common(coefficient: str) -> str:
+    """Name of a pooled coefficient's single value, e.g. 'common_slope'."""
+    return f"common_{coefficient}"
+
+
+def population_mean(coefficient: str) -> str:
+    return f"mu_{coefficient}"
+
+
+def population_sd(coefficient: str) -> str:
+    return f"sigma_{coefficient}"
+
+
+def standardised(coefficient: str) -> str:
+    """The non-centered parameterisation's standard-normal offsets, e.g. 'z_slope'."""
+    return f"z_{coefficient}"
+
+
+MU = population_mean(SLOPE)
+SIGMA = population_sd(SLOPE)
+SPREAD_PRIORS = ("exponential", "halfnormal")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model variant: which terms it has, its priors, what it scores and shows."""
+
+    name: str
+    title: str  # one line, for the report and the docs
+    slopes: str  # POOLED, UNPOOLED or HIERARCHICAL
+    intercepts: str  # ABSENT, POOLED, UNPOOLED or HIERARCHICAL
+    priors: dict  # prior keys with their defaults (the tutorial's for the tutorial's variants)
+    figure: str = "dist"  # the tutorial figure: "dist" (posterior densities) or "forest"
+
+    @property
+    def terms(self) -> dict[str, str]:
+        """Coefficient -> how it is pooled, for the coefficients the model has."""
+        return {c: kind for c, kind in ((SLOPE, self.slopes), (INTERCEPT, self.intercepts)) if kind != ABSENT}
+
+    @property
+    def parameterisations(self) -> tuple[str, ...]:
+        """Only hierarchical terms can be centered or not."""
+        if HIERARCHICAL in self.terms.values():
+            return PARAMETERISATIONS
+        return (NO_PARAMETERISATION,)
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        """Population mean and spread of every hierarchical term."""
+        return tuple(
+            name
+            for coefficient, kind in self.terms.items()
+            if kind == HIERARCHICAL
+            for name in (population_mean(coefficient), population_sd(coefficient))
+        )
+
+    @property
+    def scored(self) -> tuple[str, ...]:
+        """Per-group variables scored against the simulated truth (and shrunk in the
+        real-data figures)."""
+        return tuple(self.terms)
+
+    @property
+    def figure_vars(self) -> tuple[str, ...]:
+        """Variables of the tutorial's posterior figure."""
+        if self.figure == "forest":
+            return tuple(self.terms)
+        pooled = tuple(common(c) for c, kind in self.terms.items() if kind == POOLED)
+        return pooled + self.hyperparameters + tuple(
+            c for c, kind in self.terms.items() if kind != POOLED
+        )
+
+    def calibrated(self, likelihood: "Likelihood") -> tuple[str, ...]:
+        """Variables whose ranks simulation-based calibration checks: every parameter
+        drawn from the prior (a pooled coefficient once, not once per group)."""
+        coefficients = tuple(
+            common(c) if kind == POOLED else c for c, kind in self.terms.items()
+        )
+        return self.hyperparameters + coefficients + (NOISE,) + likelihood.parameters
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    name: str
+    title: str
+    priors: dict = field(default_factory=dict)
+    parameters: tuple[str, ...] = ()  # its own parameters beyond the mean and the noise
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        Variant(
+            "pooled",
+            "one slope for all groups",
+            slopes=POOLED,
+            intercepts=ABSENT,
+            priors={"slope_sd": 20.0, "noise_rate": 0.1},
+        ),
+        Variant(
+            "unpooled",
+            "an independent slope per group",
+            slopes=UNPOOLED,
+            intercepts=ABSENT,
+            priors={"slope_sd": 20.0, "noise_rate": 10.0},
+            figure="forest",
+        ),
+        Variant(
+            "hierarchical",
+            "group slopes drawn around a population mean (partial pooling)",
+            slopes=HIERARCHICAL,
+            intercepts=ABSENT,
+            priors={
+                "mu_sd": 1.0,
+                "sigma_dist": "exponential",
+                "sigma_rate": 13.0,
+                "sigma_sd": 1.0,
+                "noise_rate": 10.0,
+            },
+        ),
+        Variant(
+            "pooled_intercept",
+            "one intercept and one slope for all groups",
+            slopes=POOLED,
+            intercepts=POOLED,
+            priors={"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1.0},
+        ),
+        Variant(
+            "unpooled_intercepts",
+            "an independent intercept and slope per group",
+            slopes=UNPOOLED,
+            intercepts=UNPOOLED,
+            priors={"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1.0},
+            figure="forest",
+        ),
+        Variant(
+            "varying_intercepts",
+            "group intercepts and group slopes, each drawn around its population mean",
+            slopes=HIERARCHICAL,
+            intercepts=HIERARCHICAL,
+            priors={
+                "intercept_mu_sd": 5.0,
+                "intercept_sigma_rate": 1.0,
+                "intercept_sigma_sd": 1.0,
+                "mu_sd": 5.0,
+                "sigma_dist": "exponential",
+                "sigma_rate": 1.0,
+                "sigma_sd": 1.0,
+                "noise_rate": 1.0,
+            },
+        ),
+    ]
+}
+
+LIKELIHOODS: dict[str, Likelihood] = {
+    lik.name: lik
+    for lik in [
+        Likelihood("normal", "normal noise"),
+        # nu ~ Gamma(2, 0.1) (Juárez & Steel 2010; the Stan prior-choice wiki's default):
+        # mean 20, so it behaves like a normal likelihood unless the data say otherwise.
+        Likelihood(
+            "student_t",
+            "Student-t noise (robust to outliers)",
+            priors={"nu_alpha": 2.0, "nu_beta": 0.1},
+            parameters=(NU,),
+        ),
+    ]
+}

@@ -1,0 +1,30 @@
+from poolbench.runtime import start_job
+
+start_job(snakemake)
+
+from pathlib import Path
+
+import pandas as pd
+
+from poolbench import plots
+from poolbench.storage import read_fit_posterior
+
+settings = snakemake.params.plots
+plots.set_style(settings["context"])
+figures = Path(snakemake.output.figures)
+figures.mkdir(parents=True, exist_ok=True)
+by_scenario = {}
+for key, posterior in snakemake.params.posteriors.items():
+    scenario, parameterisation, ta = key.split("/")
+    if posterior and Path(posterior).exists():
+        tree = read_fit_posterior(posterior)
+        points = plots.funnel_points(tree, parameterisation, settings["funnel_group"])
+    else:  # that fit failed: its panel stays empty
+        points = pd.DataFrame(columns=["chain", "x_variable", "x", "log_sigma", "diverging"])
+    by_scenario.setdefault(scenario, {})[parameterisation, ta] = points.assign(
+        parameterisation=parameterisation, target_accept=float(ta)
+    )
+for scenario, points in by_scenario.items():
+    # The data behind the figure, for readers (and tests) that want the numbers.
+    pd.concat(points.values(), ignore_index=True).to_csv(figures / f"{scenario}.csv", index=False)
+    plots.save(plots.funnel_figure(points, scenario), figures / f"{scenario}.png", figures / f"{scenario}.svg", settings["dpi"])

@@ -1,0 +1,44 @@
+from poolbench.runtime import start_job
+
+start_job(snakemake)
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from poolbench import plots
+from poolbench.storage import read_fit_posterior
+from poolbench.variants import OBSERVED
+
+settings = snakemake.params.plots
+plots.set_style(settings["context"])
+figures = Path(snakemake.output.figures)
+figures.mkdir(parents=True, exist_ok=True)
+groups = pd.read_parquet(snakemake.input.groups)
+by_dataset = {}
+for label, path in snakemake.params.posteriors.items():
+    dataset, model = label.split("/", 1)
+    by_dataset.setdefault(dataset, {})[model.replace("/", " · ")] = path
+for dataset, models in by_dataset.items():
+    observed, replicated = None, {}
+    for model, path in models.items():
+        if not (path and Path(path).exists()):
+            continue
+        tree = read_fit_posterior(path)
+        observed = tree["observed_data"][OBSERVED].values
+        draws = tree["posterior_predictive"][OBSERVED].values
+        replicated[model] = draws.reshape(-1, draws.shape[-1])[:40]
+    figure = (
+        plots.ppc_figure(observed, replicated, f"{dataset}: observed and replicated data")
+        if replicated
+        else plots.message_figure(f"{dataset}: no fit at the highest target_accept succeeded")
+    )
+    plots.save(figure, figures / f"{dataset}_ppc.png", figures / f"{dataset}_ppc.svg", settings["dpi"])
+    rows = groups[(groups["scenario"] == dataset) & np.isclose(groups["target_accept"], groups["target_accept"].max())]
+    figure = (
+        plots.real_shrinkage_figure(rows, f"{dataset}: estimates against group size")
+        if not rows.empty
+        else plots.message_figure(f"{dataset}: no successful fit")
+    )
+    plots.save(figure, figures / f"{dataset}_shrinkage.png", figures / f"{dataset}_shrinkage.svg", settings["dpi"])
