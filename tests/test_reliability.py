@@ -1,7 +1,10 @@
-"""Nothing lost under interruption, parallel load and bad input; provenance recorded."""
+"""Nothing lost under interruption, parallel load, bad input, a full disk or a damaged
+cache; nothing wrong reused silently; provenance recorded (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import signal
@@ -14,20 +17,25 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import job_counts, BIN, REPO, snakemake, tiny_config, write_config
-from poolbench.fit import TIMING_COLUMNS
+from conftest import (
+    BIN, DEFAULT, REPO, TINY_RESULTS, fit, fit_keys, job_counts, simulated_source, snakemake, tiny_config,
+    write_config,
+)
+from poolbench import records, storage
 from poolbench.storage import read_posterior, read_provenance
 
-
-def fits_table(workdir: Path) -> pd.DataFrame:
-    return pd.read_parquet(workdir / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
+R = TINY_RESULTS
 
 
-def start_snakemake(workdir: Path, config: dict, cores: int = 2) -> subprocess.Popen:
+def fits_table(workdir: Path, results: Path = R) -> pd.DataFrame:
+    return pd.read_parquet(workdir / results / "tables/fits.parquet").drop(columns=records.TIMING)
+
+
+def start_snakemake(workdir: Path, config: dict, cores: int = 2, *args) -> subprocess.Popen:
     path = write_config(workdir, config)
     return subprocess.Popen(
         [BIN / "snakemake", "--snakefile", REPO / "Snakefile", "--directory", workdir, "--cores", str(cores),
-         "--configfile", path, "--replace-workflow-config"],
+         "--configfile", path, "--replace-workflow-config", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
@@ -43,7 +51,7 @@ def wait_for(condition, timeout=300, what="condition"):
 
 def assert_no_partial_or_broken_files(workdir: Path) -> None:
     assert not list(workdir.rglob("*.partial")), "a .partial file was left behind"
-    for nc in (workdir / "results/fits").rglob("*.nc"):
+    for nc in workdir.glob("results/*/fits/**/*.nc"):
         read_posterior(nc)
     for parquet in (workdir / "results").rglob("*.parquet"):
         pd.read_parquet(parquet)
@@ -78,32 +86,36 @@ def slow_config() -> dict:
     return config
 
 
+def running_fits(process):
+    return [
+        p for p in psutil.Process(process.pid).children(recursive=True)
+        if p.name().startswith("python") and any(".fit.py" in part for part in p.cmdline())
+    ]
+
+
+def jobs_half_way(run: Path) -> list[Path]:
+    """Fit job logs with some fits done and more to go."""
+    logs = run / R / "logs/fit"
+    if not logs.exists():
+        return []
+    return [
+        log for log in logs.rglob("*.log")
+        if re.search(r"fit [2-6]/8", log.read_text())
+        and not (run / R / "fits" / log.relative_to(logs).with_suffix("") / "fits.parquet").exists()
+    ]
+
+
 def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_path):
     run = tmp_path / "killed"
     run.mkdir()
     process = start_snakemake(run, slow_config())
-
-    def running_fits():
-        return [
-            p for p in psutil.Process(process.pid).children(recursive=True)
-            if p.name().startswith("python") and any(".fit.py" in part for part in p.cmdline())
-        ]
-
-    def in_progress():  # a job with some fits done and more to go
-        return [
-            log for log in (run / "results/logs/fit").rglob("*.log")
-            if re.search(r"fit [2-6]/8", log.read_text())
-            and not (run / "results/fits" / log.relative_to(run / "results/logs/fit").with_suffix("") / "fits.parquet").exists()
-        ] if (run / "results/logs/fit").exists() else []
-
-    wait_for(lambda: in_progress() and running_fits(), what="a fit job half-way")
-    killed = in_progress()
-    for victim in running_fits():
+    wait_for(lambda: jobs_half_way(run) and running_fits(process), what="a fit job half-way")
+    killed = jobs_half_way(run)
+    for victim in running_fits(process):
         victim.send_signal(signal.SIGKILL)
     output, _ = process.communicate(timeout=600)
     assert process.returncode != 0 and "Error in rule fit" in output
     assert "(Rule: aggregate)" not in output  # nothing is built on a broken job
-    assert not list(run.rglob("*.partial"))
 
     rerun = snakemake(run, slow_config())
     assert 1 <= job_counts(rerun.stdout + rerun.stderr)["fit"] <= 2
@@ -112,6 +124,30 @@ def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_
         reused = re.findall(r"8 fits, (\d) from the cache", log.read_text())[-1]
         assert int(reused) >= 1, log.read_text()
     assert_no_partial_or_broken_files(run)
+    uninterrupted = tmp_path / "uninterrupted"
+    snakemake(uninterrupted, slow_config())
+    pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
+
+
+def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_path):
+    """Issue #12, item 9: SIGKILL of the top-level Snakemake. Its fit jobs notice and stop
+    (no orphan races the rerun); the rerun after `--unlock` completes with the tables of an
+    uninterrupted run and leaves no '.partial' file."""
+    run = tmp_path / "killed"
+    run.mkdir()
+    process = start_snakemake(run, slow_config())
+    wait_for(lambda: jobs_half_way(run) and running_fits(process), what="a fit job half-way")
+    orphans = running_fits(process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    gone, alive = psutil.wait_procs(orphans, timeout=30)
+    assert not alive, f"fit jobs outlived Snakemake: {alive}"
+    logs = [log.read_text() for log in (run / R / "logs/fit").rglob("*.log")]
+    assert any("is gone: stopping this job" in log for log in logs)
+    snakemake(run, slow_config(), "--unlock")
+    snakemake(run, slow_config())
+    assert_no_partial_or_broken_files(run)
+    assert not list((run / "results/cache").rglob("*.partial"))
     uninterrupted = tmp_path / "uninterrupted"
     snakemake(uninterrupted, slow_config())
     pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
@@ -133,7 +169,7 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
     snakemake(tmp_path / "serial", config, cores=1)
     pd.testing.assert_frame_equal(fits_table(tmp_path / "parallel"), fits_table(tmp_path / "serial"))
     # Threads pinned: every fit job ran single-threaded BLAS/OpenMP.
-    for log in (tmp_path / "parallel/results/logs/fit").rglob("*.log"):
+    for log in (tmp_path / "parallel" / R / "logs/fit").rglob("*.log"):
         threads = re.search(r"BLAS/OpenMP threads: (.*)", log.read_text())[1]
         assert re.findall(r"'\w+', (\d+)", threads) and set(re.findall(r"'\w+', (\d+)", threads)) == {"1"}
 
@@ -141,21 +177,23 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
 def test_full_runs_with_one_and_two_cores_give_identical_tables(tmp_path, tiny_run):
     snakemake(tmp_path, tiny_config(), cores=1)
     pd.testing.assert_frame_equal(fits_table(tmp_path), fits_table(tiny_run))  # tiny_run: --cores 2
-    groups = [pd.read_parquet(d / "results/tables/groups.parquet") for d in (tmp_path, tiny_run)]
+    groups = [pd.read_parquet(d / R / "tables/groups.parquet") for d in (tmp_path, tiny_run)]
     pd.testing.assert_frame_equal(*groups)
 
 
 def test_plot_and_report_code_never_imports_pymc():
-    modules = ["poolbench.plots", "poolbench.report", "poolbench.aggregate", "poolbench.storage"]
+    modules = ["poolbench.plots", "poolbench.report", "poolbench.aggregate", "poolbench.storage",
+               "poolbench.metrics", "poolbench.variants", "poolbench.figures", "poolbench.config"]
     check = f"import sys, {', '.join(modules)}; print('pymc' in sys.modules, 'pytensor' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
+                         env=os.environ | {"PYTHONPATH": str(REPO / "src")})
     assert out.stdout.split() == ["False", "False"]
 
 
 def test_declared_fit_memory_covers_the_measured_peak(tiny_run):
     planned = snakemake(tiny_run, tiny_config(), "--dry-run", "--forcerun", "fit").stdout
     declared = int(re.search(r"rule fit:\n(?:.*\n)*?\s+resources: .*mem_mb=(\d+)", planned)[1])
-    peaks = [pd.read_csv(t, sep="\t")["max_rss"].max() for t in (tiny_run / "results/benchmarks/fit").rglob("*.tsv")]
+    peaks = [pd.read_csv(t, sep="\t")["max_rss"].max() for t in (tiny_run / R / "benchmarks/fit").rglob("*.tsv")]
     assert peaks and max(peaks) < declared
 
 
@@ -179,33 +217,215 @@ def mtimes(paths):
     ],
     ids=["nan", "missing-column"],
 )
-def test_a_broken_dataset_fails_its_job_naming_the_file_and_keeps_other_results(finished_copy, edit, message):
-    dataset = finished_copy / "results/datasets/hard/2at30/seed1.csv"
-    edit(pd.read_csv(dataset)).to_csv(dataset, index=False)
-    others = mtimes([*(finished_copy / "results/tables").glob("*"), finished_copy / "results/report.html"])
-    cached = sorted((finished_copy / "results/cache/fits").rglob("record.json"))
+def test_a_broken_dataset_fails_its_jobs_naming_the_file_and_keeps_other_results(finished_copy, edit, message):
+    dataset = finished_copy / R / "datasets/hard.parquet"
+    edit(pd.read_parquet(dataset)).to_parquet(dataset)
+    others = mtimes([*(finished_copy / R / "tables").glob("*"), finished_copy / R / "report.html"])
+    cached = sorted((finished_copy / "results/cache/fits").rglob("entry.json"))
     result = snakemake(finished_copy, tiny_config(), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "results/datasets/hard/2at30/seed1.csv" in output and message in output
+    assert f"{R}/datasets/hard.parquet" in output and message in output
     assert mtimes(others) == others  # good results untouched
-    assert sorted((finished_copy / "results/cache/fits").rglob("record.json")) == cached
+    assert sorted((finished_copy / "results/cache/fits").rglob("entry.json")) == cached
 
 
-def test_a_truncated_posterior_gives_a_clear_error_naming_the_file(finished_copy):
-    posterior = finished_copy / "results/fits/unpooled/nutpie/posterior/tutorial/2at30_seed0_ta0.99.nc"
+def showcase_posterior(run: Path, model="unpooled") -> Path:
+    return next((run / R / "fits" / model).rglob("posterior/tutorial/2at30_seed0_ta0.99.nc"))
+
+
+def test_a_truncated_posterior_gives_a_clear_error_whose_advice_works(finished_copy):
+    """Issue #12, item 1: a damaged result never damages the cache (it has its own bytes),
+    and following the error's advice brings the good posterior back."""
+    posterior = showcase_posterior(finished_copy)
+    entry = next(e for e in (finished_copy / "results/cache/fits").rglob("posterior.nc")
+                 if storage.file_sha256(e) == storage.file_sha256(posterior))
+    assert entry.stat().st_ino != posterior.stat().st_ino
     posterior.write_bytes(posterior.read_bytes()[:1000])
     result = snakemake(finished_copy, tiny_config(), "--forcerun", "plot_posterior", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"{posterior.relative_to(finished_copy)}: cannot read this NetCDF posterior" in output
-    assert (finished_copy / "results/report.html").exists()
+    relative = posterior.relative_to(finished_copy)
+    assert f"{relative}: cannot read this NetCDF posterior" in output
+    advice = re.search(r"`snakemake (--forcerun \S+)`", output)[1].split()
+    snakemake(finished_copy, tiny_config(), *advice)
+    read_posterior(posterior)
+    assert storage.file_sha256(posterior) == storage.file_sha256(entry)
+    assert (finished_copy / R / "figures/posterior/unpooled.png").exists()
+
+
+def test_a_swapped_posterior_in_results_is_refused_not_shown_as_another_fit(finished_copy):
+    """A posterior file copied over another one (same model, other dataset) is refused by
+    the figure that reads it, naming both fits."""
+    target = showcase_posterior(finished_copy, "hierarchical_centered")
+    other = target.with_name("0at30_seed0_ta0.99.nc")
+    shutil.copyfile(target.parent.parent / "tutorial" / other.name, target)
+    result = snakemake(finished_copy, tiny_config(), "--forcerun", "plot_posterior", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "holds another fit: outliers='0at30' (expected '2at30')" in output
+
+
+@pytest.fixture
+def cached_fits(tmp_path):
+    """Two hierarchical fits of the hard scenario (0 and 2 outliers) in a fresh cache."""
+    scenarios = {"hard": DEFAULT["scenarios"]["hard"]}
+    levels = [{"count": 0, "value": 30.0}, {"count": 2, "value": 30.0}]
+    source = simulated_source(tmp_path / "data", scenarios, [0], levels)
+    keys = fit_keys("hard", [0], level=levels[0]) + fit_keys("hard", [0], level=levels[1])
+    cache = tmp_path / "cache"
+    fits, _ = fit("hierarchical_centered", keys, source, tmp_path / "first", draws=100, tune=100, cache=cache)
+    return source, keys, cache, fits
+
+
+def refit(cached_fits, tmp_path, caplog):
+    source, keys, cache, _ = cached_fits
+    caplog.clear()
+    caplog.set_level("INFO", logger="poolbench")
+    return fit("hierarchical_centered", keys, source, tmp_path / "again", draws=100, tune=100, cache=cache)[0]
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(p.parent for p in cache.rglob("entry.json"))
+
+
+def test_a_truncated_cache_entry_is_reported_discarded_and_sampled_again(cached_fits, tmp_path, caplog):
+    """Issue #12, item 2."""
+    first = entries(cached_fits[2])[0]
+    (first / "posterior.nc").write_bytes((first / "posterior.nc").read_bytes()[:1000])
+    fits = refit(cached_fits, tmp_path, caplog)
+    assert f"discarding {first}: its posterior.nc does not match its checksum" in caplog.text
+    assert "2 fits, 1 from the cache" in caplog.text
+    pd.testing.assert_frame_equal(fits.drop(columns=records.TIMING), cached_fits[3].drop(columns=records.TIMING))
+
+
+def test_swapped_cache_entries_are_refused_by_identity(cached_fits, tmp_path, caplog):
+    one, two = entries(cached_fits[2])
+    for name in ("posterior.nc", "entry.json"):  # swap the contents of the two entries
+        a, b = (one / name).read_bytes(), (two / name).read_bytes()
+        (one / name).write_bytes(b)
+        (two / name).write_bytes(a)
+    fits = refit(cached_fits, tmp_path, caplog)
+    assert caplog.text.count("it was stored under another key") == 2
+    assert "2 fits, 0 from the cache" in caplog.text
+    pd.testing.assert_frame_equal(fits.drop(columns=records.TIMING), cached_fits[3].drop(columns=records.TIMING))
+    for record, posterior in zip(fits.itertuples(), sorted((tmp_path / "again").rglob("*.nc"))):
+        assert json.loads(read_posterior(posterior).attrs["truth"])["outliers"] in posterior.name
+
+
+def test_an_entry_holding_another_fit_is_refused(cached_fits, tmp_path, caplog):
+    """An entry whose key is right but whose identity names another fit (edited by hand)."""
+    first = entries(cached_fits[2])[0]
+    stored = json.loads((first / "entry.json").read_text())
+    stored["identity"]["outliers"] = "9at30"
+    (first / "entry.json").write_text(json.dumps(stored))
+    refit(cached_fits, tmp_path, caplog)
+    assert f"discarding {first}: it holds another fit" in caplog.text
+
+
+def test_garbage_in_a_cache_entry_is_reported_by_path_and_sampled_again(cached_fits, tmp_path, caplog):
+    first = entries(cached_fits[2])[0]
+    (first / "entry.json").write_text("{ not json")
+    refit(cached_fits, tmp_path, caplog)
+    assert f"discarding {first}: its entry.json is not readable JSON" in caplog.text
+    assert "2 fits, 1 from the cache" in caplog.text
+
+
+def test_an_environment_error_fails_the_job_instead_of_the_fit(tmp_path, monkeypatch):
+    """Issue #12, item 3, in-process: a full disk while storing a fit stops the job with the
+    path and the cause; nothing is recorded as a failed fit."""
+    import errno
+
+    def full_disk(tree, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    source = simulated_source(tmp_path, {"hard": DEFAULT["scenarios"]["hard"]}, [0])
+    monkeypatch.setattr(storage, "write_posterior", full_disk)
+    with pytest.raises(storage.EnvironmentFault) as error:
+        fit("pooled", fit_keys("hard", [0]), source, tmp_path / "out", draws=100, tune=100, cache=tmp_path / "cache")
+    assert "No space left on device" in str(error.value) and "pooled.normal" in str(error.value)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def small_config() -> dict:
+    config = tiny_config(seeds=[0], scenarios={"hard": tiny_config()["scenarios"]["hard"]})
+    config["models"] |= {"variants": ["pooled", "hierarchical"], "parameterisations": ["noncentered"]}
+    config["sampler"] |= {"target_accept": [0.8, 0.9, 0.99], "draws": 100, "tune": 100}
+    config["plots"]["tutorial_scenario"] = "hard"
+    return config
+
+
+def mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_completes(tmp_path):
+    """Issue #12, item 3, end to end: the fit cache on a tiny filesystem."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tiny tmpfs")
+    run = tmp_path / "run"
+    cache = run / "results/cache"
+    if not mount_tmpfs(cache, "100k"):
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        result = snakemake(run, small_config(), check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "No space left on device" in output and "results/cache/fits" in output
+        assert "This is the machine, not the model" in output
+        assert not (run / "results/tiny/tables/fits.parquet").exists()  # no fit recorded as failed
+        subprocess.run(["umount", str(cache)], check=True)
+        assert mount_tmpfs(cache, "100m")  # space freed (an empty cache, as after a cleanup)
+        snakemake(run, small_config())
+    finally:
+        subprocess.run(["umount", str(cache)], capture_output=True)
+    fits = pd.read_parquet(run / "results/tiny/tables/fits.parquet")
+    assert (fits["status"] == "ok").all()
+    assert_no_partial_or_broken_files(run)
+    clean = tmp_path / "clean"
+    snakemake(clean, small_config())
+    pd.testing.assert_frame_equal(fits_table(run), fits_table(clean))
+
+
+def test_when_every_fit_fails_the_tables_figures_and_report_are_still_written(tmp_path):
+    """Issue #12, item 4."""
+    config = small_config()
+    broken = {"noise_rate": 1e300}  # an initial noise of ~1e-300: the log density is -inf
+    config["models"]["priors"] = {variant: block | broken for variant, block in config["models"]["priors"].items()}
+    snakemake(tmp_path, config)
+    fits = pd.read_parquet(tmp_path / R / "tables/fits.parquet")
+    assert len(fits) == 6 and (fits["status"] == "failed").all() and not fits["trusted"].any()
+    html = (tmp_path / R / "report.html").read_text()
+    assert html.count("Initial evaluation of model at starting point failed") == 6
+    assert re.search(r'data-key="failed:count" data-value="6.0"', html)
+    for png in ("trust", "divergences", "shrinkage", "estimates", "cost", "backends"):
+        assert (tmp_path / R / f"figures/{png}.png").stat().st_size > 1000
+
+
+def test_copying_a_file_twice_leaves_no_partial(tmp_path):
+    """Issue #12, item 9: the old hard-link copy left `dst.partial` when run twice."""
+    source, target = tmp_path / "a.nc", tmp_path / "b.nc"
+    source.write_bytes(b"x" * 100)
+    storage.copy_file(source, target)
+    storage.copy_file(source, target)
+    assert target.read_bytes() == source.read_bytes() and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_stale_partial_of_a_dead_writer_is_removed_by_the_next_job(tmp_path):
+    stale = tmp_path / "fits.parquet.999999999.partial"
+    stale.write_text("left by a killed writer")
+    live = storage.partial_path(tmp_path / "groups.parquet")
+    live.write_text("being written by this process")
+    assert storage.remove_stale_partials(tmp_path) == 1
+    assert not stale.exists() and live.exists()
 
 
 def test_an_unknown_model_on_the_command_line_is_refused_naming_it(finished_copy):
-    result = snakemake(finished_copy, tiny_config(), "results/fits/partial/nutpie/fits.parquet", check=False)
+    target = f"{R}/fits/partial/normal/default/nutpie/simulated-p0/fits.parquet"
+    result = snakemake(finished_copy, tiny_config(), target, check=False)
     assert result.returncode != 0
-    assert "results/fits/partial/nutpie/fits.parquet" in result.stdout + result.stderr
+    assert target in result.stdout + result.stderr
     result = snakemake(finished_copy, tiny_config(), "--config", "models={'variants': ['partial']}", check=False)
     assert result.returncode != 0 and "'partial' is not one of" in result.stdout + result.stderr
 
@@ -213,23 +433,36 @@ def test_an_unknown_model_on_the_command_line_is_refused_naming_it(finished_copy
 def test_tables_and_report_record_their_provenance(tiny_run):
     from poolbench.grid import experiment_hash
 
-    expected = experiment_hash(tiny_config())
+    expected = experiment_hash(
+        {k: v for k, v in _resolved_config(tiny_run).items()}
+    )
     for table in ("fits", "groups", "summary"):
-        parquet = tiny_run / f"results/tables/{table}.parquet"
+        parquet = tiny_run / R / f"tables/{table}.parquet"
         provenance = read_provenance(parquet)
         assert provenance["experiment_hash"] == expected
         assert provenance["packages"]["pymc"] == "6.4.0" and provenance["git_commit"]
         assert set(pd.read_parquet(parquet)["experiment"]) == {expected}
-    html = (tiny_run / "results/report.html").read_text()
+    html = (tiny_run / R / "report.html").read_text()
     assert expected in html and "pymc</td><td>6.4.0" in html
+
+
+def _resolved_config(run: Path) -> dict:
+    """The config as the workflow saw it: validated, with the schema's defaults filled in."""
+    from snakemake.utils import validate
+
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    return config
 
 
 def test_a_new_target_accept_samples_only_the_new_fits(finished_copy):
     config = tiny_config()
     config["sampler"]["target_accept"] = [0.8, 0.9, 0.99]
     snakemake(finished_copy, config)
-    logs = [p.read_text() for p in (finished_copy / "results/logs/fit").rglob("*.log")]
+    logs = [p.read_text() for p in (finished_copy / R / "logs/fit").rglob("*.log")]
     # Each job: 8 datasets x 3 target_accepts, 16 of them already sampled.
     assert len(logs) == 4 and all("24 fits, 16 from the cache" in log for log in logs)
-    fits = pd.read_parquet(finished_copy / "results/tables/fits.parquet")
+    fits = pd.read_parquet(finished_copy / R / "tables/fits.parquet")
     assert sorted(fits["target_accept"].unique()) == [0.8, 0.9, 0.99] and len(fits) == 96

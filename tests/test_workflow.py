@@ -8,7 +8,9 @@ import subprocess
 
 import pandas as pd
 
-from conftest import job_counts, BIN, REPO, snakemake, tiny_config
+from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config
+
+R = TINY_RESULTS
 
 
 def test_snakemake_lint_is_clean():
@@ -25,22 +27,35 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
-    # A simulate job per scenario, each writing 2 outlier levels x 5 seeds datasets; a fit
-    # job per model structure (pooled, unpooled, hierarchical centered and non-centered) and
-    # backend, each fitting all 20 datasets at 4 target_accepts; one job for all plate
-    # diagrams and one for all tutorial figures.
+    # A simulate job per scenario (each writing 2 outlier levels x 5 seeds datasets into one
+    # table) and one prepare job for radon; a fit job per compiled model (pooled, unpooled,
+    # hierarchical centered and non-centered on the simulated data; the four intercept
+    # models on radon; each with a normal and a Student-t likelihood), each fitting all its
+    # datasets at every target_accept; a calibration job per simulated-data model; one job
+    # for all plate diagrams and one per figure family.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
-    assert counts["simulate"] == 2
-    assert counts["fit"] == 4
-    assert counts["model_graph"] == 1
-    assert counts["plot_posterior"] == 1
-    assert counts["aggregate"] == 1
-    planned = set(re.findall(r"results/datasets/\S+?\.csv", result.stdout))
-    assert planned == {
-        f"results/datasets/{scenario}/{outliers}/seed{seed}.csv"
-        for scenario in ("tutorial", "hard") for outliers in ("0at30", "2at30") for seed in range(5)
+    assert counts["simulate"] == 2 and counts["prepare_dataset"] == 1
+    assert counts["fit"] == 16 and counts["sbc"] == 8
+    assert counts["model_graph"] == 1 and counts["plot_posterior"] == 1 and counts["plot_funnel"] == 1
+    assert counts["aggregate"] == 1 and counts["html_report"] == 1
+    planned = set(re.findall(r"results/tutorial/datasets/\S+?\.parquet", result.stdout))
+    assert planned == {f"results/tutorial/datasets/{name}.parquet" for name in ("tutorial", "hard", "radon")} | {
+        f"results/tutorial/datasets/{name}.truth.parquet" for name in ("tutorial", "hard")
     }
+
+
+def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_jobs(tmp_path):
+    """Issue #18, item 4: fits are batched into jobs of at most `fits_per_job`, so the DAG
+    stays small however many seeds (the benchmark times it at three sizes)."""
+    config = tiny_config(seeds=25_000, scenarios={"hard": tiny_config()["scenarios"]["hard"]})
+    config["models"] |= {"variants": ["hierarchical"]}
+    config["sampler"] |= {"target_accept": [0.8], "fits_per_job": 1000}
+    config["plots"]["tutorial_scenario"] = "hard"
+    result = snakemake(tmp_path, config, "--dry-run", "--quiet", timeout=300)
+    counts = job_counts(result.stdout)
+    # 25,000 seeds x 2 outlier levels x 2 parameterisations = 100,000 fits in 100 fit jobs.
+    assert counts["fit"] == 100
 
 
 def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):
@@ -48,8 +63,8 @@ def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):
     one, two = tmp_path / "cores1", tmp_path / "cores2"
     snakemake(one, config, "--until", "simulate", cores=1)
     snakemake(two, config, "--until", "simulate", cores=2)
-    files = sorted(p.relative_to(one) for p in (one / "results/datasets").rglob("*.*"))
-    assert len(files) == 2 * 2 * 2 * 2  # scenarios x levels x seeds x (csv, truth)
+    files = sorted(p.relative_to(one) for p in (one / R / "datasets").rglob("*.*"))
+    assert len(files) == 2 * 2  # scenarios x (datasets, truth)
     match, mismatch, errors = filecmp.cmpfiles(one, two, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
 
@@ -63,6 +78,7 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
             "variants": ["pooled", "hierarchical"],
             "parameterisations": ["centered"],
             # An initial noise of ~1e-300 makes the log density -inf: initialisation fails.
+            "likelihoods": ["normal"],
             "priors": tiny_config()["models"]["priors"]
             | {"hierarchical": {"mu_sd": 1.0, "sigma_rate": 13.0, "noise_rate": 1e300}},
         },
@@ -70,11 +86,11 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
     config["sampler"]["target_accept"] = [0.8]
     config["plots"]["tutorial_scenario"] = "hard"
     snakemake(tmp_path, config)
-    fits = pd.read_parquet(tmp_path / "results/tables/fits.parquet").set_index("model")
+    fits = pd.read_parquet(tmp_path / R / "tables/fits.parquet").set_index("model")
     assert fits.loc["pooled", "status"] == "ok"
     assert fits.loc["hierarchical_centered", "status"] == "failed"
     assert "starting point failed" in fits.loc["hierarchical_centered", "error"]
-    summary = pd.read_csv(tmp_path / "results/tables/summary.csv").set_index("model")
+    summary = pd.read_csv(tmp_path / R / "tables/summary.csv").set_index("model")
     assert summary.loc["hierarchical_centered", "n_failed"] == 1
     # Rerunning does no work: everything is up to date, failed fits included.
     rerun = snakemake(tmp_path, config)

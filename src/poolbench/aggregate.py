@@ -30,7 +30,9 @@ def collect(paths: list[str | Path], columns: list[str]) -> pd.DataFrame:
         return records.frame([], columns)
     table = pd.concat(frames, ignore_index=True).reindex(columns=columns)
     order = [c for c in CELL + ["seed", "simulation", "group", "parameter"] if c in table.columns]
-    return table.sort_values(order, kind="stable").reset_index(drop=True)
+    # Simulated fits first, then real data sets; within each, the grid's order.
+    key = {"source": lambda s: s.map({"simulated": 0, "real": 1})}
+    return table.sort_values(order, kind="stable", key=lambda c: key.get(c.name, lambda s: s)(c)).reset_index(drop=True)
 
 
 def _reasons(because: pd.Series) -> str:
@@ -44,7 +46,7 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
     diagnostics over every fit that sampled, errors and their spread over trusted fits."""
     if fits.empty:
         return pd.DataFrame(columns=CELL + ["n_fits"])
-    cells = fits.groupby(CELL, dropna=False, sort=False)
+    cells = fits.groupby(CELL, dropna=False, sort=False)  # in the tables' order
     counts = pd.DataFrame(
         {
             "n_fits": cells.size(),

@@ -26,6 +26,7 @@ import yaml
 from markupsafe import Markup, escape
 
 from poolbench.grid import experiment_hash
+from poolbench.metrics import COMPARISON_COLUMNS
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -255,7 +256,7 @@ def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
                 numbers[f"{tag}_rmse"] = Number(f"{key}:{row.label}:slope_rmse", row.slope_rmse_mean, 2)
                 parts.append(f"{{{tag}_name}} {{{tag}_error}} (RMSE {{{tag}_rmse}}; {{{tag}_kept}} of {{{tag}_n}} fits trusted)")
             else:
-                parts.append(f"{{{tag}_name}} none (0 of {{{tag}_n}} fits trusted)")
+                parts.append(f"{{{tag}_name}} none ({{{tag}_kept}} of {{{tag}_n}} fits trusted)")
         words = {"scenario": scenario, "outliers": outliers} | {f"m{i}_name": r.label for i, r in enumerate(pooled.itertuples())}
         best, passed_over = best_trusted(pooled, "slope_rmse_mean")
         if best is None:
@@ -510,7 +511,7 @@ def render_report(
     (experiment hash, package versions, commit), so the report states where its numbers
     came from even when it is rebuilt later for a plot change."""
     calibration = calibration if calibration is not None else pd.DataFrame()
-    comparison = comparison if comparison is not None else pd.DataFrame()
+    comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
     failed = fits[fits["status"] != "ok"][["scenario", "outliers", "seed", "model", "likelihood", "target_accept", "error"]]
     header, rows = table_rows(summary, SUMMARY_COLUMNS)
     untrusted = [bool(v < MOSTLY_TRUSTED) for v in summary.get("share_trusted", pd.Series(dtype=float)).fillna(0)]
