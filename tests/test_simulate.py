@@ -6,7 +6,8 @@ import pytest
 
 from conftest import TINY
 from poolbench.grid import derive_seed
-from poolbench.simulate import read_dataset, simulate, write_dataset
+from poolbench.data import DataError, read_dataset_table, read_truths, write_datasets, write_truths
+from poolbench.simulate import simulate, simulate_scenario
 
 TUTORIAL = TINY["scenarios"]["tutorial"]
 HARD = TINY["scenarios"]["hard"]
@@ -35,17 +36,21 @@ def test_tutorial_scenario_reproduces_the_tutorial_data_bit_for_bit():
     assert data["is_outlier"].sum() == 2 and data["is_outlier"].iloc[-2:].all()
 
 
-def test_csv_round_trip_is_exact(tmp_path):
-    data, _ = simulate("tutorial", TUTORIAL, TWO_OUTLIERS, seed=0, master_seed=1)
-    write_dataset(data, tmp_path / "d.csv")
-    pd.testing.assert_frame_equal(read_dataset(tmp_path / "d.csv", 8), data, check_exact=True)
+def test_dataset_and_truth_tables_round_trip_exactly(tmp_path):
+    levels = {"0at30": NO_OUTLIERS, "2at30": TWO_OUTLIERS}
+    frames, truths = simulate_scenario("tutorial", TUTORIAL, levels, [0, 1], master_seed=1)
+    write_datasets(frames, tmp_path / "d.parquet")
+    write_truths(truths, tmp_path / "d.truth.parquet")
+    pd.testing.assert_frame_equal(read_dataset_table(tmp_path / "d.parquet", 8), pd.concat(frames, ignore_index=True), check_exact=True)
+    assert read_truths(tmp_path / "d.truth.parquet") == {(t.outliers, t.seed): t for t in truths}
 
 
 def test_outlier_levels_share_the_clean_data():
     clean, _ = simulate("hard", HARD, NO_OUTLIERS, seed=3, master_seed=1)
     dirty, _ = simulate("hard", HARD, TWO_OUTLIERS, seed=3, master_seed=1)
     same = ~dirty["is_outlier"]
-    pd.testing.assert_frame_equal(clean[same], dirty[same], check_exact=True)
+    columns = ["x", "y", "group", "is_outlier"]  # the `outliers` label differs, as it should
+    pd.testing.assert_frame_equal(clean.loc[same, columns], dirty.loc[same, columns], check_exact=True)
     assert (dirty.loc[dirty["is_outlier"], "y"] == 30).all()
     assert set(dirty.loc[dirty["is_outlier"], "group"]) == {7}
 
@@ -80,8 +85,8 @@ def test_group_structure_follows_the_scenario():
 )
 def test_a_broken_dataset_is_refused_naming_the_file(tmp_path, edit, message):
     data, _ = simulate("hard", HARD, NO_OUTLIERS, seed=0, master_seed=1)
-    path = tmp_path / "broken.csv"
-    edit(data).to_csv(path, index=False)
-    with pytest.raises(ValueError) as error:
-        read_dataset(path, 8)
+    path = tmp_path / "broken.parquet"
+    edit(data).to_parquet(path)
+    with pytest.raises(DataError) as error:
+        read_dataset_table(path, 8)
     assert str(path) in str(error.value) and message in str(error.value)

@@ -14,8 +14,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import REPO, snakemake, tiny_config
-from poolbench.fit import TIMING_COLUMNS
+from conftest import REPO, TINY_RESULTS, snakemake, tiny_config
+from poolbench.records import TIMING as TIMING_COLUMNS
 
 SCRIPTS = REPO / "tests/slurm"
 
@@ -64,7 +64,7 @@ def test_the_slurm_profile_runs_the_workflow_through_slurm(cluster, tmp_path, ti
     assert completed[0]["Partition"] == "debug"
     assert f"submitted with SLURM jobid {completed[0]['JobId']}" in log
     assert "group_fits_fit" in log
-    local = pd.read_parquet(tiny_run / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
-    remote = pd.read_parquet(tmp_path / "results/tables/fits.parquet").drop(columns=TIMING_COLUMNS)
+    local = pd.read_parquet(tiny_run / TINY_RESULTS / "tables/fits.parquet").drop(columns=TIMING_COLUMNS)
+    remote = pd.read_parquet(tmp_path / TINY_RESULTS / "tables/fits.parquet").drop(columns=TIMING_COLUMNS)
     pd.testing.assert_frame_equal(remote, local)
-    assert (tmp_path / "results/report.html").exists()
+    assert (tmp_path / TINY_RESULTS / "report.html").exists()

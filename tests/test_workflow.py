@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import re
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 
-from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config
+from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config, write_config
 
 R = TINY_RESULTS
 
@@ -52,7 +56,7 @@ def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_
     config["models"] |= {"variants": ["hierarchical"]}
     config["sampler"] |= {"target_accept": [0.8], "fits_per_job": 1000}
     config["plots"]["tutorial_scenario"] = "hard"
-    result = snakemake(tmp_path, config, "--dry-run", "--quiet", timeout=300)
+    result = snakemake(tmp_path, config, "--dry-run", "--quiet", "rules", timeout=300)
     counts = job_counts(result.stdout)
     # 25,000 seeds x 2 outlier levels x 2 parameterisations = 100,000 fits in 100 fit jobs.
     assert counts["fit"] == 100
@@ -111,3 +115,50 @@ def test_reordering_config_keys_reruns_no_computation(tiny_run):
     output = planned.stdout + planned.stderr
     assert "Nothing to be done" in output or set(job_counts(output)) <= {"html_report", "all", "total"}
     snakemake(tiny_run, tiny_config(), "--dry-run")  # leave tiny_run's config as it was
+
+
+def test_setup_puts_the_environment_of_a_checkout_with_a_space_where_there_is_none(tmp_path):
+    """Issue #12, item 8: Snakemake runs scripts with the interpreter's path unquoted."""
+    checkout = tmp_path / "probe space" / "poolbench"
+    (checkout / "bin").mkdir(parents=True)
+    shutil.copy(REPO / "bin/setup", checkout / "bin/setup")
+    home = tmp_path / "home"
+    env = os.environ | {"HOME": str(home)}
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("POOLBENCH_VENV", None)
+    where = subprocess.run([checkout / "bin/setup", "--where"], capture_output=True, text=True, env=env, check=True)
+    venv = where.stdout.strip()
+    assert " " not in venv and venv.startswith(str(home / ".cache/poolbench/venv-"))
+    plain = subprocess.run([REPO / "bin/setup", "--where"], capture_output=True, text=True, env=env, check=True)
+    assert plain.stdout.strip() == ".venv"
+
+
+def test_a_python_with_a_space_in_its_path_is_refused_with_the_reason(tmp_path):
+    """Where the interpreter's path has a space anyway, the run stops before any job with
+    the reason, not with bash's "Is a directory" in every job."""
+    spaced = tmp_path / "probe space" / "venv"
+    (spaced / "bin").mkdir(parents=True)
+    os.symlink(os.path.realpath(sys.executable), spaced / "bin/python")
+    shutil.copy(Path(sys.prefix) / "pyvenv.cfg", spaced / "pyvenv.cfg")
+    os.symlink(Path(sys.prefix) / "lib", spaced / "lib")
+    config = write_config(tmp_path, tiny_config())
+    result = subprocess.run(
+        [spaced / "bin/python", "-m", "snakemake", "--snakefile", REPO / "Snakefile", "--directory", tmp_path / "run",
+         "--configfile", config, "--replace-workflow-config", "--cores", "1"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "has a space in its path" in result.stdout + result.stderr and "snakemake/snakemake#2645" in result.stdout + result.stderr
+
+
+def test_a_checkout_and_working_directory_with_spaces_run(tmp_path):
+    checkout = tmp_path / "probe space" / "poolbench"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", "results", ".git", ".snakemake", "__pycache__"))
+    run = checkout / "my run"
+    result = subprocess.run(
+        [BIN / "snakemake", "--snakefile", checkout / "Snakefile", "--directory", run, "--configfile",
+         write_config(tmp_path, tiny_config()), "--replace-workflow-config", "--cores", "1", "--until", "simulate"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (run / R / "datasets/hard.parquet").exists()

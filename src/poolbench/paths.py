@@ -17,6 +17,11 @@ def posterior_name(scenario: str, outliers: str, seed: int, ta_label: str) -> st
     return f"{scenario}/{outliers}_seed{seed}_ta{ta_label}.nc"
 
 
+def posterior_directory(path: str) -> str:
+    """The fit job's posterior directory holding a posterior."""
+    return str(path).split("/posterior/")[0] + "/posterior"
+
+
 def posterior_identity(path: str) -> dict:
     """Which fit a posterior path names (the layout of `Paths.fit_job` and
     `posterior_name`), to check against the fit the file holds."""

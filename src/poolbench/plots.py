@@ -71,10 +71,12 @@ def text_overlaps(figure) -> list[tuple[str, str]]:
     return overlaps
 
 
-def save(figure, png: str | Path, svg: str | Path | None, dpi: int) -> None:
-    """Write a figure as PNG (and SVG). `figure` is a matplotlib Figure or a seaborn grid.
-    Overlapping texts are reported in the job's log."""
+def save(figure, png: str | Path, svg: str | Path | None, dpi: int, note: str = "") -> None:
+    """Write a figure as PNG (and SVG). `figure` is a matplotlib Figure or a seaborn grid;
+    `note` goes under it. Overlapping texts are reported in the job's log."""
     figure = getattr(figure, "figure", figure)
+    if note:
+        figure.text(0.5, 0, f"Showing {note}.", ha="center", va="top", fontsize=9, color="dimgrey")
     overlaps = text_overlaps(figure)
     if overlaps:
         log.warning("%s: overlapping texts: %s", png, overlaps[:5])
@@ -305,8 +307,12 @@ def funnel_figure(points: dict[tuple[str, str], pd.DataFrame], scenario: str):
                              sharey=True, layout="constrained")
     for (parameterisation, ta), frame in points.items():
         ax = axes[rows.index(parameterisation)][cols.index(ta)]
-        calm = frame[~frame["diverging"]]
-        wild = frame[frame["diverging"]]
+        if frame.empty:
+            ax.text(0.5, 0.5, "this fit failed", ha="center", va="center", transform=ax.transAxes, color="firebrick")
+            ax.set_title(f"{parameterisation} · target_accept {ta}", fontsize=10)
+            continue
+        diverging = frame["diverging"].astype(bool).to_numpy()
+        calm, wild = frame[~diverging], frame[diverging]
         ax.scatter(calm["x"], calm["log_sigma"], s=3, alpha=0.25, color="tab:blue", label="draws", rasterized=True)
         ax.scatter(wild["x"], wild["log_sigma"], s=9, color="tab:red", label=f"divergent ({len(wild)})")
         ax.set_title(f"{parameterisation} · target_accept {ta}", fontsize=10)
@@ -420,6 +426,21 @@ def map_item_figure(table: pd.DataFrame, name: str, prior: str):
         return message_figure(f"No hierarchical fits with prior set {prior}: nothing to map.")
     values, title, center, log_ratio = MAP_FIGURES[name]
     return map_figure(table, values, f"{title} · priors: {prior}", center=center, log_ratio=log_ratio)
+
+
+# Summary figures facet by scenario; a study with a grid of scenarios shows the first few
+# there (its heatmaps cover them all).
+MAX_SCENARIOS = 6
+
+
+def first_scenarios(*tables: pd.DataFrame) -> tuple[list[pd.DataFrame], str]:
+    """The tables restricted to the first MAX_SCENARIOS scenarios, and a note saying so."""
+    scenarios = list(dict.fromkeys(tables[0]["scenario"]))
+    if len(scenarios) <= MAX_SCENARIOS:
+        return list(tables), ""
+    kept = scenarios[:MAX_SCENARIOS]
+    note = f"the first {MAX_SCENARIOS} of {len(scenarios)} scenarios (all of them are in the tables)"
+    return [t[t["scenario"].isin(kept)] for t in tables], note
 
 
 def showcase(table: pd.DataFrame, seed: int, outliers: str, target_accept: float) -> pd.DataFrame:

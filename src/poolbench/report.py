@@ -378,33 +378,54 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
     return out
 
 
+def centered_threshold(rows: pd.DataFrame) -> float | None:
+    """From how many points per group on the centered form wins for good: higher median
+    min-ESS per second over trusted fits (ratio > 1) and no smaller share of trusted fits,
+    at that size and every larger one. None where it never does."""
+    rows = rows.sort_values("points_per_group")
+    wins = (rows["ess_ratio"] > 1) & (rows["centered_share_trusted"] >= rows["noncentered_share_trusted"])
+    for i in range(len(rows)):
+        if wins.iloc[i:].all():
+            return float(rows["points_per_group"].iloc[i])
+    return None
+
+
 def map_headlines(table: pd.DataFrame) -> list[Headline]:
     """The parameterisation map, per prior set, target_accept and noise level: from how many
-    points per group the centered form wins on ESS per second (trusted fits) with no more
-    untrusted fits, compared with the rule of thumb of about 50 observations per group."""
+    points per group the centered form wins (`centered_threshold`), compared with the rule
+    of thumb of about 50 observations per group; then how the answer moves with the priors."""
     out = []
     if table.empty:
         return out
+    thresholds = {}
     for (prior, ta, noise), rows in table.groupby(["prior", "target_accept", "noise"], sort=True):
-        rows = rows.sort_values("points_per_group")
-        wins = (rows["ess_ratio"] > 1) & (rows["centered_share_trusted"] >= rows["noncentered_share_trusted"])
         key = f"map:{prior}:{ta:g}:{noise:g}"
         words = {"prior": prior, "noise": f"{noise:g}", "ta": f"{ta:g}"}
-        # From where on the centered form wins at every larger size too.
-        threshold = None
-        for i in range(len(rows)):
-            if wins.iloc[i:].all():
-                threshold = rows["points_per_group"].iloc[i]
-                break
+        threshold = thresholds[prior, ta, noise] = centered_threshold(rows)
         if threshold is None:
-            template = "Noise {noise}, target_accept {ta}, {prior} priors: the centered form never wins for good on ESS/s with no more untrusted fits, up to {largest} points per group."
+            template = ("Noise {noise}, target_accept {ta}, {prior} priors: the centered form never wins for good "
+                        "on ESS/s with no more untrusted fits, up to {largest} points per group.")
             numbers = {"largest": Number(f"{key}:largest", rows["points_per_group"].max(), 0)}
         else:
             numbers = {"threshold": Number(f"{key}:threshold", threshold, 0), "rule": Number(f"{key}:rule", RULE_OF_THUMB_POINTS, 0)}
-            comparison = "below" if threshold < RULE_OF_THUMB_POINTS else "above" if threshold > RULE_OF_THUMB_POINTS else "at"
-            words["comparison"] = comparison
-            template = "Noise {noise}, target_accept {ta}, {prior} priors: the centered form wins on ESS/s with no more untrusted fits from {threshold} points per group on ({comparison} the rule of thumb of about {rule})."
+            words["comparison"] = ("below" if threshold < RULE_OF_THUMB_POINTS
+                                   else "above" if threshold > RULE_OF_THUMB_POINTS else "at")
+            template = ("Noise {noise}, target_accept {ta}, {prior} priors: the centered form wins on ESS/s with no "
+                        "more untrusted fits from {threshold} points per group on ({comparison} the rule of thumb of about {rule}).")
         out.append(Headline(key, template, numbers, words, section="map"))
+    priors = list(dict.fromkeys(table["prior"]))
+    for (ta, noise), rows in table.groupby(["target_accept", "noise"], sort=True):
+        if len(priors) < 2:
+            break
+        found = {p: thresholds.get((p, ta, noise)) for p in priors}
+        described = "; ".join(f"{p} priors: {'never' if t is None else f'from {t:g}'}" for p, t in found.items())
+        moves = len(set(found.values())) > 1
+        out.append(Headline(
+            f"map-priors:{ta:g}:{noise:g}",
+            "Noise {noise}, target_accept {ta}: the answer " + ("depends on the priors" if moves else "does not depend on the priors")
+            + " ({described}).",
+            {}, {"noise": f"{noise:g}", "ta": f"{ta:g}", "described": described}, section="map",
+        ))
     return out
 
 

@@ -146,7 +146,9 @@ def recovery(posterior: str | Path) -> str:
     """How to get a good copy of a fit's posterior back: rerun its fit job (and what
     depends on it); its finished fits come back from the fit cache, whose entries are
     checked before reuse."""
-    job = str(posterior).split("/posterior/")[0]
+    from poolbench.paths import posterior_directory
+
+    job = posterior_directory(posterior).removesuffix("/posterior")
     return (
         f"Rerun its fit job with `snakemake --forcerun {job}/fits.parquet` (plus your usual "
         "options); finished fits come back from the fit cache, checked, without sampling."

@@ -168,9 +168,7 @@ def get_dataset_columns(wildcards):
 
 
 def job_outputs(pattern, jobs, name):
-    return [
-        f"{pattern}/{name}".format(**wildcards) for wildcards, _ in jobs.values()
-    ]
+    return [f"{pattern}/{name}".format(**wildcards) for wildcards, _ in jobs.values()]
 
 
 _PARTS = {}
@@ -195,7 +193,10 @@ def posterior_path(spec, backend, key):
         part=part,
     )
     name = paths.posterior_name(
-        key.scenario, key.outliers, key.seed, grid.target_accept_label(key.target_accept)
+        key.scenario,
+        key.outliers,
+        key.seed,
+        grid.target_accept_label(key.target_accept),
     )
     return f"{job}/posterior/{name}"
 
@@ -223,7 +224,8 @@ def tutorial_posteriors():
 
 def funnel_posteriors():
     """Per scenario: the hierarchical models' showcase fits at the lowest and highest
-    target_accept (first likelihood and prior set), by parameterisation and target_accept."""
+    target_accept (first likelihood and prior set), by parameterisation and target_accept.
+    """
     tas = config["sampler"]["target_accept"]
     specs = [
         s
@@ -236,8 +238,12 @@ def funnel_posteriors():
     for scenario in SCENARIOS if specs else []:
         for spec in specs:
             for ta in dict.fromkeys([min(tas), max(tas)]):
-                key = f"{scenario}/{spec.parameterisation}/{grid.target_accept_label(ta)}"
-                out[key] = posterior_path(spec, BACKENDS[0], _showcase_key(scenario, ta))
+                key = (
+                    f"{scenario}/{spec.parameterisation}/{grid.target_accept_label(ta)}"
+                )
+                out[key] = posterior_path(
+                    spec, BACKENDS[0], _showcase_key(scenario, ta)
+                )
     return out
 
 
@@ -254,7 +260,7 @@ def real_posteriors():
 
 def fit_job_dirs(posteriors):
     """The fit jobs' posterior directories behind a set of posterior paths (rule inputs)."""
-    return sorted({p.split("/posterior/")[0] + "/posterior" for p in posteriors.values()})
+    return sorted({paths.posterior_directory(p) for p in posteriors.values() if p})
 
 
 def model_graph_specs():
@@ -310,7 +316,8 @@ def calibration_cells():
 
 def get_report_figures():
     """Every figure of the HTML report, in order: title, path, caption file and the
-    wildcards its caption is rendered with. Paths come from the rules that write them."""
+    wildcards its caption is rendered with. Paths come from the rules that write them.
+    """
     captions = Path(workflow.basedir) / "workflow/report"
     out = [
         {
@@ -354,7 +361,9 @@ def real_figure_items():
 def map_figure_items():
     if not config["study"]["parameterisation_map"]:
         return []
-    return [f"{name}.{prior}" for prior in grid.prior_sets(config) for name in figures.MAP]
+    return [
+        f"{name}.{prior}" for prior in grid.prior_sets(config) for name in figures.MAP
+    ]
 
 
 def aggregate_config():

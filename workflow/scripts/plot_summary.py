@@ -10,9 +10,11 @@ from poolbench import figures, plots
 
 settings = snakemake.params.plots
 plots.set_style(settings["context"])
-fits = pd.read_parquet(snakemake.input.fits)
-groups = pd.read_parquet(snakemake.input.groups)
-summary = pd.read_parquet(snakemake.input.summary)
+(fits, groups, summary), note = plots.first_scenarios(
+    pd.read_parquet(snakemake.input.fits),
+    pd.read_parquet(snakemake.input.groups),
+    pd.read_parquet(snakemake.input.summary),
+)
 showcase = partial(
     plots.showcase,
     seed=settings["showcase_seed"],
@@ -26,4 +28,5 @@ for figure in figures.SUMMARY:
         snakemake.output[figure.name],
         snakemake.output[f"{figure.name}_svg"],
         settings["dpi"],
+        note,
     )
