@@ -1,10 +1,27 @@
-"""Speed benchmark: poolbench's workflow against the naive one-process-per-fit loop.
+"""Speed benchmark (issue #18): poolbench against the loops people write, the sampling
+limit, the default run, planning at scale, and memory.
 
-    .venv/bin/python benchmarks/run_benchmark.py            # both, on benchmarks/grid.yaml
-    .venv/bin/python benchmarks/run_benchmark.py --scaling  # poolbench alone at 3 sizes
+    .venv/bin/python benchmarks/run_benchmark.py                 # everything (~25 minutes)
+    .venv/bin/python benchmarks/run_benchmark.py --skip-naive    # without the naive loop
+    .venv/bin/python benchmarks/run_benchmark.py --only planning # one part: grid, default, planning
+    .venv/bin/python benchmarks/run_benchmark.py --config config/studies/parameterisation_map.yaml --only default
 
-Prints the figures and writes them to results/benchmarks/speed-*.json so they can be
-compared across commits. Both sides fit the same datasets with the same draws and seeds.
+Parts:
+- grid: the default config's simulated grid (its scenarios, seeds, outlier levels, models,
+  likelihoods, target_accepts and draws; no real data, no calibration), fitted three ways
+  on the same datasets: poolbench (`snakemake --cores 2`, simulation to report); the best
+  hand-written loop (`benchmarks/handwritten_loop.py`: one process, compile once per model
+  with nutpie, `with_data`, `az.summary` and a NetCDF per fit); and the naive loop (a fresh
+  `pm.sample` process per fit, as the tutorial does; timed on an even sample of the fits and
+  extrapolated). Also: poolbench's sampling-only wall time (the time its fits spend in the
+  sampler, spread over the cores).
+- default: the shipped config end to end from a cold compile cache, with the split of its
+  job time (sampling, compile, process start and imports, per-fit bookkeeping, figures and
+  report). `--config` times another config (a study) the same way.
+- planning: `snakemake --dry-run` of grids of 1,000, 10,000 and 100,000 fits: seconds, fit
+  jobs, and the SLURM jobs the cluster profile would submit (4 fit jobs per SLURM job).
+
+Prints the figures and writes them to results/benchmarks/speed-*.json.
 """
 
 from __future__ import annotations
@@ -13,7 +30,9 @@ import argparse
 import copy
 import datetime as dt
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -29,99 +48,166 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "src"))
 
 from poolbench import grid  # noqa: E402
+from poolbench.paths import Paths  # noqa: E402
+
+SLURM_GROUP = 4  # profiles/slurm: group-components fits=4
 
 
-def snakemake(workdir: Path, config: dict, cores: int, *args: str) -> float:
+def snakemake(workdir: Path, config: dict, cores: int, *args: str, env: dict | None = None) -> tuple[float, str]:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     start = time.perf_counter()
-    subprocess.run(
+    result = subprocess.run(
         [BIN / "snakemake", "--snakefile", REPO / "Snakefile", "--directory", workdir,
-         "--configfile", path, "--replace-workflow-config", "--cores", str(cores), "--quiet", *args],
-        check=True, stdout=subprocess.DEVNULL,
+         "--configfile", path, "--replace-workflow-config", "--cores", str(cores), *args],
+        check=True, capture_output=True, text=True, env=None if env is None else os.environ | env,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, result.stdout + result.stderr
 
 
-def job_benchmarks(workdir: Path) -> pd.DataFrame:
+def job_benchmarks(results: Path) -> pd.DataFrame:
     """Snakemake's per-job `benchmark:` records, with the rule they belong to."""
     rows = []
-    for tsv in (workdir / "results/benchmarks").rglob("*.tsv"):
+    for tsv in (results / "benchmarks").rglob("*.tsv"):
         frame = pd.read_csv(tsv, sep="\t")
-        rows.append(frame.iloc[-1].to_dict() | {"rule": tsv.relative_to(workdir / "results/benchmarks").parts[0]})
+        rows.append(frame.iloc[-1].to_dict() | {"rule": tsv.relative_to(results / "benchmarks").parts[0]})
     return pd.DataFrame(rows)
 
 
 def import_seconds() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pymc, nutpie, arviz"], check=True)
+    subprocess.run([sys.executable, "-c", "import pymc, nutpie, arviz, pandas, xarray"], check=True)
     return time.perf_counter() - start
 
 
-def run_poolbench(config: dict, cores: int, workdir: Path) -> dict:
-    wall = snakemake(workdir, config, cores)
-    fits = pd.read_parquet(workdir / "results/tables/fits.parquet")
-    jobs = job_benchmarks(workdir)
+def run_poolbench(config: dict, cores: int, workdir: Path, env: dict | None = None) -> dict:
+    wall, _ = snakemake(workdir, config, cores, "--quiet", env=env)
+    results = workdir / Paths(config["study"]["name"]).root
+    fits = pd.read_parquet(results / "tables/fits.parquet")
+    sbc = pd.read_parquet(results / "tables/sbc_fits.parquet")
+    everything = pd.concat([fits, sbc], ignore_index=True)
+    jobs = job_benchmarks(results)
     fit_jobs = jobs[jobs["rule"] == "fit"]
-    job_seconds = float(jobs["s"].sum())
-    sampling = float(fits["sampling_seconds"].sum())
-    compile_ = float(fits["compile_seconds"].sum())
+    sampling = float(everything["sampling_seconds"].sum())
+    compile_ = float(everything["compile_seconds"].sum())
     start_import = import_seconds() * len(fit_jobs)
     return {
         "fits": len(fits),
-        "failed": int((fits["status"] != "ok").sum()),
+        "calibration_fits": len(sbc),
+        "failed": int((everything["status"] != "ok").sum()),
         "fit_jobs": len(fit_jobs),
         "wall_seconds": wall,
-        "job_seconds": job_seconds,
+        "job_seconds": float(jobs["s"].sum()),
+        "sampling_only_wall_seconds": sampling / cores,
         "split_seconds": {
             "sampling": sampling,
             "model_compile": compile_,
             "process_start_and_import (est.)": start_import,
-            "io_metrics_and_other_fit_work": float(fit_jobs["s"].sum()) - sampling - compile_ - start_import,
-            "non_fit_jobs (simulate, aggregate, plots, report)": float(jobs.loc[jobs["rule"] != "fit", "s"].sum()),
+            "per_fit_bookkeeping (diagnostics, NetCDF, cache)": float(fit_jobs["s"].sum()) - sampling - compile_ - start_import,
+            "non_fit_jobs (simulate, aggregate, figures, report)": float(jobs.loc[jobs["rule"] != "fit", "s"].sum()),
         },
-        "non_sampling_share": 1 - sampling / job_seconds,
+        "sampling_seconds_per_fit": float(fits["sampling_seconds"].mean()),
+        "calibration_sampling_seconds_per_fit": float(sbc["sampling_seconds"].mean()) if len(sbc) else None,
         "median_ess_bulk_per_second": float(fits["ess_bulk_per_second"].median()),
         "peak_mem_mb_per_fit_job": float(fit_jobs["max_rss"].max()),
+        "declared_mem_mb_per_fit_job": 1500,
     }
 
 
-def run_naive(config: dict, workdir: Path, sampler: str) -> dict:
-    """The tutorial's way: a fresh Python process per fit, one after another."""
-    tasks = [
-        (dataset, truth, model, ta)
-        for scenario in config["scenarios"]
-        for outliers in grid.outlier_levels(config)
-        for seed in grid.seeds(config)
-        for dataset, truth in [(
-            workdir / f"results/datasets/{scenario}/{outliers}/seed{seed}.csv",
-            workdir / f"results/datasets/{scenario}/{outliers}/seed{seed}.truth.json",
-        )]
-        for model in (spec.name for spec in grid.model_specs(config))
-        for ta in config["sampler"]["target_accept"]
-    ]
+def run_handwritten(config: dict, datasets: Path, workdir: Path) -> dict:
+    path = workdir / "handwritten.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run(
+        [sys.executable, REPO / "benchmarks/handwritten_loop.py", path, datasets, workdir / "handwritten"],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_naive(config: dict, datasets: Path, workdir: Path, sample: int, sampler: str) -> dict:
+    """The tutorial's way, a fresh Python process per fit, on an even sample of the grid's
+    fits; the per-fit mean is extrapolated to the whole grid."""
+    every = [(spec, key) for spec in grid.simulated_specs(config) for key in grid.fit_keys(config, spec)]
+    step = max(1, len(every) // sample)
+    chosen = every[::step][:sample]
+    path = workdir / "naive.yaml"
+    path.write_text(yaml.safe_dump(config))
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
-    records = []
+    records_ = []
     start = time.perf_counter()
-    for i, (dataset, truth, model, ta) in enumerate(tasks, 1):
+    for i, (spec, key) in enumerate(chosen, 1):
         out = subprocess.run(
-            [sys.executable, REPO / "benchmarks/naive_fit.py", workdir / "config.yaml", dataset, truth, model, str(ta), sampler],
+            [sys.executable, REPO / "benchmarks/naive_fit.py", path, datasets / f"{key.scenario}.parquet", key.outliers,
+             str(key.seed), spec.name, spec.likelihood, str(key.target_accept), sampler],
             check=True, capture_output=True, text=True, env=env,
         )
-        records.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"  naive {i}/{len(tasks)}", end="\r", flush=True)
+        records_.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"  naive {i}/{len(chosen)}", end="\r", flush=True)
     wall = time.perf_counter() - start
+    per_fit = wall / len(chosen)
     return {
-        "fits": len(tasks),
+        "sampled_fits": len(chosen),
+        "grid_fits": len(every),
         "sampler": sampler,
-        "wall_seconds": wall,
-        "mean_seconds_per_fit": wall / len(tasks),
-        "import_seconds_total": sum(r["import_seconds"] for r in records),
-        "sampling_seconds_total": sum(r["sampling_seconds"] for r in records),
-        "median_ess_bulk_per_second": statistics.median(r["ess_bulk_per_second"] for r in records),
-        "peak_mem_mb_per_fit": max(r["peak_mem_mb"] for r in records),
+        "mean_seconds_per_fit": per_fit,
+        "wall_seconds_extrapolated": per_fit * len(every),
+        "median_ess_bulk_per_second": statistics.median(r["ess_bulk_per_second"] for r in records_),
+        "peak_mem_mb_per_fit": max(r["peak_mem_mb"] for r in records_),
     }
+
+
+def grid_config(config: dict) -> dict:
+    """The config's simulated grid alone: no real data, no calibration."""
+    config = copy.deepcopy(config)
+    config["study"] = config["study"] | {"name": "benchmark_grid"}
+    config["datasets"] = {}
+    config["sbc"] = config["sbc"] | {"simulations": 0}
+    return config
+
+
+def grid_part(args, config: dict, tmp: Path) -> dict:
+    config = grid_config(config)
+    print("grid: poolbench, snakemake --cores", args.cores, "...", flush=True)
+    ours = run_poolbench(config, args.cores, tmp / "poolbench")
+    datasets = tmp / "poolbench" / Paths(config["study"]["name"]).root / "datasets"
+    print("grid: the hand-written compile-once loop ...", flush=True)
+    handwritten = run_handwritten(config, datasets, tmp)
+    naive = None
+    if not args.skip_naive:
+        print(f"grid: the naive loop on {args.naive_fits} fits ...", flush=True)
+        naive = run_naive(config, datasets, tmp, args.naive_fits, args.naive_sampler)
+    return {
+        "poolbench": ours,
+        "handwritten": handwritten,
+        "naive": naive,
+        "speedup_vs_handwritten": handwritten["wall_seconds"] / ours["wall_seconds"],
+        "speedup_vs_naive": naive["wall_seconds_extrapolated"] / ours["wall_seconds"] if naive else None,
+        "wall_over_sampling_only": ours["wall_seconds"] / ours["sampling_only_wall_seconds"],
+    }
+
+
+def default_part(args, config: dict, tmp: Path) -> dict:
+    print(f"default: {args.config.relative_to(REPO)} end to end, cold compile cache ...", flush=True)
+    cold = {"PYTENSOR_FLAGS": f"base_compiledir={tmp / 'pytensor'}"}
+    return run_poolbench(config, args.cores, tmp / "default", env=cold)
+
+
+def planning_part(args, config: dict, tmp: Path) -> list[dict]:
+    rows = []
+    base = copy.deepcopy(config)
+    base["datasets"] = {}
+    base["sbc"]["simulations"] = 0
+    per_seed = sum(len(grid.fit_keys(base | {"seeds": 1}, spec)) for spec in grid.simulated_specs(base))
+    for fits in (1_000, 10_000, 100_000):
+        seeds = max(1, math.ceil(fits / per_seed))
+        planned = base | {"seeds": seeds}
+        print(f"planning: {seeds * per_seed} fits ...", flush=True)
+        seconds, output = snakemake(tmp / f"plan{fits}", planned, args.cores, "--dry-run", "--quiet", "rules")
+        jobs = int(re.search(r"^fit\s+(\d+)$", output, re.M)[1])
+        rows.append({"fits": seeds * per_seed, "seconds": seconds, "fit_jobs": jobs,
+                     "slurm_jobs": math.ceil(jobs / SLURM_GROUP)})
+    return rows
 
 
 def git_commit() -> str:
@@ -129,90 +215,62 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def write(figures: dict, name: str) -> Path:
-    out = REPO / "results/benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    path = out / f"{name}-{stamp}-{git_commit()}.json"
-    path.write_text(json.dumps(figures, indent=2))
-    (out / f"{name}-latest.json").write_text(json.dumps(figures, indent=2))
-    return path
-
-
-def speed(args) -> None:
-    config = yaml.safe_load(args.config.read_text())
-    with tempfile.TemporaryDirectory(prefix="poolbench-bench-") as tmp:
-        workdir = Path(tmp)
-        print(f"poolbench: snakemake --cores {args.cores} on {args.config.name} ...", flush=True)
-        ours = run_poolbench(config, args.cores, workdir / "poolbench")
-        print(f"naive: one process per fit, pm.sample(nuts_sampler={args.naive_sampler!r}) ...", flush=True)
-        # The naive loop fits the very datasets poolbench simulated.
-        naive = run_naive(config, workdir / "poolbench", args.naive_sampler) if not args.skip_naive else None
-    figures = {
-        "grid": args.config.name,
-        "commit": git_commit(),
-        "cores": args.cores,
-        "poolbench": ours,
-        "naive": naive,
-        "speedup_vs_naive": naive["wall_seconds"] / ours["wall_seconds"] if naive else None,
-    }
-    path = write(figures, "speed")
-    print(f"\n{ours['fits']} fits ({ours['failed']} failed) in {ours['fit_jobs']} fit jobs")
-    if naive:
-        print(f"naive     {naive['wall_seconds']:8.1f} s  ({naive['mean_seconds_per_fit']:.2f} s per fit)")
-    print(f"poolbench {ours['wall_seconds']:8.1f} s")
-    if naive:
-        print(f"speedup   {figures['speedup_vs_naive']:8.1f} x")
-    print("poolbench job time split:")
-    for part, seconds in ours["split_seconds"].items():
-        print(f"  {part:55s} {seconds:7.1f} s")
-    print(f"non-sampling share of job time: {ours['non_sampling_share']:.0%}")
-    print(f"median ESS/s per fit: poolbench {ours['median_ess_bulk_per_second']:.0f}"
-          + (f", naive {naive['median_ess_bulk_per_second']:.0f}" if naive else ""))
-    print(f"peak memory per fit job: {ours['peak_mem_mb_per_fit_job']:.0f} MB"
-          + (f" (naive process {naive['peak_mem_mb_per_fit']:.0f} MB)" if naive else ""))
-    print(f"written: {path.relative_to(REPO)}")
-
-
-def scaling(args) -> None:
-    """How poolbench's cost grows with the number of fits and with observations per group."""
-    base = yaml.safe_load(args.config.read_text())
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="poolbench-scale-") as tmp:
-        for seeds in (5, 10, 20):
-            config = copy.deepcopy(base) | {"seeds": seeds}
-            result = run_poolbench(config, args.cores, Path(tmp) / f"seeds{seeds}")
-            rows.append({"axis": "fits", "size": result["fits"], **_scaling_row(result)})
-        for points in (5, 50, 500):
-            config = copy.deepcopy(base)
-            config["scenarios"] = {"hard": base["scenarios"]["hard"] | {"points_per_group": points}}
-            config["plots"]["tutorial_scenario"] = "hard"
-            result = run_poolbench(config, args.cores, Path(tmp) / f"points{points}")
-            rows.append({"axis": "points_per_group", "size": points, "fits": result["fits"], **_scaling_row(result)})
-    path = write({"commit": git_commit(), "cores": args.cores, "rows": rows}, "scaling")
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"written: {path.relative_to(REPO)}")
-
-
-def _scaling_row(result: dict) -> dict:
-    return {
-        "wall_seconds": result["wall_seconds"],
-        "sampling_seconds": result["split_seconds"]["sampling"],
-        "seconds_per_fit": result["wall_seconds"] / result["fits"],
-        "peak_mem_mb": result["peak_mem_mb_per_fit_job"],
-    }
+def report(figures: dict) -> None:
+    g = figures.get("grid")
+    if g:
+        ours, hand, naive = g["poolbench"], g["handwritten"], g["naive"]
+        print(f"\ngrid: {ours['fits']} fits ({ours['failed']} failed) in {ours['fit_jobs']} fit jobs")
+        if naive:
+            print(f"  naive loop        {naive['wall_seconds_extrapolated']:8.1f} s  (extrapolated from {naive['sampled_fits']} fits, "
+                  f"{naive['mean_seconds_per_fit']:.2f} s per fit)")
+        print(f"  hand-written loop {hand['wall_seconds']:8.1f} s  (of which {hand['sampling_seconds']:.1f} s in nutpie.sample)")
+        print(f"  poolbench         {ours['wall_seconds']:8.1f} s")
+        print(f"  sampling only     {ours['sampling_only_wall_seconds']:8.1f} s  (poolbench's fits' sampler time / cores)")
+        print(f"  speedup vs hand-written {g['speedup_vs_handwritten']:.2f}x (goal >= 2.5x)"
+              + (f", vs naive {g['speedup_vs_naive']:.1f}x" if naive else ""))
+        print(f"  wall / sampling-only    {g['wall_over_sampling_only']:.2f} (goal <= 1.5)")
+    d = figures.get("default")
+    if d:
+        print(f"\ndefault run: {d['wall_seconds']:.1f} s wall (goal <= 300 s) for {d['fits']} fits and "
+              f"{d['calibration_fits']} calibration fits in {d['fit_jobs']} fit jobs; job time {d['job_seconds']:.1f} s:")
+        for part, seconds in d["split_seconds"].items():
+            print(f"  {part:55s} {seconds:7.1f} s")
+        print(f"  sampling per fit: grid {d['sampling_seconds_per_fit']:.3f} s, calibration "
+              f"{d['calibration_sampling_seconds_per_fit'] or float('nan'):.3f} s")
+        print(f"  peak memory per fit job {d['peak_mem_mb_per_fit_job']:.0f} MB (goal <= 600; declared {d['declared_mem_mb_per_fit_job']})")
+    for row in figures.get("planning", []):
+        print(f"planning {row['fits']:7d} fits: {row['seconds']:5.1f} s, {row['fit_jobs']} fit jobs, {row['slurm_jobs']} SLURM jobs")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "benchmarks/grid.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--only", choices=["grid", "default", "planning"], action="append")
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the naive loop")
+    parser.add_argument("--naive-fits", type=int, default=24, help="fits the naive loop times (extrapolated)")
     parser.add_argument("--naive-sampler", default="pymc", choices=["pymc", "nutpie"],
                         help="sampler of the naive loop (pymc: PyMC's own NUTS, as in the tutorial)")
-    parser.add_argument("--skip-naive", action="store_true", help="time poolbench alone")
-    parser.add_argument("--scaling", action="store_true", help="poolbench at 3 grid sizes and 3 group sizes")
     args = parser.parse_args()
-    scaling(args) if args.scaling else speed(args)
+    args.config = args.config.resolve()
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(args.config.read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    parts = args.only or ["grid", "default", "planning"]
+    figures = {"config": str(args.config.relative_to(REPO)), "commit": git_commit(), "cores": args.cores}
+    with tempfile.TemporaryDirectory(prefix="poolbench-bench-") as tmp:
+        tmp = Path(tmp)
+        for name, part in (("grid", grid_part), ("default", default_part), ("planning", planning_part)):
+            if name in parts:
+                figures[name] = part(args, config, tmp)
+    out = REPO / "results/benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    path = out / f"speed-{stamp}-{git_commit()}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    report(figures)
+    print(f"written: {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_the_workflow_writes_ranks_calibration_figures_and_report(sbc_run):
 def test_more_simulations_sample_only_the_new_ones_and_the_ranks_do_not_change(sbc_run, tmp_path):
     before = pd.read_parquet(sbc_run / R / "sbc/ranks.parquet").drop(columns=["experiment"])
     snakemake(sbc_run, sbc_config(18))
-    log = next((sbc_run / R / "logs/sbc").rglob("*.log")).read_text()
+    log = next((sbc_run / R / "logs/fit").rglob("*.log")).read_text()
     assert "18 simulations, 12 from the cache" in log
     after = pd.read_parquet(sbc_run / R / "sbc/ranks.parquet").drop(columns=["experiment"])
     pd.testing.assert_frame_equal(after[after["simulation"] < 12].reset_index(drop=True), before)

@@ -191,18 +191,23 @@ def sbc_specs(config: dict) -> list[ModelSpec]:
     return simulated_specs(config) if config["sbc"]["simulations"] and config["sbc"]["scenarios"] else []
 
 
-def parts(keys: list, fits_per_job: int) -> dict[str, list]:
-    """A model's fits split into jobs: the simulated fits in runs of `fits_per_job`, and
-    each real data set's fits apart (a broken CSV then stops only its own jobs). Labels:
+def parts(fit_keys: list[FitKey], sbc_keys: list[SbcKey], fits_per_job: int) -> dict[str, tuple[list, list]]:
+    """A model's work split into jobs, `label -> (fits, calibration simulations)`: the
+    simulated fits and the simulations in runs of at most `fits_per_job` each (job
+    `simulated-pK` does the K-th run of both, so one compiled model serves them), and each
+    real data set's fits apart (a broken CSV then stops only its own jobs). Labels:
     `simulated-p0`, `radon-p0`, ..."""
     by_source: dict[str, list] = {}
-    for key in keys:
-        source = key.scenario if getattr(key, "source", SIMULATED) == REAL else SIMULATED
-        by_source.setdefault(source, []).append(key)
+    for key in fit_keys:
+        by_source.setdefault(key.scenario if key.source == REAL else SIMULATED, []).append(key)
+    simulated = by_source.pop(SIMULATED, [])
     out = {}
-    for source, run in by_source.items():
-        for start in range(0, len(run), fits_per_job):
-            out[f"{source}-p{start // fits_per_job}"] = run[start : start + fits_per_job]
+    for start in range(0, max(len(simulated), len(sbc_keys)), fits_per_job):
+        run = slice(start, start + fits_per_job)
+        out[f"{SIMULATED}-p{start // fits_per_job}"] = (simulated[run], sbc_keys[run])
+    for source, keys in by_source.items():
+        for start in range(0, len(keys), fits_per_job):
+            out[f"{source}-p{start // fits_per_job}"] = (keys[start : start + fits_per_job], [])
     return out
 
 

@@ -17,14 +17,11 @@ SAMPLE_DIMS = ("chain", "draw")
 # Sample-stat names differ between samplers; each tuple lists the aliases of one statistic.
 TREE_DEPTH = ("depth", "tree_depth")
 MAX_DEPTH_HIT = ("maxdepth_reached", "reached_max_treedepth")
-# What a stored posterior keeps of the sampler's statistics: what ArviZ's diagnostics and
-# plots read (divergences, energy, tree depth, step size, acceptance, log density), under
-# nutpie's and PyMC's names. nutpie's adaptation internals (mass-matrix updates, Fisher
-# distances, divergence positions) are left out: they were a third of each NetCDF write.
-KEPT_SAMPLE_STATS = (
-    "diverging", "energy", "energy_error", "n_steps", "step_size",
-    *TREE_DEPTH, *MAX_DEPTH_HIT, "mean_tree_accept", "acceptance_rate", "logp", "lp",
-)
+# What a stored posterior keeps of the sampler's statistics: what the diagnostics and
+# ArviZ's divergence and energy plots read (divergences, energy, tree depth, step size),
+# under nutpie's and PyMC's names. The rest (adaptation internals, acceptance, log density)
+# is left out: each variable costs ~3 ms of every NetCDF write (docs/performance.md).
+KEPT_SAMPLE_STATS = ("diverging", "energy", "step_size", *TREE_DEPTH, *MAX_DEPTH_HIT)
 # Population parameters reported per fit, by their column prefix.
 POPULATION_PARAMETERS = {
     "mu_slope": MU,

@@ -100,3 +100,38 @@ def render_model_graph(model: pm.Model, svg: str, png: str) -> None:
     for path, fmt in ((svg, "svg"), (png, "png")):
         with open(path, "wb") as out:
             out.write(graph.pipe(format=fmt))
+
+
+class PointwiseLogLikelihood:
+    """The pointwise log-likelihood of a fit's posterior draws (for PSIS-LOO), compiled once
+    per model: what `pm.compute_log_likelihood` computes, without compiling on every call
+    (~1 s each, more than sampling a radon fit)."""
+
+    def __init__(self, model: pm.Model):
+        from pymc.model.transform.conditioning import remove_value_transforms
+
+        self.model = model
+        # The posterior holds constrained values: evaluate on the untransformed model.
+        self.untransformed = remove_value_transforms(model)
+        observed = [self.untransformed[OBSERVED]]
+        self.function = self.untransformed.compile_fn(
+            inputs=self.untransformed.value_vars,
+            outs=self.untransformed.logp(vars=observed, sum=False),
+            on_unused_input="ignore",
+        )
+
+    def __call__(self, tree, arrays: dict):
+        from pymc.backends.arviz import apply_function_over_dataset, coords_and_dims_for_inferencedata
+
+        pm.set_data(arrays, model=self.untransformed)
+        coords, dims = coords_and_dims_for_inferencedata(self.untransformed)
+        free = [rv.name for rv in self.model.free_RVs]
+        posterior = tree["posterior"].to_dataset()[free].astype(
+            {self.untransformed.rvs_to_values[rv].name: self.untransformed.rvs_to_values[rv].type.dtype
+             for rv in self.untransformed.free_RVs},
+            copy=False,
+        )
+        return apply_function_over_dataset(
+            self.function, posterior, output_var_names=[OBSERVED], sample_dims=("chain", "draw"),
+            dims=dims, coords=coords, progressbar=False,
+        )

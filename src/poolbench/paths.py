@@ -62,10 +62,6 @@ class Paths:
     def fit_job(self) -> str:
         return f"{self.root}/fits/{{model}}/{{likelihood}}/{{prior}}/{{backend}}/{{part}}"
 
-    @property
-    def sbc_job(self) -> str:
-        return f"{self.root}/sbc/{{model}}/{{likelihood}}/{{prior}}/{{backend}}/{{part}}"
-
     def table(self, name: str, suffix: str = "parquet") -> str:
         return f"{self.root}/tables/{name}.{suffix}"
 

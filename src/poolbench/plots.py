@@ -32,6 +32,16 @@ def set_style(context: str) -> None:
     sns.set_theme(context=context, style="whitegrid", palette="colorblind")
 
 
+def family_directory(snakemake) -> tuple[dict, Path]:
+    """What a figure-family job starts with: its `plots` settings applied (style) and its
+    directory output created."""
+    settings = snakemake.params.plots
+    set_style(settings["context"])
+    figures = Path(snakemake.output.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    return settings, figures
+
+
 def _drawn_tick_labels(axis) -> list:
     """The tick labels an axis really draws: visible, non-empty, inside the view limits."""
     low, high = sorted(axis.get_view_interval())

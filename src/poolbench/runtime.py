@@ -54,14 +54,16 @@ def configure_logging(snakemake) -> logging.Logger:
 def configure_pytensor() -> None:
     """PyTensor's global settings for every job that compiles a model.
 
-    PyTensor's on-disk numba cache makes the numbers depend on the cache's state: a fit
-    compiled cold and the same fit loaded from the cache sample different chains
-    (docs/performance.md). Same config => same numbers comes first, so every job compiles
-    cold.
+    Compiled functions are cached on disk across processes (a warm compile takes ~4 s
+    instead of ~7), with numba's fastmath off: with it on, a model compiled cold and the
+    same model loaded from the cache sample different chains (numba optimises fresh and
+    cached code differently); with it off, cold, warm and other-directory compiles give
+    bit-identical draws (docs/performance.md, tests/test_reliability.py).
     """
     import pytensor
 
-    pytensor.config.numba__cache = False
+    pytensor.config.numba__cache = True
+    pytensor.config.numba__fastmath = False
 
 
 def stop_with_snakemake(logger: logging.Logger) -> None:

@@ -5,10 +5,10 @@ localrules:
 
 rule aggregate:
     input:
-        fits=job_outputs(P.fit_job, FIT_JOBS, "fits.parquet"),
-        groups=job_outputs(P.fit_job, FIT_JOBS, "groups.parquet"),
-        sbc_fits=job_outputs(P.sbc_job, SBC_JOBS, "fits.parquet"),
-        sbc_ranks=job_outputs(P.sbc_job, SBC_JOBS, "ranks.parquet"),
+        fits=job_outputs("fits.parquet"),
+        groups=job_outputs("groups.parquet"),
+        sbc_fits=job_outputs("sbc_fits.parquet"),
+        sbc_ranks=job_outputs("ranks.parquet"),
     output:
         fits=P.table("fits"),
         fits_csv=P.table("fits", "csv"),

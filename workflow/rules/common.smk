@@ -44,11 +44,22 @@ SHOWCASE_TA = grid.showcase_target_accept(config)
 SHOWCASE_OUTLIERS = grid.showcase_outlier_label(config) if SCENARIOS else None
 
 
-def _jobs(specs, keys_of):
-    """Jobs of a fitting rule: (wildcards, their fits) for each model, backend and part."""
+SPEC_KEYS = {spec: grid.fit_keys(config, spec) for spec in SPECS}
+SBC_SPECS = grid.sbc_specs(config)
+SBC_KEYS = grid.sbc_keys(config)
+
+
+def spec_parts(spec):
+    """The jobs of one model: part label -> (its fits, its calibration simulations)."""
+    sbc = SBC_KEYS if spec in SBC_SPECS else []
+    return grid.parts(SPEC_KEYS[spec], sbc, FITS_PER_JOB)
+
+
+def _fit_jobs():
+    """Every fit job: its wildcards, its fits and its calibration simulations."""
     jobs = {}
-    for spec in specs:
-        for part, keys in grid.parts(keys_of(spec), FITS_PER_JOB).items():
+    for spec in SPECS:
+        for part, (keys, simulations) in spec_parts(spec).items():
             for backend in BACKENDS:
                 wildcards = dict(
                     model=spec.name,
@@ -57,14 +68,11 @@ def _jobs(specs, keys_of):
                     backend=backend,
                     part=part,
                 )
-                jobs[tuple(wildcards.values())] = (wildcards, keys)
+                jobs[tuple(wildcards.values())] = (wildcards, keys, simulations)
     return jobs
 
 
-SPEC_KEYS = {spec: grid.fit_keys(config, spec) for spec in SPECS}
-FIT_JOBS = _jobs(SPECS, SPEC_KEYS.get)
-SBC_SPECS = grid.sbc_specs(config)
-SBC_JOBS = _jobs(SBC_SPECS, lambda spec: grid.sbc_keys(config))
+FIT_JOBS = _fit_jobs()
 
 
 def _names(values):
@@ -144,11 +152,12 @@ def get_scenario(wildcards):
 
 
 def get_sbc_keys(wildcards):
-    return [list(key) for key in SBC_JOBS[_job_key(wildcards)][1]]
+    """The calibration simulations a fit job does beside its fits."""
+    return [list(key) for key in FIT_JOBS[_job_key(wildcards)][2]]
 
 
 def get_sbc_scenarios(wildcards):
-    names = {key.scenario for key in SBC_JOBS[_job_key(wildcards)][1]}
+    names = {key.scenario for key in FIT_JOBS[_job_key(wildcards)][2]}
     return canonical({name: SCENARIOS[name] for name in names})
 
 
@@ -167,8 +176,9 @@ def get_dataset_columns(wildcards):
     return {key: dataset[key] for key in ("x", "y", "group", "min_group_size")}
 
 
-def job_outputs(pattern, jobs, name):
-    return [f"{pattern}/{name}".format(**wildcards) for wildcards, _ in jobs.values()]
+def job_outputs(name):
+    """One output of every fit job."""
+    return [f"{P.fit_job}/{name}".format(**job[0]) for job in FIT_JOBS.values()]
 
 
 _PARTS = {}
@@ -179,7 +189,9 @@ def posterior_path(spec, backend, key):
     if spec not in _PARTS:
         _PARTS[spec] = {
             k: part
-            for part, keys in grid.parts(SPEC_KEYS.get(spec, []), FITS_PER_JOB).items()
+            for part, (keys, _) in (
+                spec_parts(spec) if spec in SPEC_KEYS else {}
+            ).items()
             for k in keys
         }
     part = _PARTS[spec].get(key)

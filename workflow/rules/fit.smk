@@ -1,3 +1,6 @@
+# A fit job: one compiled model (variant, parameterisation, likelihood, prior set) and
+# backend over one part of its fits and, with the same compiled model, of its simulation-
+# based calibration (parameters from its prior, data from a scenario's design).
 rule fit:
     input:
         tables=get_fit_tables,
@@ -6,6 +9,8 @@ rule fit:
         fits=f"{P.fit_job}/fits.parquet",
         groups=f"{P.fit_job}/groups.parquet",
         posterior=directory(f"{P.fit_job}/posterior"),
+        sbc_fits=f"{P.fit_job}/sbc_fits.parquet",
+        ranks=f"{P.fit_job}/ranks.parquet",
     log:
         P.log("fit/{model}/{likelihood}/{prior}/{backend}/{part}"),
     benchmark:
@@ -27,37 +32,14 @@ rule fit:
         sampler=get_sampler_settings(),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
         master_seed=lookup(dpath="master_seed", within=config),
+        # Real-data fits at this target_accept keep replicated datasets for the report.
+        check_target_accept=SHOWCASE_TA,
+        simulations=get_sbc_keys,
+        sbc_scenarios=get_sbc_scenarios,
+        thin=lookup(dpath="sbc/thin", within=config),
         cache=paths.CACHE,
     script:
         "../scripts/fit.py"
-
-
-# Simulation-based calibration of one model: parameters from its prior, data from a
-# scenario's design, fitted with the same compile-once sampler as the grid.
-rule sbc:
-    output:
-        fits=f"{P.sbc_job}/fits.parquet",
-        ranks=f"{P.sbc_job}/ranks.parquet",
-    log:
-        P.log("sbc/{model}/{likelihood}/{prior}/{backend}/{part}"),
-    benchmark:
-        P.benchmark("sbc/{model}/{likelihood}/{prior}/{backend}/{part}")
-    conda:
-        ENV
-    threads: lookup(dpath="sampler/threads", within=config)
-    resources:
-        mem_mb=1500,
-        runtime=30,
-    params:
-        simulations=get_sbc_keys,
-        scenarios=get_sbc_scenarios,
-        priors=get_priors,
-        sampler=get_sampler_settings(),
-        thin=lookup(dpath="sbc/thin", within=config),
-        master_seed=lookup(dpath="master_seed", within=config),
-        cache=paths.CACHE,
-    script:
-        "../scripts/sbc.py"
 
 
 localrules:

@@ -10,21 +10,23 @@ from threadpoolctl import threadpool_info
 from poolbench import paths
 from poolbench.data import DatasetTable, read_truths
 from poolbench.fit import DataSource, FitBatch, FitTask
-from poolbench.grid import FitKey, ModelSpec, target_accept_label
+from poolbench.grid import FitKey, ModelSpec, SbcKey, target_accept_label
 from poolbench.samplers import SamplerSettings
+from poolbench.sbc import SbcBatch
 from poolbench.storage import write_table
 
 logger.info(
     "BLAS/OpenMP threads: %s",
     sorted({(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()}),
 )
-w, params = snakemake.wildcards, snakemake.params
+w, params, output = snakemake.wildcards, snakemake.params, snakemake.output
 spec = ModelSpec.from_name(w.model, w.likelihood, w.prior)
+settings = SamplerSettings(backend=w.backend, threads=snakemake.threads, **params.sampler)
 data = DataSource(
     tables={name: DatasetTable(path) for name, path in zip(params.tables, snakemake.input.tables)},
     truths={name: read_truths(path) for name, path in zip(params.truths, snakemake.input.truths)},
 )
-posterior = Path(snakemake.output.posterior)
+posterior = Path(output.posterior)
 tasks = [
     FitTask(key, str(posterior / paths.posterior_name(key.scenario, key.outliers, key.seed, target_accept_label(key.target_accept))))
     for key in map(FitKey._make, params.fits)
@@ -32,12 +34,27 @@ tasks = [
 batch = FitBatch(
     spec,
     params.priors,
-    SamplerSettings(backend=w.backend, threads=snakemake.threads, **params.sampler),
+    settings,
     params.hdi_prob,
     params.master_seed,
     data,
     cache_dir=params.cache,
+    check_target_accept=params.check_target_accept,
 )
 fits, groups = batch.run(tasks)
-write_table(fits, snakemake.output.fits)
-write_table(groups, snakemake.output.groups)
+write_table(fits, output.fits)
+write_table(groups, output.groups)
+
+calibration = SbcBatch(
+    spec=spec,
+    fit_prior=params.priors,
+    settings=settings,
+    scenarios=params.sbc_scenarios,
+    master_seed=params.master_seed,
+    thin=params.thin,
+    cache_dir=params.cache,
+    models=batch.models,
+)
+sbc_fits, ranks = calibration.run([SbcKey._make(key) for key in params.simulations])
+write_table(sbc_fits, output.sbc_fits)
+write_table(ranks, output.ranks)

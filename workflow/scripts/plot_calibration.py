@@ -2,18 +2,13 @@ from poolbench.runtime import start_job
 
 start_job(snakemake)
 
-from pathlib import Path
-
 import pandas as pd
 
 from poolbench import plots
 from poolbench.grid import calibration_label
 from poolbench.metrics import pit_tree
 
-settings = snakemake.params.plots
-plots.set_style(settings["context"])
-figures = Path(snakemake.output.figures)
-figures.mkdir(parents=True, exist_ok=True)
+settings, figures = plots.family_directory(snakemake)
 ranks = pd.read_parquet(snakemake.input.ranks)
 for cell, table in ranks.groupby(["model", "likelihood", "prior", "backend", "scenario", "target_accept"], sort=False):
     label = calibration_label(*cell)

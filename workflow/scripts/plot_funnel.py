@@ -9,10 +9,7 @@ import pandas as pd
 from poolbench import plots
 from poolbench.storage import read_fit_posterior
 
-settings = snakemake.params.plots
-plots.set_style(settings["context"])
-figures = Path(snakemake.output.figures)
-figures.mkdir(parents=True, exist_ok=True)
+settings, figures = plots.family_directory(snakemake)
 by_scenario = {}
 for key, posterior in snakemake.params.posteriors.items():
     scenario, parameterisation, ta = key.split("/")

@@ -2,17 +2,12 @@ from poolbench.runtime import start_job
 
 start_job(snakemake)
 
-from pathlib import Path
-
 import pandas as pd
 
 from poolbench import plots
 from poolbench.aggregate import parameterisation_table
 
-settings = snakemake.params.plots
-plots.set_style(settings["context"])
-figures = Path(snakemake.output.figures)
-figures.mkdir(parents=True, exist_ok=True)
+settings, figures = plots.family_directory(snakemake)
 table = parameterisation_table(pd.read_parquet(snakemake.input.fits))
 for item in snakemake.params.figures:
     name, prior = item.split(".", 1)

@@ -9,11 +9,8 @@ import pandas as pd
 from poolbench import plots
 from poolbench.storage import read_fit_posterior
 
-settings = snakemake.params.plots
-plots.set_style(settings["context"])
+settings, figures = plots.family_directory(snakemake)
 fits = pd.read_parquet(snakemake.input.fits)
-figures = Path(snakemake.output.figures)
-figures.mkdir(parents=True, exist_ok=True)
 for model, posterior in snakemake.params.posteriors.items():
     if posterior and Path(posterior).exists():
         tree = read_fit_posterior(posterior)

@@ -11,10 +11,7 @@ from poolbench import plots
 from poolbench.storage import read_fit_posterior
 from poolbench.variants import OBSERVED
 
-settings = snakemake.params.plots
-plots.set_style(settings["context"])
-figures = Path(snakemake.output.figures)
-figures.mkdir(parents=True, exist_ok=True)
+settings, figures = plots.family_directory(snakemake)
 groups = pd.read_parquet(snakemake.input.groups)
 by_dataset = {}
 for label, path in snakemake.params.posteriors.items():
@@ -27,6 +24,8 @@ for dataset, models in by_dataset.items():
             continue
         tree = read_fit_posterior(path)
         observed = tree["observed_data"][OBSERVED].values
+        if "posterior_predictive" not in tree.children:  # a fit cached before it was shown here
+            continue
         draws = tree["posterior_predictive"][OBSERVED].values
         replicated[model] = draws.reshape(-1, draws.shape[-1])[:40]
     figure = (
