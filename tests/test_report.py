@@ -128,6 +128,7 @@ def test_funnel_figure_data_show_divergent_draws_of_the_centered_model(tiny_run)
                     & (fits["model"] == "hierarchical_centered")]
     expected = {row.target_accept: row.n_divergent for row in showcase.itertuples()}
     assert {ta: int(rows["diverging"].sum()) for ta, rows in centered.groupby("target_accept")} == expected
+    assert centered["diverging"].sum() > 0  # the funnel shows: divergent draws in the centered panel
     assert len(centered) == 2 * 2 * 300  # both target_accepts, 2 chains x 300 draws
 
 

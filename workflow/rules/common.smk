@@ -235,14 +235,22 @@ def tutorial_posteriors():
 
 
 def funnel_posteriors():
-    """Per scenario: the hierarchical models' showcase fits at the lowest and highest
-    target_accept (first likelihood and prior set), by parameterisation and target_accept.
-    """
+    """Per scenario: the showcase fits, at the lowest and highest target_accept, of the
+    first simulated-data variant with hierarchical slopes (first likelihood, default
+    priors), by parameterisation and target_accept."""
     tas = config["sampler"]["target_accept"]
+    funnel = next(
+        (
+            v
+            for v in config["models"]["variants"]
+            if variants.VARIANTS[v].slopes == variants.HIERARCHICAL
+        ),
+        None,
+    )
     specs = [
         s
         for s in grid.simulated_specs(config)
-        if s.variant == "hierarchical"
+        if s.variant == funnel
         and s.likelihood == config["models"]["likelihoods"][0]
         and s.prior == grid.DEFAULT_PRIOR
     ]
