@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from poolbench import records
+from poolbench.grid import target_accept_label
 
 # One summary row per cell of the grid, pooled over seeds.
 CELL = [
@@ -122,6 +123,21 @@ def parameterisation_table(fits: pd.DataFrame) -> pd.DataFrame:
         row["ess_ratio"] = row["centered_ess_per_second"] / row["noncentered_ess_per_second"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+LOO_KEYS = ["scenario", "model", "likelihood", "prior", "backend", "target_accept_label"]
+
+
+def with_loo(fits: pd.DataFrame, loo: pd.DataFrame) -> pd.DataFrame:
+    """The real-data fits' PSIS-LOO columns (`poolbench.records.LOO`), computed from their
+    posteriors by the `loo` job (which knows them by their paths), joined to their records."""
+    if loo.empty:
+        return fits
+    labelled = fits.drop(columns=records.LOO).assign(
+        target_accept_label=fits["target_accept"].map(target_accept_label)
+    )
+    merged = labelled.merge(loo[LOO_KEYS + records.LOO], on=LOO_KEYS, how="left")
+    return merged[fits.columns]
 
 
 def with_provenance(frame: pd.DataFrame, provenance: dict) -> pd.DataFrame:

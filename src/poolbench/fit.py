@@ -209,8 +209,6 @@ class FitBatch:
         labels = [str(g) if pd.isna(label) else label for g, label in zip(range(n_groups), labels)]
         groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary}
-        if "log_likelihood" in tree.children:
-            record |= metrics.loo_summary(tree)
         return {"metrics_version": fit_cache.metrics_code_version(), "record": record, "groups": groups}
 
 

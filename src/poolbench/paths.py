@@ -32,7 +32,7 @@ def posterior_identity(path: str) -> dict:
     seed, ta = rest.split("_ta")
     return {
         "scenario": scenario, "outliers": outliers, "seed": int(seed), "model": model,
-        "likelihood": likelihood, "prior": prior, "backend": backend, "target_accept": float(ta),
+        "likelihood": likelihood, "prior": prior, "backend": backend, "target_accept_label": ta,
     }
 
 

@@ -179,6 +179,9 @@ def read_fit_posterior(path: str | Path) -> xr.DataTree:
         held = json.loads(tree.attrs["fit"])
     except (KeyError, ValueError):
         raise ValueError(f"{path}: this posterior does not say which fit it holds. {advice}") from None
+    from poolbench.grid import target_accept_label
+
+    held["target_accept_label"] = target_accept_label(held.get("target_accept", float("nan")))
     wrong = {k: (held.get(k), v) for k, v in posterior_identity(str(path)).items() if held.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}={have!r} (expected {want!r})" for k, (have, want) in wrong.items())

@@ -3,8 +3,32 @@ localrules:
     compare_real,
 
 
+# PSIS-LOO of every real-data fit, from its stored log-likelihood. Apart from the fit jobs
+# because its memory (~150 MB for radon's 4,000 x 919 values) would raise theirs.
+rule loo:
+    input:
+        posteriors=fit_job_dirs(dict(enumerate(all_real_posteriors()))),
+    output:
+        loo=P.table("loo"),
+    log:
+        P.log("loo"),
+    benchmark:
+        P.benchmark("loo")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    params:
+        posteriors=all_real_posteriors(),
+    script:
+        "../scripts/loo.py"
+
+
 rule aggregate:
     input:
+        loo=rules.loo.output.loo,
         fits=job_outputs("fits.parquet"),
         groups=job_outputs("groups.parquet"),
         sbc_fits=job_outputs("sbc_fits.parquet"),

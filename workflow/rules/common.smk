@@ -278,6 +278,17 @@ def real_posteriors():
     return out
 
 
+def all_real_posteriors():
+    """Every real-data fit's posterior (every model, target_accept and backend)."""
+    return [
+        posterior_path(spec, backend, key)
+        for spec in SPECS
+        for backend in BACKENDS
+        for key in SPEC_KEYS[spec]
+        if key.source == grid.REAL
+    ]
+
+
 def fit_job_dirs(posteriors):
     """The fit jobs' posterior directories behind a set of posterior paths (rule inputs)."""
     return sorted({paths.posterior_directory(p) for p in posteriors.values() if p})
