@@ -30,11 +30,11 @@ sampler = config["sampler"]
 priors = config["models"]["priors"]
 
 
-def build(variant, parameterisation, likelihood, x, y, group, n_groups):
+def build(variant, parameterisation, likelihood, x, y, group_idx, n_groups):
     with pm.Model(coords={"group": range(n_groups)}) as model:
         x = pm.Data("x", x)
         y = pm.Data("y", y)
-        group = pm.Data("group", group)
+        group = pm.Data("group_idx", group_idx)
         if variant == "pooled":
             p = priors["pooled"]
             slope = pm.Normal("common_slope", 0, p["slope_sd"]) * pm.math.ones(n_groups)
@@ -68,14 +68,14 @@ for variant, parameterisation in models:
         compiled = None
         for scenario, table in tables.items():
             for (outliers, seed), data in table.groupby(["outliers", "seed"], sort=False):
-                arrays = dict(x=data["x"].to_numpy(), y=data["y"].to_numpy(), group=data["group"].to_numpy())
+                arrays = dict(x=data["x"].to_numpy(), y=data["y"].to_numpy(), group_idx=data["group"].to_numpy())
                 if compiled is None:
                     compiled = nutpie.compile_pymc_model(build(variant, parameterisation, likelihood, **arrays, n_groups=8))
                 for ta in sampler["target_accept"]:
                     started = time.perf_counter()
                     trace = nutpie.sample(
                         compiled.with_data(**arrays), draws=sampler["draws"], tune=sampler["tune"],
-                        chains=sampler["chains"], cores=1, target_accept=ta, seed=fits, progress_bar=False,
+                        chains=sampler["chains"], target_accept=ta, seed=fits, progress_bar=False,
                     )
                     sampling += time.perf_counter() - started
                     summary = az.summary(trace, kind="diagnostics")
