@@ -1,5 +1,6 @@
 """The best loop an experienced PyMC user writes by hand, for the benchmark: one Python
-process; each model compiled once with nutpie, the data swapped with `with_data`;
+process, chains on every core (nutpie's default); each model compiled once with nutpie,
+the data swapped with `with_data`;
 `az.summary` and one NetCDF per fit. It uses none of poolbench's fitting code: it reads the
 datasets poolbench simulated (so both fit the same data) and writes its own models.
 

@@ -61,8 +61,10 @@ def snakemake(workdir: Path, config: dict, cores: int, *args: str, env: dict | N
     result = subprocess.run(
         [BIN / "snakemake", "--snakefile", REPO / "Snakefile", "--directory", workdir,
          "--configfile", path, "--replace-workflow-config", "--cores", str(cores), *args],
-        check=True, capture_output=True, text=True, env=None if env is None else os.environ | env,
+        capture_output=True, text=True, env=None if env is None else os.environ | env,
     )
+    if result.returncode != 0:
+        sys.exit(f"snakemake failed in {workdir}:\n{(result.stdout + result.stderr)[-5000:]}")
     return time.perf_counter() - start, result.stdout + result.stderr
 
 

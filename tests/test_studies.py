@@ -31,9 +31,10 @@ def test_the_map_study_covers_the_grid_it_promises():
     assert fits == 28 * 10 * 2 * 2 * 2  # cells x seeds x target_accepts x parameterisations x priors
 
 
-def map_row(points, noise, ratio, centered_trusted, noncentered_trusted, prior="default", ta=0.8):
+def map_row(points, noise, ratio, centered_trusted, noncentered_trusted, prior="default", ta=0.8, fits=10):
     return {"prior": prior, "target_accept": ta, "noise": noise, "points_per_group": points, "ess_ratio": ratio,
-            "centered_share_trusted": centered_trusted, "noncentered_share_trusted": noncentered_trusted}
+            "centered_share_trusted": centered_trusted, "noncentered_share_trusted": noncentered_trusted,
+            "centered_trusted": round(centered_trusted * fits), "noncentered_trusted": round(noncentered_trusted * fits)}
 
 
 def test_the_map_headline_picks_the_threshold_a_constructed_table_implies():
@@ -48,6 +49,11 @@ def test_the_map_headline_picks_the_threshold_a_constructed_table_implies():
     assert centered_threshold(table[table["noise"] == 1.0]) == 20
     assert centered_threshold(table[table["noise"] == 3.0]) is None
     texts = {h.key: html.unescape(str(render_headline(h))) for h in map_headlines(table)}
+    # Strong data: the non-centered form is never trusted beyond the smallest groups, so
+    # the centered one wins from there (its ESS/s ratio is undefined, not a loss).
+    strong = pd.DataFrame([map_row(2, 0.1, 4.0, 0.8, 0.2), map_row(10, 0.1, np.nan, 1.0, 0.0), map_row(50, 0.1, np.nan, 1.0, 0.0)])
+    assert centered_threshold(strong) == 2
+    assert centered_threshold(strong.assign(centered_trusted=0, centered_share_trusted=0.0)) is None
     assert re.search(r"Noise 1, .*from .*>20</span> points per group on \(below the rule of thumb of about .*>50<", texts["map:default:0.8:1"])
     assert "never wins for good" in texts["map:default:0.8:3"]
 

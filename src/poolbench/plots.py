@@ -233,7 +233,7 @@ def estimates_figure(fits, groups, summary, showcase):
             true_sd = cell["sigma_slope_mean"].iloc[0] - cell["sigma_slope_error"].iloc[0]
             ax.text(0.01, 0.01, f"true σ {true_sd:.2f} · {spread}", transform=ax.transAxes, fontsize=7, va="bottom")
         first = panel.iloc[0]
-        ax.set_title(f"{scenario} · seed {first['seed']} · outliers {first['outliers']}")
+        ax.set_title(f"{scenario} · seed {first['seed']} · outliers {first['outliers']}", fontsize=9)
         ax.set_xlabel("group (last = minority); dashed: each model's mu")
         ax.set_ylabel("slope (mean, HDI)")
         ax.set_xticks(sorted(panel["group"].unique()))

@@ -379,11 +379,14 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
 
 
 def centered_threshold(rows: pd.DataFrame) -> float | None:
-    """From how many points per group on the centered form wins for good: higher median
-    min-ESS per second over trusted fits (ratio > 1) and no smaller share of trusted fits,
-    at that size and every larger one. None where it never does."""
+    """From how many points per group on the centered form wins for good, at that size and
+    every larger one: some of its fits are trusted, no smaller share of them than of the
+    non-centered form's, and its median min-ESS per second over trusted fits is higher
+    (ratio > 1), or none of the non-centered form's fits is trusted at all. None where it
+    never does."""
     rows = rows.sort_values("points_per_group")
-    wins = (rows["ess_ratio"] > 1) & (rows["centered_share_trusted"] >= rows["noncentered_share_trusted"])
+    faster = (rows["ess_ratio"] > 1) | (rows["noncentered_trusted"] == 0)
+    wins = faster & (rows["centered_trusted"] > 0) & (rows["centered_share_trusted"] >= rows["noncentered_share_trusted"])
     for i in range(len(rows)):
         if wins.iloc[i:].all():
             return float(rows["points_per_group"].iloc[i])
