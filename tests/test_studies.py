@@ -24,6 +24,10 @@ def test_the_map_study_covers_the_grid_it_promises():
     assert {s["noise"] for s in scenarios.values()} == {0.1, 0.3, 1.0, 3.0}
     assert {s["slope_sd"] for s in scenarios.values()} == {1.0}  # the true spread, fixed
     assert all(s["minority_points"] == s["points_per_group"] for s in scenarios.values())
+    assert "map_20_0.3" in scenarios and scenarios["map_20_0.3"]["noise"] == 0.3
+    # Names do not depend on the order the config lists the varied keys in.
+    shuffled = STUDY | {"scenarios": {"map": STUDY["scenarios"]["map"] | {"vary": dict(reversed(STUDY["scenarios"]["map"]["vary"].items()))}}}
+    assert list(grid.scenarios(shuffled)) == list(scenarios)
     assert grid.prior_sets(STUDY) == ["default", "weak"] and len(STUDY["sampler"]["target_accept"]) == 2
     assert STUDY["seeds"] >= 10
     specs = grid.model_specs(STUDY)

@@ -98,12 +98,19 @@ def target_accept_label(value: float) -> str:
     return f"{value:g}"
 
 
+# The keys a scenario can `vary`, in the order their values appear in expanded names
+# (fixed, so that the names do not depend on how the config orders them).
+VARY_KEYS = ("points_per_group", "noise", "n_groups", "slope_sd", "intercept_sd")
+
+
 def scenarios(config: dict) -> dict[str, dict]:
     """Every scenario to simulate, with `vary` expanded into one scenario per combination
-    (named `{scenario}_{value}_{value}`) and `minority_points` filled in."""
+    (named `{scenario}_{value}_{value}`, values in the order of VARY_KEYS) and
+    `minority_points` filled in."""
     out = {}
     for name, scenario in config["scenarios"].items():
-        vary = {key: values for key, values in scenario.get("vary", {}).items() if values}
+        listed = scenario.get("vary", {})
+        vary = {key: listed[key] for key in VARY_KEYS if listed.get(key)}
         base = {key: value for key, value in scenario.items() if key != "vary"}
         for combination in itertools.product(*vary.values()):
             expanded = base | dict(zip(vary, combination))
