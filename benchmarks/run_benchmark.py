@@ -233,7 +233,7 @@ def report(figures: dict) -> None:
         print(f"  wall / sampling-only    {g['wall_over_sampling_only']:.2f} (goal <= 1.5)")
     d = figures.get("default")
     if d:
-        print(f"\ndefault run: {d['wall_seconds']:.1f} s wall (goal <= 300 s) for {d['fits']} fits and "
+        print(f"\n{figures['config']}: {d['wall_seconds']:.1f} s wall (the default config's goal: <= 300 s) for {d['fits']} fits and "
               f"{d['calibration_fits']} calibration fits in {d['fit_jobs']} fit jobs; job time {d['job_seconds']:.1f} s:")
         for part, seconds in d["split_seconds"].items():
             print(f"  {part:55s} {seconds:7.1f} s")
