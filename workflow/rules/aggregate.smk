@@ -1,4 +1,5 @@
 localrules:
+    loo,
     aggregate,
     compare_real,
 
