@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import zipfile
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest

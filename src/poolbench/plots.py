@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from poolbench.variants import MU, SIGMA, SLOPE, VARIANTS, standardised
+from poolbench.variants import SIGMA, SLOPE, VARIANTS, standardised
 
 log = logging.getLogger(__name__)
 # Spread over seeds drawn around each point: the central 90 % of seed-level values.
@@ -334,7 +334,7 @@ def funnel_figure(points: dict[tuple[str, str], pd.DataFrame], scenario: str):
     return fig
 
 
-def calibration_figure(pit: "xr.DataTree", title: str):
+def calibration_figure(pit, title: str):
     """ECDF-PIT difference plot of a calibration cell (ArviZ's `plot_ecdf_pit`): each
     parameter's ECDF of PIT values minus the uniform's, with its simultaneous band."""
     import arviz_plots as azp
