@@ -102,3 +102,31 @@ def test_more_simulations_sample_only_the_new_ones_and_the_ranks_do_not_change(s
     snakemake(tmp_path, sbc_config(18))
     again = pd.read_parquet(tmp_path / R / "sbc/ranks.parquet").drop(columns=["experiment"])
     pd.testing.assert_frame_equal(again, after)
+
+
+def test_calibration_cache_entries_keep_no_posterior_and_resample_when_the_metrics_change(tmp_path, caplog, monkeypatch):
+    """A calibration fit's entry holds its record and ranks, not its draws (docs/performance.md):
+    reused while the metrics code is the same, sampled again (same numbers) when it changed."""
+    from poolbench import cache as fit_cache
+
+    spec = grid.ModelSpec.from_name("pooled")
+    config = {"models": {"priors": DEFAULT["models"]["priors"], "likelihood_priors": {}, "prior_sets": {}}}
+    cache = tmp_path / "cache"
+
+    def run():
+        batch = SbcBatch(spec=spec, fit_prior=grid.priors(config, spec), settings=SamplerSettings("nutpie", 100, 100, 2),
+                         scenarios={"hard": HARD}, master_seed=5, thin=2, cache_dir=str(cache))
+        caplog.clear()
+        return batch.run([grid.SbcKey("hard", i, 0.8) for i in range(3)])
+
+    caplog.set_level("INFO", logger="poolbench")
+    fits, ranks = run()
+    assert len(list(cache.rglob("entry.json"))) == 3 and not list(cache.rglob("*.nc"))
+    again = run()
+    assert "3 simulations, 3 from the cache" in caplog.text
+    monkeypatch.setattr(fit_cache, "metrics_code_version", lambda: "a newer metrics module")
+    newer = run()
+    assert "3 simulations, 0 from the cache" in caplog.text
+    for other in (again, newer):
+        pd.testing.assert_frame_equal(other[1], ranks)
+        pd.testing.assert_frame_equal(other[0].drop(columns=records.TIMING), fits.drop(columns=records.TIMING))

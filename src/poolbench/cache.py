@@ -4,6 +4,9 @@ An entry is a folder `{key[:2]}/{key}/` holding the fit's posterior (its own cop
 to a result under `results/` never reaches it) and `entry.json`: the key, the fit's
 identity, the posterior's SHA-256, the sampling facts (seed, time) and the metrics last
 computed from the posterior with the version of the metrics code that computed them.
+A calibration fit's entry holds no posterior (`put_record`): nothing downstream reads its
+draws, and writing them would cost a quarter of such a fit's time; when the metrics code
+changes, such a fit is sampled again instead.
 
 Before an entry is reused it is checked: readable JSON, the key it was stored under, the
 identity of the fit asked for, and the posterior's checksum. A bad entry is reported by
@@ -87,7 +90,7 @@ def fit_key(arrays_sha: str, n_groups: int, model: dict, prior: dict, settings: 
 @dataclass
 class CachedFit:
     entry: dict
-    posterior: Path
+    posterior: Path | None  # None: a record-only entry (`FitCache.put_record`)
 
     @property
     def metrics_current(self) -> bool:
@@ -123,6 +126,8 @@ class FitCache:
                 problem = "it was stored under another key"
             elif stored.get("identity") != identity:
                 problem = f"it holds another fit ({stored.get('identity')}, not {identity})"
+            elif stored.get("posterior_sha256") is None:
+                return CachedFit(stored, None)  # a record-only entry
             elif not posterior.exists():
                 problem = "its posterior.nc is missing"
             elif storage.file_sha256(posterior) != stored.get("posterior_sha256"):
@@ -139,9 +144,9 @@ class FitCache:
         """Store a finished fit: a copy of its posterior file and its entry, atomically."""
         self._put(key, identity, lambda target: storage.copy_file(posterior, target), sampling, metrics)
 
-    def put_tree(self, key: str, identity: dict, tree, sampling: dict, metrics: dict) -> None:
-        """Store a finished fit whose posterior exists only in memory."""
-        self._put(key, identity, lambda target: storage.write_posterior(tree, target), sampling, metrics)
+    def put_record(self, key: str, identity: dict, sampling: dict, metrics: dict) -> None:
+        """Store what was computed from a finished fit, without its posterior."""
+        self._put(key, identity, None, sampling, metrics)
 
     def _put(self, key: str, identity: dict, write_posterior, sampling: dict, metrics: dict) -> None:
         if self.directory is None:
@@ -150,11 +155,14 @@ class FitCache:
         partial = storage.partial_path(entry)
         try:
             partial.mkdir(parents=True)
-            write_posterior(partial / "posterior.nc")
+            checksum = None
+            if write_posterior is not None:
+                write_posterior(partial / "posterior.nc")
+                checksum = storage.file_sha256(partial / "posterior.nc")
             stored = {
                 "key": key,
                 "identity": identity,
-                "posterior_sha256": storage.file_sha256(partial / "posterior.nc"),
+                "posterior_sha256": checksum,
                 "sampling": sampling,
                 **metrics,
             }

@@ -23,6 +23,7 @@ from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
 from poolbench.data import DatasetTable, Truth, model_arrays
 from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed
+from poolbench.runtime import release_memory
 from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
 from poolbench.variants import OBSERVED
 
@@ -127,6 +128,8 @@ class FitBatch:
         compiled_before = self.models.seconds  # what this run compiles is shared out below
         for i, task in enumerate(tasks, start=1):
             record, groups, cached = self.fit_one(task)
+            if task.key.source == REAL and not cached:  # its log-likelihood is draws x rows
+                release_memory()
             record["ess_bulk_per_second"] = record.get("min_ess_bulk", float("nan")) / max(record["sampling_seconds"], 1e-9)
             n_cached += cached
             if not cached:

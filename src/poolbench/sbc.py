@@ -146,9 +146,9 @@ class SbcBatch:
             self.fit_prior, settings.decides_draws(), key.target_accept, fit_seed,
         )
         hit = self.cache.get(cache_key, identity)
-        if hit is not None:
-            if not hit.metrics_current:
-                self.cache.update_metrics(cache_key, hit, self.metrics(storage.read_posterior(hit.posterior), truth))
+        # The entry keeps no posterior (it is cheaper to sample again than to store one):
+        # metrics from older metrics code mean sampling again.
+        if hit is not None and hit.metrics_current:
             return record | hit.entry["sampling"] | hit.entry["record"] | {"_cached": True}, hit.entry["ranks"], True
         start = time.perf_counter()
         try:
@@ -162,14 +162,9 @@ class SbcBatch:
             return record | {"status": "failed", "error": error_message(exc),
                              "sampling_seconds": time.perf_counter() - start}, [], False
         sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", time.perf_counter() - start))}
-        stats = tree["sample_stats"].to_dataset()
-        tree = xr.DataTree.from_dict({
-            "posterior": tree["posterior"].to_dataset(),
-            "sample_stats": stats[[v for v in metrics.KEPT_SAMPLE_STATS if v in stats.data_vars]],
-        })
         computed = self.metrics(tree, truth)
         try:
-            self.cache.put_tree(cache_key, identity, tree, sampling, computed)
+            self.cache.put_record(cache_key, identity, sampling, computed)
         except Exception as exc:
             if storage.is_environment_error(exc):
                 raise environment_fault(exc, f"storing the simulation fit {spec.structure} {key}") from exc

@@ -155,10 +155,16 @@ def recovery(posterior: str | Path) -> str:
     )
 
 
-def read_posterior(path: str | Path, recovery: str = "") -> xr.DataTree:
-    """Load a posterior, or say which file is broken and how to get a good one back."""
+def read_posterior(path: str | Path, recovery: str = "", groups: tuple[str, ...] | None = None) -> xr.DataTree:
+    """Load a posterior (only `groups` of it, if given), or say which file is broken and
+    how to get a good one back."""
     try:
-        return xr.open_datatree(path, engine="h5netcdf").load()
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            if groups is not None:
+                kept = xr.DataTree.from_dict({group: tree[group].to_dataset() for group in groups})
+                kept.attrs |= tree.attrs
+                tree = kept
+            return tree.load()
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -168,13 +174,13 @@ def read_posterior(path: str | Path, recovery: str = "") -> xr.DataTree:
         ) from exc
 
 
-def read_fit_posterior(path: str | Path) -> xr.DataTree:
-    """A fit job's posterior, checked to hold the fit its path names: a file swapped or
-    copied by hand is refused, not shown under another fit's name."""
+def read_fit_posterior(path: str | Path, groups: tuple[str, ...] | None = None) -> xr.DataTree:
+    """A fit job's posterior (or `groups` of it), checked to hold the fit its path names: a
+    file swapped or copied by hand is refused, not shown under another fit's name."""
     from poolbench.paths import posterior_identity
 
     advice = recovery(path)
-    tree = read_posterior(path, advice)
+    tree = read_posterior(path, advice, groups)
     try:
         held = json.loads(tree.attrs["fit"])
     except (KeyError, ValueError):

@@ -151,6 +151,14 @@ def get_scenario(wildcards):
     return canonical(SCENARIOS[wildcards.scenario])
 
 
+def get_fit_priority(wildcards):
+    """Bigger fit jobs start first: its fits and calibration simulations. On a few cores
+    the small ones (a real data set's few fits) then fill the gaps at the end instead of
+    one long job running alone after the others (docs/performance.md)."""
+    _, keys, simulations = FIT_JOBS[_job_key(wildcards)]
+    return len(keys) + len(simulations)
+
+
 def get_sbc_keys(wildcards):
     """The calibration simulations a fit job does beside its fits."""
     return [list(key) for key in FIT_JOBS[_job_key(wildcards)][2]]

@@ -15,6 +15,7 @@ rule fit:
         P.log("fit/{model}/{likelihood}/{prior}/{backend}/{part}"),
     benchmark:
         P.benchmark("fit/{model}/{likelihood}/{prior}/{backend}/{part}")
+    priority: get_fit_priority
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)

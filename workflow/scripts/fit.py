@@ -11,9 +11,12 @@ from poolbench import paths
 from poolbench.data import DatasetTable, read_truths
 from poolbench.fit import DataSource, FitBatch, FitTask
 from poolbench.grid import FitKey, ModelSpec, SbcKey, target_accept_label
+from poolbench.runtime import freeze_imported_objects
 from poolbench.samplers import SamplerSettings
 from poolbench.sbc import SbcBatch
 from poolbench.storage import write_table
+
+freeze_imported_objects()
 
 logger.info(
     "BLAS/OpenMP threads: %s",

@@ -1,4 +1,4 @@
-from poolbench.runtime import start_job
+from poolbench.runtime import release_memory, start_job
 
 start_job(snakemake)
 
@@ -13,8 +13,10 @@ for path in snakemake.params.posteriors:
     identity = posterior_identity(path)
     # A failed fit has no posterior; its record stays without LOO.
     try:
-        tree = read_fit_posterior(path)
+        tree = read_fit_posterior(path, groups=("posterior", "log_likelihood"))
     except FileNotFoundError:
         continue
     rows.append(identity | loo_summary(tree))
+    del tree
+    release_memory()  # one draws x rows log-likelihood at a time
 write_table(pd.DataFrame(rows), snakemake.output.loo)
