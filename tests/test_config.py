@@ -102,6 +102,7 @@ BAD = {
         "models/prior_sets", {"weak": {"hierarchical": {"sigma_sdd": 1.0}}},
         ["models/prior_sets/weak/hierarchical/sigma_sdd: unknown prior key"],
     ),
+    "study named like a results folder": ("study/name", "cache", ["study/name: 'cache' is reserved"]),
     "data set without its CSV": (
         "datasets", {"mine": {"x": "x", "y": "y", "group": "g", "variants": ["pooled_intercept"]}},
         ["'' should be non-empty", "['datasets']['mine']['csv']"],

@@ -68,6 +68,7 @@ def test_fit_record_has_diagnostics_and_errors_against_truth(tutorial_fits):
     assert list(fits.columns) == records.FIT_COLUMNS and list(groups.columns) == records.GROUP_COLUMNS
     assert record["max_rhat"] < 1.05 and record["min_ess_bulk"] > 200 and record["min_bfmi"] > 0.2
     assert 0 <= record["divergence_rate"] <= 1 and record["mean_tree_depth"] > 0
+    assert 0 <= record["max_tree_depth_rate"] <= 1  # every backend: reported, or read from the depth
     assert record["step_size"] > 0 and record["ess_bulk_per_second"] > 0
     assert len(groups) == 8 and groups["hdi_covers_truth"].dtype == bool
     assert record["hdi_coverage"] == groups["hdi_covers_truth"].mean()

@@ -161,17 +161,23 @@ def test_the_report_has_a_section_per_data_set(real_run):
 
 
 def test_a_broken_csv_fails_its_own_jobs_and_the_other_data_set_finishes(tmp_path):
+    """A CSV with a NaN and a CSV that does not exist: each fails its own job (not the
+    planning of the whole run), naming the file; the good data set's fits finish."""
     trial = user_csv(tmp_path / "trial.csv")
     broken = tmp_path / "broken.csv"
+    gone = tmp_path / "gone.csv"
     frame = pd.read_csv(trial)
     frame.assign(response=frame["response"].where(frame.index != 5)).to_csv(broken, index=False)
+    columns = {"x": "dose", "y": "response", "group": "clinic", "variants": ["pooled_intercept"]}
     datasets = {
-        "good": {"csv": str(trial), "x": "dose", "y": "response", "group": "clinic", "variants": ["pooled_intercept"]},
-        "bad": {"csv": str(broken), "x": "dose", "y": "response", "group": "clinic", "variants": ["pooled_intercept"]},
+        "good": {"csv": str(trial)} | columns,
+        "bad": {"csv": str(broken)} | columns,
+        "gone": {"csv": str(gone)} | columns,
     }
     result = snakemake(tmp_path, real_config(datasets), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"{broken}: column 'response' (y): empty or NaN values at line 7" in output
+    assert f"{gone}: no such file" in output and "MissingInputException" not in output
     good = pd.read_parquet(next((tmp_path / "results/real/fits/pooled_intercept").rglob("good-p0/fits.parquet")))
     assert (good["status"] == "ok").all() and len(good) == 1

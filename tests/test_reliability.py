@@ -330,6 +330,20 @@ def test_garbage_in_a_cache_entry_is_reported_by_path_and_sampled_again(cached_f
     assert "2 fits, 1 from the cache" in caplog.text
 
 
+def test_an_edited_record_in_a_cache_entry_is_refused_by_its_checksum(cached_fits, tmp_path, caplog):
+    """Valid JSON, right key and identity, but a number changed by hand: what goes into the
+    tables is covered by the entry's own checksum."""
+    first = entries(cached_fits[2])[0]
+    stored = json.loads((first / "entry.json").read_text())
+    stored["record"]["max_rhat"] = 1.0
+    del stored["groups"]
+    (first / "entry.json").write_text(json.dumps(stored))
+    fits = refit(cached_fits, tmp_path, caplog)
+    assert f"discarding {first}: its entry.json does not match its checksum" in caplog.text
+    assert "2 fits, 1 from the cache" in caplog.text
+    pd.testing.assert_frame_equal(fits.drop(columns=records.TIMING), cached_fits[3].drop(columns=records.TIMING))
+
+
 def test_an_environment_error_fails_the_job_instead_of_the_fit(tmp_path, monkeypatch):
     """Issue #12, item 3, in-process: a full disk while storing a fit stops the job with the
     path and the cause; nothing is recorded as a failed fit."""

@@ -227,8 +227,15 @@ def test_hostile_strings_in_every_user_field_are_shown_not_run(tiny_run, tmp_pat
     image = tmp_path / "figure.png"
     image.write_bytes((tiny_run / R / "figures/trust.png").read_bytes())
     figures_ = [{"id": "x", "section": "figures", "title": hostile, "path": str(image), "caption": hostile}]
+    # A failed calibration fit is listed with the grid's failures, its error escaped too.
+    sbc_fits = pd.DataFrame([{"model": "pooled", "likelihood": "normal", "scenario": "hard", "target_accept": 0.8,
+                              "simulation": 3, "status": "failed", "error": hostile},
+                             {"model": "pooled", "likelihood": "normal", "scenario": "hard", "target_accept": 0.8,
+                              "simulation": 4, "status": "ok", "error": ""}])
     html = render_report(summary=summary, fits=fits, figures=figures_, config=config, provenance=provenance,
-                         calibration=calibration, comparison=comparison)
+                         calibration=calibration, comparison=comparison, sbc_fits=sbc_fits)
+    assert "<td>hard (calibration)</td><td>-</td><td>3</td><td>pooled</td>" in html
+    assert re.search(r'data-key="failed:calibration_count"[^>]*>1</span> of <span[^>]*>2</span> calibration fits failed', html)
     page = tmp_path / "report.html"
     page.write_text(html)
     assert "<script>document" not in html and "onerror=\"document" not in html

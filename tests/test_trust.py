@@ -31,6 +31,7 @@ GOOD = {"status": "ok", "chains": 4, "max_rhat": 1.002, "min_ess_bulk": 1500.0, 
         ({"min_bfmi": 0.19}, "bfmi"),
         ({"max_tree_depth_rate": 0.011}, "tree_depth"),
         ({"max_rhat": np.nan}, "rhat"),  # what cannot be shown good is not trusted
+        ({"max_tree_depth_rate": np.nan}, "tree_depth"),
         ({"status": "failed", "max_rhat": np.nan, "min_ess_bulk": np.nan}, "failed"),
     ],
 )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from poolbench import records
 from poolbench.grid import target_accept_label
+from poolbench.variants import PARAMETERISATIONS
 
 # One summary row per cell of the grid, pooled over seeds.
 CELL = [
@@ -103,14 +104,14 @@ def parameterisation_table(fits: pd.DataFrame) -> pd.DataFrame:
     """Centered against non-centered, per design cell (scenario, outliers, likelihood,
     prior, backend, target_accept): each one's share of trusted fits and of fits with
     divergences, its median min-ESS per second over trusted fits, and their ratio."""
-    hierarchical = fits[fits["parameterisation"].isin(["centered", "noncentered"]) & (fits["source"] == "simulated")]
+    hierarchical = fits[fits["parameterisation"].isin(PARAMETERISATIONS) & (fits["source"] == "simulated")]
     if hierarchical.empty:
         return pd.DataFrame()
     keys = ["scenario", "outliers", "variant", "likelihood", "prior", "backend", "target_accept", *CELL_DESIGN]
     rows = []
     for cell, table in hierarchical.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, cell))
-        for parameterisation in ("centered", "noncentered"):
+        for parameterisation in PARAMETERISATIONS:
             side = table[table["parameterisation"] == parameterisation]
             trusted = side[side["trusted"]]
             row |= {

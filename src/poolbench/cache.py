@@ -9,7 +9,8 @@ draws, and writing them would cost a quarter of such a fit's time; when the metr
 changes, such a fit is sampled again instead.
 
 Before an entry is reused it is checked: readable JSON, the key it was stored under, the
-identity of the fit asked for, and the posterior's checksum. A bad entry is reported by
+identity of the fit asked for, the checksum of what `entry.json` holds (the record, groups
+and ranks that go into the tables), and the posterior's checksum. A bad entry is reported by
 path, removed, and the fit is sampled again; nothing wrong is reused silently. The key
 covers data, model, priors, sampler settings, seed and sampler code, not the metrics: a
 change to the metrics recomputes them from the cached posterior, without sampling.
@@ -126,6 +127,8 @@ class FitCache:
                 problem = "it was stored under another key"
             elif stored.get("identity") != identity:
                 problem = f"it holds another fit ({stored.get('identity')}, not {identity})"
+            elif stored.get("content_sha256") != _content_sha256(stored):
+                problem = "its entry.json does not match its checksum (edited or from an older poolbench)"
             elif stored.get("posterior_sha256") is None:
                 return CachedFit(stored, None)  # a record-only entry
             elif not posterior.exists():
@@ -166,7 +169,7 @@ class FitCache:
                 "sampling": sampling,
                 **metrics,
             }
-            (partial / "entry.json").write_text(json.dumps(stored))
+            (partial / "entry.json").write_text(json.dumps(_sealed(stored)))
             storage.remove_path(entry)
             try:
                 os.replace(partial, entry)
@@ -179,4 +182,14 @@ class FitCache:
     def update_metrics(self, key: str, cached: CachedFit, metrics: dict) -> None:
         """Replace the metrics of an entry (recomputed by newer metrics code)."""
         cached.entry |= metrics
-        storage.write_text(json.dumps(cached.entry), self._entry(key) / "entry.json")
+        storage.write_text(json.dumps(_sealed(cached.entry)), self._entry(key) / "entry.json")
+
+
+def _content_sha256(stored: dict) -> str:
+    """The checksum of an entry's content: everything in it but the checksum itself."""
+    content = {name: value for name, value in stored.items() if name != "content_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _sealed(stored: dict) -> dict:
+    return stored | {"content_sha256": _content_sha256(stored)}

@@ -124,12 +124,21 @@ def consistency_problems(config: dict) -> list[str]:
     for name in config["sbc"]["scenarios"]:
         if name not in scenarios:
             problems.append(f"sbc/scenarios: {name!r} is not one of the scenarios {list(scenarios)}")
+    if config["study"]["name"] in RESERVED_STUDY_NAMES:
+        problems.append(
+            f"study/name: {config['study']['name']!r} is reserved (results/cache/ holds the fit cache, "
+            "results/benchmarks/ the speed benchmarks); choose another name"
+        )
     if "simulated" in config["datasets"]:
         problems.append("datasets/simulated: the name 'simulated' is reserved (it labels the simulated fits' jobs)")
     clashes = set(config["datasets"]) & set(scenarios)
     if clashes:
         problems.append(f"datasets: {sorted(clashes)} named like scenarios; give data sets their own names")
     return problems
+
+
+# Folders of results/ that are not studies.
+RESERVED_STUDY_NAMES = ("cache", "benchmarks")
 
 
 def _prior_set_problems(config: dict) -> list[str]:

@@ -154,9 +154,12 @@ class FitBatch:
         arrays = model_arrays(data)
         seed = fit_seed(self.master_seed, key, spec)
         fit_identity = identity(key, spec, settings.backend)
+        replicate = key.source == REAL and key.target_accept == self.check_target_accept
         cache_key = fit_cache.fit_key(
             fit_cache.arrays_digest(arrays), n_groups,
-            {"model": spec.name, "likelihood": spec.likelihood}, self.prior,
+            # Whether the posterior holds replicated datasets is part of what is stored: a
+            # fit cached without them must not serve the predictive check.
+            {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate}, self.prior,
             settings.decides_draws(), key.target_accept, seed,
         )
         record = fit_identity | _design(truth) | {
@@ -165,10 +168,15 @@ class FitBatch:
         }
         hit = self.cache.get(cache_key, fit_identity)
         if hit is not None:
-            storage.copy_file(hit.posterior, task.posterior)
-            if not hit.metrics_current:  # the metrics code changed: recompute, do not resample
-                tree = storage.read_posterior(hit.posterior)
-                self.cache.update_metrics(cache_key, hit, self.metrics(tree, data, truth, n_groups))
+            try:
+                storage.copy_file(hit.posterior, task.posterior)
+                if not hit.metrics_current:  # the metrics code changed: recompute, do not resample
+                    tree = storage.read_posterior(hit.posterior)
+                    self.cache.update_metrics(cache_key, hit, self.metrics(tree, data, truth, n_groups))
+            except Exception as exc:
+                if storage.is_environment_error(exc):
+                    raise environment_fault(exc, f"copying the cached fit {hit.posterior} to {task.posterior}") from exc
+                raise
             return record | hit.entry["sampling"] | hit.entry["record"], hit.entry["groups"], True
 
         start = time.perf_counter()
@@ -178,7 +186,7 @@ class FitBatch:
             tree = sampler.sample(arrays, seed, key.target_accept)
             elapsed = time.perf_counter() - start
             if key.source == REAL:  # judged without a truth: by predictive accuracy and checks
-                tree = _with_predictive(tree, sampler, arrays, seed, key.target_accept == self.check_target_accept)
+                tree = _with_predictive(tree, sampler, arrays, seed, replicate)
         except storage.EnvironmentFault:
             raise
         except Exception as exc:

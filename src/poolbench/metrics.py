@@ -17,6 +17,10 @@ SAMPLE_DIMS = ("chain", "draw")
 # Sample-stat names differ between samplers; each tuple lists the aliases of one statistic.
 TREE_DEPTH = ("depth", "tree_depth")
 MAX_DEPTH_HIT = ("maxdepth_reached", "reached_max_treedepth")
+# The tree depth limit of every backend's NUTS at the settings poolbench uses (nutpie's
+# `maxdepth`, PyMC's and NumPyro's `max_tree_depth`: 10). NumPyro reports the depth but not
+# whether the limit was hit; it is read from the depth then.
+MAX_TREE_DEPTH = 10
 # What a stored posterior keeps of the sampler's statistics: what the diagnostics and
 # ArviZ's divergence and energy plots read (divergences, energy, tree depth, step size),
 # under nutpie's and PyMC's names. The rest (adaptation internals, acceptance, log density)
@@ -52,6 +56,8 @@ def sampler_diagnostics(tree: xr.DataTree) -> dict:
     # The diagnostics the verdict needs, not az.summary's: its MCSEs would double the cost.
     depth = _stat(stats, TREE_DEPTH)
     max_depth_hit = _stat(stats, MAX_DEPTH_HIT)
+    if max_depth_hit is None and depth is not None:
+        max_depth_hit = depth >= MAX_TREE_DEPTH
     return {
         "n_divergent": n_divergent,
         "divergence_rate": n_divergent / n_draws,
@@ -178,7 +184,7 @@ def trust_verdict(fits: pd.DataFrame, trust: dict) -> pd.DataFrame:
             "ess_tail": ~(fits["min_ess_tail"] >= min_ess),
             "divergences": ~(fits["n_divergent"] <= trust["max_divergences"]),
             "bfmi": ~(fits["min_bfmi"] >= trust["min_bfmi"]),
-            "tree_depth": ~(fits["max_tree_depth_rate"].fillna(0) <= trust["max_tree_depth_share"]),
+            "tree_depth": ~(fits["max_tree_depth_rate"] <= trust["max_tree_depth_share"]),
         },
         index=fits.index,
     )[list(TRUST_CHECKS)]

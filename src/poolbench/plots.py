@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from poolbench.variants import SIGMA, SLOPE, VARIANTS, standardised
+from poolbench.variants import CENTERED, PARAMETERISATIONS, SIGMA, SLOPE, VARIANTS, standardised
 
 log = logging.getLogger(__name__)
 # Spread over seeds drawn around each point: the central 90 % of seed-level values.
@@ -164,7 +164,7 @@ def divergences_figure(fits, groups, summary, showcase):
     """Divergences against target_accept, centered vs non-centered, a panel per scenario
     and outlier level."""
     hierarchical = simulated(ok_fits(fits))
-    hierarchical = hierarchical[hierarchical["parameterisation"].isin(["centered", "noncentered"])]
+    hierarchical = hierarchical[hierarchical["parameterisation"].isin(PARAMETERISATIONS)]
     if hierarchical.empty:
         return message_figure("No successful hierarchical fits: nothing to show.")
     hierarchical = hierarchical.assign(label=fit_label(hierarchical))
@@ -296,7 +296,7 @@ def funnel_points(tree, parameterisation: str, group: int) -> pd.DataFrame:
     """The draws the funnel figure plots: log(sigma_slope) against one group's slope
     (centered) or its offset z (non-centered), and whether each draw diverged."""
     posterior = tree["posterior"]
-    x_name = SLOPE if parameterisation == "centered" else standardised(SLOPE)
+    x_name = SLOPE if parameterisation == CENTERED else standardised(SLOPE)
     return pd.DataFrame(
         {
             "chain": np.repeat(posterior["chain"].values, posterior.sizes["draw"]),

@@ -27,6 +27,7 @@ from markupsafe import Markup, escape
 
 from poolbench.grid import experiment_hash
 from poolbench.metrics import COMPARISON_COLUMNS
+from poolbench.variants import CENTERED, NONCENTERED, PARAMETERISATIONS
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -98,17 +99,17 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
     were trusted, and which is trusted more often."""
     out = []
     cells = _cells(summary)
-    hierarchical = cells[cells["parameterisation"].isin(["centered", "noncentered"])]
+    hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
     for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
         shares = {}
-        for parameterisation in ("centered", "noncentered"):
+        for parameterisation in PARAMETERISATIONS:
             side = rows[rows["parameterisation"] == parameterisation]
             if side["n_fits"].sum():
                 shares[parameterisation] = (side["n_trusted"].sum(), side["n_fits"].sum())
         if len(shares) < 2:
             continue
         key = f"trust:{scenario}:{likelihood}:{prior}"
-        (ct, cn), (nt, nn) = shares["centered"], shares["noncentered"]
+        (ct, cn), (nt, nn) = shares[CENTERED], shares[NONCENTERED]
         c_share, n_share = ct / cn, nt / nn
         verdict = (
             "the centered form is trusted more often" if c_share > n_share
@@ -145,7 +146,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
     and what the highest target_accept left of the centered model's."""
     out = []
     cells = _cells(summary)
-    hierarchical = cells[cells["parameterisation"].isin(["centered", "noncentered"])]
+    hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
     tas = sorted(hierarchical["target_accept"].unique())
     for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
         low, high = tas[0], tas[-1]
@@ -155,7 +156,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
             values = chosen["divergences_mean"].dropna()
             return float(values.mean()) if len(values) else None
 
-        centered, noncentered, centered_high = mean("centered", low), mean("noncentered", low), mean("centered", high)
+        centered, noncentered, centered_high = mean(CENTERED, low), mean(NONCENTERED, low), mean(CENTERED, high)
         if centered is None or noncentered is None:
             continue
         key = f"funnel:{scenario}" + ("" if (likelihood, prior) == ("normal", "default") else f":{likelihood}:{prior}")
@@ -317,6 +318,31 @@ def failure_headline(fits: pd.DataFrame) -> Headline:
         "{failed} of {total} fits failed" + (" (listed below)." if failed else "."),
         {"failed": Number("failed:count", failed, 0), "total": Number("failed:total", len(fits), 0)},
     )
+
+
+def calibration_failure_headline(sbc_fits: pd.DataFrame) -> Headline:
+    failed = int((sbc_fits["status"] != "ok").sum())
+    return Headline(
+        "failed_calibration",
+        "{failed} of {total} calibration fits failed (listed below; their simulations are not ranked).",
+        {"failed": Number("failed:calibration_count", failed, 0),
+         "total": Number("failed:calibration_total", len(sbc_fits), 0)},
+    )
+
+
+FAILED_COLUMNS = ["scenario", "outliers", "seed", "model", "likelihood", "target_accept", "error"]
+
+
+def failed_fits(fits: pd.DataFrame, sbc_fits: pd.DataFrame | None) -> pd.DataFrame:
+    """Every failed fit, grid and calibration: a calibration fit is shown on its design
+    ("hard (calibration)") with its simulation number as the seed."""
+    failed = fits[fits["status"] != "ok"].reindex(columns=FAILED_COLUMNS)
+    if sbc_fits is None or not (sbc_fits["status"] != "ok").any():
+        return failed
+    simulations = sbc_fits[sbc_fits["status"] != "ok"]
+    simulations = simulations.assign(scenario=simulations["scenario"] + " (calibration)", outliers="-",
+                                     seed=simulations["simulation"])
+    return pd.concat([failed, simulations.reindex(columns=FAILED_COLUMNS)], ignore_index=True)
 
 
 def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
@@ -530,13 +556,14 @@ def render_report(
     calibration: pd.DataFrame | None = None,
     comparison: pd.DataFrame | None = None,
     parameterisation: pd.DataFrame | None = None,
+    sbc_fits: pd.DataFrame | None = None,
 ) -> str:
     """`figures`: dicts with section, title, path and caption. `provenance`: the tables' own
     (experiment hash, package versions, commit), so the report states where its numbers
     came from even when it is rebuilt later for a plot change."""
     calibration = calibration if calibration is not None else pd.DataFrame()
     comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
-    failed = fits[fits["status"] != "ok"][["scenario", "outliers", "seed", "model", "likelihood", "target_accept", "error"]]
+    failed = failed_fits(fits, sbc_fits)
     header, rows = table_rows(summary, SUMMARY_COLUMNS)
     untrusted = [bool(v < MOSTLY_TRUSTED) for v in summary.get("share_trusted", pd.Series(dtype=float)).fillna(0)]
     sections = {}
@@ -555,6 +582,8 @@ def render_report(
                      "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7"})
     study = config.get("study", {})
     all_headlines = headlines(summary, fits)
+    if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
+        all_headlines.append(calibration_failure_headline(sbc_fits))
     if len(calibration):
         all_headlines += calibration_headlines(calibration)
     if len(comparison):

@@ -99,7 +99,8 @@ def _runs_snakemake(process) -> bool:
     import psutil
 
     try:
-        return any("snakemake" in os.path.basename(part) for part in process.cmdline()[:2])
+        # `snakemake ...`, `python .../snakemake ...` or `python -m snakemake ...`
+        return any("snakemake" in os.path.basename(part) for part in process.cmdline()[:3])
     except psutil.Error:
         return False
 

@@ -152,11 +152,17 @@ def get_scenario(wildcards):
 
 
 def get_fit_priority(wildcards):
-    """Bigger fit jobs start first: its fits and calibration simulations. On a few cores
-    the small ones (a real data set's few fits) then fill the gaps at the end instead of
-    one long job running alone after the others (docs/performance.md)."""
+    """Costlier fit jobs start first, so that on a few cores the slowest one does not run
+    alone at the end. Cost: the job's fits and simulations, doubled where the likelihood
+    has its own parameter (Student-t) and where the model has hierarchical terms: those
+    fits sample longest (docs/performance.md: on the default grid the hierarchical
+    non-centered Student-t job takes ~100 s, the others 12-41 s). Only the order of the
+    jobs changes, never a number."""
     _, keys, simulations = FIT_JOBS[_job_key(wildcards)]
-    return len(keys) + len(simulations)
+    variant = variants.VARIANTS[grid.ModelSpec.from_name(wildcards.model).variant]
+    likelihood = variants.LIKELIHOODS[wildcards.likelihood]
+    weight = (1 + bool(likelihood.parameters)) * (1 + bool(variant.hyperparameters))
+    return (len(keys) + len(simulations)) * weight
 
 
 def get_sbc_keys(wildcards):
@@ -169,7 +175,7 @@ def get_sbc_scenarios(wildcards):
     return canonical({name: SCENARIOS[name] for name in names})
 
 
-def get_dataset_csv(wildcards):
+def dataset_csv_path(wildcards):
     """A real data set's CSV: as written in the config, relative to the working directory,
     else to the workflow's directory (where the shipped data sets live)."""
     csv = Path(REAL_DATASETS[wildcards.dataset]["csv"])
@@ -177,6 +183,14 @@ def get_dataset_csv(wildcards):
         return str(csv)
     shipped = Path(workflow.basedir) / csv
     return str(shipped) if shipped.exists() else str(csv)
+
+
+def get_dataset_csv(wildcards):
+    """The CSV as the job's input, so that editing it reruns the job; nothing if it does
+    not exist: a missing input would stop the whole run while planning, where the job's
+    own check fails only this data set, naming the file (the path is also a param)."""
+    csv = dataset_csv_path(wildcards)
+    return [csv] if Path(csv).exists() else []
 
 
 def get_dataset_columns(wildcards):

@@ -7,6 +7,7 @@ rule html_report:
         fits=rules.aggregate.output.fits,
         summary=rules.aggregate.output.summary_parquet,
         calibration=rules.aggregate.output.calibration_parquet,
+        sbc_fits=rules.aggregate.output.sbc_fits,
         parameterisation=rules.aggregate.output.parameterisation_parquet,
         comparison=rules.compare_real.output.comparison,
         summary_figures=rules.plot_summary.output,

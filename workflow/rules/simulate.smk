@@ -45,6 +45,7 @@ rule prepare_dataset:
         mem_mb=500,
         runtime=5,
     params:
+        csv=dataset_csv_path,
         columns=get_dataset_columns,
     script:
         "../scripts/prepare_dataset.py"

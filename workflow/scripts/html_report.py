@@ -21,5 +21,6 @@ html = render_report(
     calibration=pd.read_parquet(inputs.calibration),
     comparison=pd.read_csv(inputs.comparison),
     parameterisation=pd.read_parquet(inputs.parameterisation),
+    sbc_fits=pd.read_parquet(inputs.sbc_fits),
 )
 write_text(html, snakemake.output.html)
