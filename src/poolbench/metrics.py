@@ -154,6 +154,16 @@ def truth_errors(rows: list[dict], population: dict, truth: Truth, scored: list[
     return out
 
 
+def pointwise_loo(tree: xr.DataTree):
+    """PSIS-LOO with its pointwise terms, as ArviZ's `compare` computes it from a posterior,
+    without the draws x observations log weights, which `compare` does not read. `compare`
+    deep-copies what it is given: given these instead of posteriors, a comparison of radon's
+    8 models holds ~2 MB instead of every model's log-likelihood twice."""
+    loo = az.loo(tree, var_name=OBSERVED, pointwise=True)
+    loo.log_weights = None
+    return loo
+
+
 def loo_summary(tree: xr.DataTree) -> dict:
     """PSIS-LOO from the fit's pointwise log-likelihood (stored for real-data fits)."""
     loo = az.loo(tree, var_name=OBSERVED, pointwise=True)
@@ -258,11 +268,11 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def compare_real(fits: pd.DataFrame, posteriors: dict[str, xr.DataTree]) -> pd.DataFrame:
+def compare_real(fits: pd.DataFrame, posteriors: dict) -> pd.DataFrame:
     """Per real data set: ArviZ's PSIS-LOO comparison (stacking weights, ELPD differences
     with their standard errors) of the trusted fits at the highest target_accept; the
-    untrusted ones are listed, unranked, with the reasons. `posteriors` are keyed
-    'dataset/model/likelihood/prior'."""
+    untrusted ones are listed, unranked, with the reasons. `posteriors`: each fit's
+    posterior (DataTree) or its `pointwise_loo`, keyed 'dataset/model/likelihood/prior'."""
     real = fits[(fits["source"] == "real")]
     rows = []
     for dataset in dict.fromkeys(real["scenario"]):
