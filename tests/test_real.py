@@ -181,3 +181,21 @@ def test_a_broken_csv_fails_its_own_jobs_and_the_other_data_set_finishes(tmp_pat
     assert f"{gone}: no such file" in output and "MissingInputException" not in output
     good = pd.read_parquet(next((tmp_path / "results/real/fits/pooled_intercept").rglob("good-p0/fits.parquet")))
     assert (good["status"] == "ok").all() and len(good) == 1
+
+
+def test_a_failed_real_data_fit_is_listed_unranked_and_the_comparison_goes_on(tmp_path):
+    """A real-data fit whose start point is impossible has no posterior: the LOO and
+    comparison jobs skip it, the comparison lists it untrusted and unranked, the report is
+    written."""
+    trial = user_csv(tmp_path / "trial.csv")
+    datasets = {"trial": {"csv": str(trial), "x": "dose", "y": "response", "group": "clinic",
+                          "variants": ["pooled_intercept", "unpooled_intercepts"]}}
+    config = real_config(datasets)
+    # An initial noise of ~1e-300 makes the log density -inf: initialisation fails.
+    config["models"]["priors"] = {"unpooled_intercepts": {"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1e300}}
+    config.setdefault("trust", {})["max_rhat"] = 1.1  # the short chains of tests; the ranking path is what is tested
+    snakemake(tmp_path, config)
+    table = pd.read_csv(tmp_path / "results/real/tables/comparison.csv").set_index("model")
+    assert table.loc["unpooled_intercepts", "untrusted_because"] == "failed"
+    assert pd.isna(table.loc["unpooled_intercepts", "rank"]) and table.loc["pooled_intercept", "rank"] == 0
+    assert "starting point failed" in (tmp_path / "results/real/report.html").read_text()

@@ -130,3 +130,14 @@ def test_calibration_cache_entries_keep_no_posterior_and_resample_when_the_metri
     for other in (again, newer):
         pd.testing.assert_frame_equal(other[1], ranks)
         pd.testing.assert_frame_equal(other[0].drop(columns=records.TIMING), fits.drop(columns=records.TIMING))
+
+
+def test_a_record_only_entry_never_serves_a_fit_that_needs_its_posterior(tmp_path, caplog):
+    from poolbench.cache import FitCache
+
+    cache = FitCache(tmp_path)
+    identity = {"model": "pooled", "simulation": 0}
+    cache.put_record("ab" * 32, identity, {"sampling_seconds": 0.1}, {"record": {}, "ranks": []})
+    assert cache.get("ab" * 32, identity, posterior_required=False).posterior is None
+    assert cache.get("ab" * 32, identity) is None
+    assert "it holds no posterior" in caplog.text

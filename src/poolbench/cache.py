@@ -13,7 +13,8 @@ identity of the fit asked for, the checksum of what `entry.json` holds (the reco
 and ranks that go into the tables), and the posterior's checksum. A bad entry is reported by
 path, removed, and the fit is sampled again; nothing wrong is reused silently. The key
 covers data, model, priors, sampler settings, seed and sampler code, not the metrics: a
-change to the metrics recomputes them from the cached posterior, without sampling.
+change to the metrics recomputes them from the cached posterior, without sampling (a
+calibration fit, which keeps no posterior, is sampled again: same seed, same draws).
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ class FitCache:
     def _entry(self, key: str) -> Path:
         return self.directory / key[:2] / key
 
-    def get(self, key: str, identity: dict) -> CachedFit | None:
-        """The entry stored under `key` if it is sound and holds the fit `identity` names."""
+    def get(self, key: str, identity: dict, posterior_required: bool = True) -> CachedFit | None:
+        """The entry stored under `key` if it is sound and holds the fit `identity` names
+        (and its posterior, where `posterior_required`)."""
         if self.directory is None:
             return None
         entry = self._entry(key)
@@ -129,8 +131,12 @@ class FitCache:
                 problem = f"it holds another fit ({stored.get('identity')}, not {identity})"
             elif stored.get("content_sha256") != _content_sha256(stored):
                 problem = "its entry.json does not match its checksum (edited or from an older poolbench)"
+            elif not {"sampling", "record"} <= stored.keys() or not {"groups", "ranks"} & stored.keys():
+                problem = "its entry.json lacks the sampling facts, the record, or the groups or ranks"
             elif stored.get("posterior_sha256") is None:
-                return CachedFit(stored, None)  # a record-only entry
+                if not posterior_required:
+                    return CachedFit(stored, None)  # a record-only entry, as asked
+                problem = "it holds no posterior"
             elif not posterior.exists():
                 problem = "its posterior.nc is missing"
             elif storage.file_sha256(posterior) != stored.get("posterior_sha256"):
@@ -192,4 +198,7 @@ def _content_sha256(stored: dict) -> str:
 
 
 def _sealed(stored: dict) -> dict:
+    """`stored` with its checksum, computed on what reading it back gives (JSON turns
+    tuples into lists and keys into strings), so that a sound entry always passes."""
+    stored = json.loads(json.dumps(stored))
     return stored | {"content_sha256": _content_sha256(stored)}

@@ -124,7 +124,7 @@ def consistency_problems(config: dict) -> list[str]:
     for name in config["sbc"]["scenarios"]:
         if name not in scenarios:
             problems.append(f"sbc/scenarios: {name!r} is not one of the scenarios {list(scenarios)}")
-    if config["study"]["name"] in RESERVED_STUDY_NAMES:
+    if config["study"]["name"].lower() in RESERVED_STUDY_NAMES:  # case-insensitive file systems too
         problems.append(
             f"study/name: {config['study']['name']!r} is reserved (results/cache/ holds the fit cache, "
             "results/benchmarks/ the speed benchmarks); choose another name"

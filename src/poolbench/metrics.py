@@ -19,7 +19,9 @@ TREE_DEPTH = ("depth", "tree_depth")
 MAX_DEPTH_HIT = ("maxdepth_reached", "reached_max_treedepth")
 # The tree depth limit of every backend's NUTS at the settings poolbench uses (nutpie's
 # `maxdepth`, PyMC's and NumPyro's `max_tree_depth`: 10). NumPyro reports the depth but not
-# whether the limit was hit; it is read from the depth then.
+# whether the limit was hit; it is read from the depth then. PyMC reports NumPyro's depth as
+# floor(log2(steps)) + 1 (Stan's convention), so a tree that U-turned during its 10th
+# doubling also counts: a NumPyro fit may fail `max_tree_depth_share` slightly sooner.
 MAX_TREE_DEPTH = 10
 # What a stored posterior keeps of the sampler's statistics: what the diagnostics and
 # ArviZ's divergence and energy plots read (divergences, energy, tree depth, step size),

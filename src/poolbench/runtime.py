@@ -6,6 +6,7 @@ Import this before numpy: BLAS and OpenMP read their thread counts at load time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -146,14 +147,22 @@ def release_memory() -> None:
     seldom reaches; and glibc keeps freed memory in its arenas unless asked to return it.
     On radon's largest job (a pointwise log-likelihood of 4,000 draws x 919 homes per fit)
     this took the peak from ~610 to ~530 MB (docs/performance.md)."""
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if libc and "libc.so" in libc:  # glibc's malloc_trim; other C libraries lack it
-        try:
-            ctypes.CDLL(libc).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")  # runs ldconfig: once per process
+    try:
+        return ctypes.CDLL(libc).malloc_trim if libc and "libc.so" in libc else None
+    except (OSError, AttributeError):
+        return None

@@ -145,7 +145,7 @@ class SbcBatch:
             fit_cache.arrays_digest(arrays), n_groups, {"model": spec.name, "likelihood": spec.likelihood},
             self.fit_prior, settings.decides_draws(), key.target_accept, fit_seed,
         )
-        hit = self.cache.get(cache_key, identity)
+        hit = self.cache.get(cache_key, identity, posterior_required=False)
         # The entry keeps no posterior (it is cheaper to sample again than to store one):
         # metrics from older metrics code mean sampling again.
         if hit is not None and hit.metrics_current:

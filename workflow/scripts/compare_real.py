@@ -11,8 +11,13 @@ fits = pd.read_parquet(snakemake.input.fits)
 # One posterior in memory at a time: the comparison needs only each fit's pointwise LOO.
 loo_results = {}
 for label, path in snakemake.params.posteriors.items():
-    if path:
-        loo_results[label] = pointwise_loo(read_fit_posterior(path, groups=("posterior", "log_likelihood")))
-        release_memory()
+    # A failed fit has no posterior; it is listed untrusted, unranked.
+    try:
+        tree = read_fit_posterior(path, groups=("posterior", "log_likelihood"))
+    except FileNotFoundError:
+        continue
+    loo_results[label] = pointwise_loo(tree)
+    del tree
+    release_memory()
 table = compare_real(fits, loo_results)
 write_table(table, snakemake.output.comparison_parquet, snakemake.output.comparison)
