@@ -168,7 +168,7 @@ def pointwise_loo(tree: xr.DataTree):
 
 def loo_summary(tree: xr.DataTree) -> dict:
     """PSIS-LOO from the fit's pointwise log-likelihood (stored for real-data fits)."""
-    loo = az.loo(tree, var_name=OBSERVED, pointwise=True)
+    loo = pointwise_loo(tree)
     return {
         "elpd_loo": float(loo.elpd),
         "elpd_loo_se": float(loo.se),

@@ -193,3 +193,21 @@ def read_fit_posterior(path: str | Path, groups: tuple[str, ...] | None = None) 
         detail = ", ".join(f"{k}={have!r} (expected {want!r})" for k, (have, want) in wrong.items())
         raise ValueError(f"{path}: holds another fit: {detail}. {advice}")
     return tree
+
+
+def from_each_fit_posterior(paths, compute, groups: tuple[str, ...] | None = None) -> dict:
+    """`compute(posterior)` for each fit posterior in `paths` that exists (a failed fit has
+    none), keyed by path. One posterior is in memory at a time: each is released (a full
+    collection and `malloc_trim`, `poolbench.runtime.release_memory`) before the next is read."""
+    from poolbench.runtime import release_memory
+
+    results = {}
+    for path in paths:
+        try:
+            tree = read_fit_posterior(path, groups)
+        except FileNotFoundError:
+            continue
+        results[path] = compute(tree)
+        del tree
+        release_memory()
+    return results
