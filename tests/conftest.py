@@ -21,7 +21,7 @@ DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 # Where the tiny study writes (results/{study}/).
 TINY_RESULTS = Path("results") / TINY["study"]["name"]
 
-from poolbench.runtime import configure_pytensor  # noqa: E402
+from poolbench.numerics import configure_pytensor  # noqa: E402
 
 configure_pytensor()  # the same PyTensor settings as the workflow's jobs, for in-process fits
 

@@ -151,6 +151,22 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
             assert ranked.loc[model, "elpd_loo"] == pytest.approx(row["elpd"])
 
 
+def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(real_run):
+    """The comparison reads the `loo` job's pointwise table instead of computing LOO again:
+    what it rebuilds is ArviZ's result on the posterior, to the last digit."""
+    from poolbench.metrics import LOO_FIELDS, loo_from_table, pointwise_loo
+    from poolbench.storage import read_posterior
+
+    pointwise = pd.read_parquet(real_run / "tables/loo_pointwise.parquet")
+    assert pointwise["posterior"].nunique() == len(pd.read_parquet(real_run / "tables/loo.parquet"))
+    for path, rows in pointwise.groupby("posterior"):
+        stored = loo_from_table(rows)
+        direct = pointwise_loo(read_posterior(real_run.parents[1] / path))
+        assert [getattr(stored, f) for f in LOO_FIELDS] == [getattr(direct, f) for f in LOO_FIELDS]
+        np.testing.assert_array_equal(stored.elpd_i.values, np.ravel(direct.elpd_i))
+        np.testing.assert_array_equal(stored.pareto_k.values, np.ravel(direct.pareto_k))
+
+
 def test_the_report_has_a_section_per_data_set(real_run):
     html = (real_run / "report.html").read_text()
     assert 'id="real"' in html

@@ -166,9 +166,28 @@ def pointwise_loo(tree: xr.DataTree):
     return loo
 
 
-def loo_summary(tree: xr.DataTree) -> dict:
-    """PSIS-LOO from the fit's pointwise log-likelihood (stored for real-data fits)."""
-    loo = pointwise_loo(tree)
+# What ArviZ's `compare` reads of a PSIS-LOO result besides its pointwise terms.
+LOO_FIELDS = ("elpd", "se", "p", "n_samples", "n_data_points", "scale", "warning", "good_k")
+
+
+def loo_table(loo) -> pd.DataFrame:
+    """A `pointwise_loo` result as a table, a row per observation, from which `loo_from_table`
+    rebuilds it: the `loo` job stores it so that the comparison need not compute LOO again."""
+    frame = pd.DataFrame({"elpd_i": np.ravel(loo.elpd_i), "pareto_k": np.ravel(loo.pareto_k)})
+    return frame.assign(**{field: getattr(loo, field) for field in LOO_FIELDS})
+
+
+def loo_from_table(frame: pd.DataFrame):
+    """The PSIS-LOO result `loo_table` stored, as ArviZ's `compare` takes it."""
+    return az.ELPDDataLOO(
+        **{field: frame[field].tolist()[0] for field in LOO_FIELDS},
+        elpd_i=xr.DataArray(frame["elpd_i"].to_numpy(), dims="observation"),
+        pareto_k=xr.DataArray(frame["pareto_k"].to_numpy(), dims="observation"),
+    )
+
+
+def loo_summary(loo) -> dict:
+    """The summary of a fit's PSIS-LOO (a `pointwise_loo` result) that joins its record."""
     return {
         "elpd_loo": float(loo.elpd),
         "elpd_loo_se": float(loo.se),
@@ -274,7 +293,8 @@ def compare_real(fits: pd.DataFrame, posteriors: dict) -> pd.DataFrame:
     """Per real data set: ArviZ's PSIS-LOO comparison (stacking weights, ELPD differences
     with their standard errors) of the trusted fits at the highest target_accept; the
     untrusted ones are listed, unranked, with the reasons. `posteriors`: each fit's
-    posterior (DataTree) or its `pointwise_loo`, keyed 'dataset/model/likelihood/prior'."""
+    posterior (DataTree) or its PSIS-LOO result (`pointwise_loo`, `loo_from_table`), keyed
+    'dataset/model/likelihood/prior'."""
     real = fits[(fits["source"] == "real")]
     rows = []
     for dataset in dict.fromkeys(real["scenario"]):

@@ -1,5 +1,5 @@
-"""Process setup for workflow scripts, in one place: thread pinning, logging to the rule's
-log, PyTensor's global settings, and stopping when Snakemake is gone.
+"""Process setup for workflow scripts, in one place: thread pinning (`poolbench.numerics`),
+logging to the rule's log, stopping when Snakemake is gone, and releasing memory.
 
 Import this before numpy: BLAS and OpenMP read their thread counts at load time.
 """
@@ -13,21 +13,10 @@ import sys
 import threading
 import time
 
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMBA_NUM_THREADS",
-)
+from poolbench.numerics import pin_threads
+
 # How often a job checks that the Snakemake that started it still runs.
 WATCH_SECONDS = 2.0
-
-
-def pin_threads(threads: int = 1) -> None:
-    """One BLAS/OpenMP thread per job: parallelism comes from Snakemake jobs and chains,
-    and idle BLAS threads only oversubscribe the cores."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
 
 
 def configure_logging(snakemake) -> logging.Logger:
@@ -50,21 +39,6 @@ def configure_logging(snakemake) -> logging.Logger:
 
     sys.excepthook = log_uncaught
     return logger
-
-
-def configure_pytensor() -> None:
-    """PyTensor's global settings for every job that compiles a model.
-
-    Compiled functions are cached on disk across processes (a warm compile takes ~4 s
-    instead of ~7), with numba's fastmath off: with it on, a model compiled cold and the
-    same model loaded from the cache sample different chains (numba optimises fresh and
-    cached code differently); with it off, cold, warm and other-directory compiles give
-    bit-identical draws (docs/performance.md, tests/test_reliability.py).
-    """
-    import pytensor
-
-    pytensor.config.numba__cache = True
-    pytensor.config.numba__fastmath = False
 
 
 def stop_with_snakemake(logger: logging.Logger) -> None:

@@ -11,6 +11,7 @@ rule loo:
         posteriors=fit_job_dirs(dict(enumerate(all_real_posteriors()))),
     output:
         loo=P.table("loo"),
+        pointwise=P.table("loo_pointwise"),
     log:
         P.log("loo"),
     benchmark:
@@ -70,7 +71,7 @@ rule aggregate:
 rule compare_real:
     input:
         fits=rules.aggregate.output.fits,
-        posteriors=fit_job_dirs(real_posteriors()),
+        pointwise=rules.loo.output.pointwise,
     output:
         comparison=P.table("comparison", "csv"),
         comparison_parquet=P.table("comparison"),

@@ -1,4 +1,5 @@
-from poolbench.runtime import configure_pytensor, start_job
+from poolbench.numerics import configure_pytensor
+from poolbench.runtime import start_job
 
 logger = start_job(snakemake)  # before numpy loads: chains, not BLAS, use the job's threads
 configure_pytensor()
