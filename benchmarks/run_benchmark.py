@@ -11,7 +11,8 @@ Parts:
   likelihoods, target_accepts and draws; no real data, no calibration), fitted three ways
   on the same datasets: poolbench (`snakemake --cores 2`, simulation to report); the best
   hand-written loop (`benchmarks/handwritten_loop.py`: one process, compile once per model
-  with nutpie, `with_data`, `az.summary` and a NetCDF per fit); and the naive loop (a fresh
+  with nutpie, `with_data`, `az.summary` and a NetCDF per fit; run a second time with numba's
+  fastmath off, as poolbench runs, to show what that costs); and the naive loop (a fresh
   `pm.sample` process per fit, as the tutorial does; timed on an even sample of the fits and
   extrapolated). Also: poolbench's sampling-only wall time (the time its fits spend in the
   sampler, spread over the cores).
@@ -117,12 +118,16 @@ def run_poolbench(config: dict, cores: int, workdir: Path, env: dict | None = No
     }
 
 
-def run_handwritten(config: dict, datasets: Path, workdir: Path) -> dict:
-    path = workdir / "handwritten.yaml"
+def run_handwritten(config: dict, datasets: Path, workdir: Path, fastmath: bool = True) -> dict:
+    """The hand-written loop from a cold compile cache of its own; `fastmath` is numba's
+    setting for PyTensor's compiled functions (on by default; poolbench turns it off)."""
+    name = "handwritten" if fastmath else "handwritten-nofastmath"
+    path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    flags = f"base_compiledir={workdir / name / 'pytensor'},numba__fastmath={fastmath}"
     out = subprocess.run(
-        [sys.executable, REPO / "benchmarks/handwritten_loop.py", path, datasets, workdir / "handwritten"],
-        check=True, capture_output=True, text=True,
+        [sys.executable, REPO / "benchmarks/handwritten_loop.py", path, datasets, workdir / name],
+        check=True, capture_output=True, text=True, env=os.environ | {"PYTENSOR_FLAGS": flags},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -171,10 +176,13 @@ def grid_config(config: dict) -> dict:
 def grid_part(args, config: dict, tmp: Path) -> dict:
     config = grid_config(config)
     print("grid: poolbench, snakemake --cores", args.cores, "...", flush=True)
-    ours = run_poolbench(config, args.cores, tmp / "poolbench")
+    # Every contender starts from a cold compile cache of its own: a first run, end to end.
+    ours = run_poolbench(config, args.cores, tmp / "poolbench", env={"PYTENSOR_FLAGS": f"base_compiledir={tmp / 'pytensor-grid'}"})
     datasets = tmp / "poolbench" / Paths(config["study"]["name"]).root / "datasets"
     print("grid: the hand-written compile-once loop ...", flush=True)
     handwritten = run_handwritten(config, datasets, tmp)
+    print("grid: the hand-written loop again, with fastmath off as poolbench runs ...", flush=True)
+    without_fastmath = run_handwritten(config, datasets, tmp, fastmath=False)
     naive = None
     if not args.skip_naive:
         print(f"grid: the naive loop on {args.naive_fits} fits ...", flush=True)
@@ -183,6 +191,9 @@ def grid_part(args, config: dict, tmp: Path) -> dict:
         "poolbench": ours,
         "handwritten": handwritten,
         "naive": naive,
+        "handwritten_fastmath_off": without_fastmath,
+        # What poolbench's determinism (numba fastmath off, docs/performance.md) costs in sampling.
+        "fastmath_off_sampling_cost": without_fastmath["sampling_seconds"] / handwritten["sampling_seconds"] - 1,
         "speedup_vs_handwritten": handwritten["wall_seconds"] / ours["wall_seconds"],
         "speedup_vs_naive": naive["wall_seconds_extrapolated"] / ours["wall_seconds"] if naive else None,
         "wall_over_sampling_only": ours["wall_seconds"] / ours["sampling_only_wall_seconds"],
@@ -227,6 +238,8 @@ def report(figures: dict) -> None:
                   f"{naive['mean_seconds_per_fit']:.2f} s per fit)")
         print(f"  hand-written loop {hand['wall_seconds']:8.1f} s  (of which {hand['sampling_seconds']:.1f} s in nutpie.sample)")
         print(f"  poolbench         {ours['wall_seconds']:8.1f} s")
+        print(f"  fastmath off (poolbench's setting) costs the hand-written loop {100 * g['fastmath_off_sampling_cost']:+.0f} % "
+              f"of sampling ({g['handwritten_fastmath_off']['sampling_seconds']:.1f} s)")
         print(f"  sampling only     {ours['sampling_only_wall_seconds']:8.1f} s  (poolbench's fits' sampler time / cores)")
         print(f"  speedup vs hand-written {g['speedup_vs_handwritten']:.2f}x (goal >= 2.5x)"
               + (f", vs naive {g['speedup_vs_naive']:.1f}x" if naive else ""))
