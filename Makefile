@@ -21,6 +21,6 @@ lint: setup
 	$(SNAKEMAKE) --lint
 	$(VENV)/bin/snakefmt --check .
 
-# Speed against the hand-written and naive loops, the default run, planning (~25 minutes); docs/performance.md.
+# Speed against the hand-written and naive loops, the default run, planning (~30 minutes); docs/performance.md.
 benchmark: setup
 	$(VENV)/bin/python benchmarks/run_benchmark.py $(BENCHMARK_ARGS)

@@ -6,7 +6,8 @@ datasets poolbench simulated (so both fit the same data) and writes its own mode
 
 usage: handwritten_loop.py CONFIG.yaml DATASETS_DIR OUT_DIR
 
-Prints one JSON line: wall time, the time spent in `nutpie.sample` calls, number of fits.
+Prints one JSON line: wall time, the time spent in `nutpie.sample` calls and the leapfrog
+steps they took, number of fits.
 """
 
 import json
@@ -63,7 +64,7 @@ def build(variant, parameterisation, likelihood, x, y, group_idx, n_groups):
 models = [(v, p) for v in config["models"]["variants"]
           for p in (config["models"]["parameterisations"] if v == "hierarchical" else ["none"])]
 tables = {name: pd.read_parquet(Path(datasets_dir) / f"{name}.parquet") for name in config["scenarios"]}
-sampling, fits = 0.0, 0
+sampling, fits, steps = 0.0, 0, 0
 for variant, parameterisation in models:
     for likelihood in config["models"]["likelihoods"]:
         compiled = None
@@ -79,6 +80,9 @@ for variant, parameterisation in models:
                         chains=sampler["chains"], target_accept=ta, seed=fits, progress_bar=False,
                     )
                     sampling += time.perf_counter() - started
+                    # Leapfrog steps (gradient evaluations), warm-up included: the benchmark's
+                    # per-step cost, which different chains do not confound as time alone would.
+                    steps += sum(int(trace[group]["n_steps"].sum()) for group in ("warmup_sample_stats", "sample_stats"))
                     summary = az.summary(trace, kind="diagnostics")
                     trace.to_netcdf(out / f"{variant}_{parameterisation}_{likelihood}_{scenario}_{outliers}_{seed}_{ta}.nc")
                     fits += 1
@@ -88,5 +92,6 @@ print(json.dumps({
     "import_seconds": imported - start,
     "wall_seconds": time.perf_counter() - start,
     "sampling_seconds": sampling,
+    "leapfrog_steps": steps,
     "worst_rhat": float(np.nanmax(summary["r_hat"])),
 }))

@@ -154,6 +154,8 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
 def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(real_run):
     """The comparison reads the `loo` job's pointwise table instead of computing LOO again:
     what it rebuilds is ArviZ's result on the posterior, to the last digit."""
+    import arviz as az
+
     from poolbench.metrics import LOO_FIELDS, loo_from_table, pointwise_loo
     from poolbench.storage import read_posterior
 
@@ -162,9 +164,17 @@ def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(r
     for path, rows in pointwise.groupby("posterior"):
         stored = loo_from_table(rows)
         direct = pointwise_loo(read_posterior(real_run.parents[1] / path))
-        assert [getattr(stored, f) for f in LOO_FIELDS] == [getattr(direct, f) for f in LOO_FIELDS]
+        for field in LOO_FIELDS:
+            np.testing.assert_array_equal(getattr(stored, field), getattr(direct, field), err_msg=field)
         np.testing.assert_array_equal(stored.elpd_i.values, np.ravel(direct.elpd_i))
         np.testing.assert_array_equal(stored.pareto_k.values, np.ravel(direct.pareto_k))
+    # And so is the comparison: ArviZ's on the rebuilt results is ArviZ's on the posteriors.
+    radon = {path: loo_from_table(rows) for path, rows in pointwise.groupby("posterior") if "/radon/" in path}
+    labels = dict(enumerate(radon))
+    on_tables = az.compare({label: radon[path] for label, path in labels.items()}, method="stacking", round_to="none")
+    on_posteriors = az.compare({label: read_posterior(real_run.parents[1] / path) for label, path in labels.items()},
+                               method="stacking", var_name="y_obs", round_to="none")
+    pd.testing.assert_frame_equal(on_tables, on_posteriors, check_exact=True)
 
 
 def test_the_report_has_a_section_per_data_set(real_run):

@@ -1,5 +1,5 @@
-"""The process settings that decide a fit's numbers, apart from the code that samples:
-thread counts and PyTensor's compile flags. This module is hashed into every fit-cache
+"""The process settings that could decide a fit's numbers, apart from the code that
+samples: BLAS/OpenMP thread pinning and PyTensor's compile flags. This module is hashed into every fit-cache
 key (`poolbench.cache.SAMPLING_MODULES`); the rest of a job's setup (`poolbench.runtime`)
 is not, so editing it does not resample the cache.
 
