@@ -250,7 +250,7 @@ def report(figures: dict) -> None:
         print(f"  poolbench         {ours['wall_seconds']:8.1f} s")
         off = g["handwritten_fastmath_off"]
         print(f"  fastmath off (poolbench's setting): the hand-written loop's sampling {hand['sampling_seconds']:.1f} -> "
-              f"{off['sampling_seconds']:.1f} s, {1e6 * seconds_per_step(hand):.1f} -> {1e6 * seconds_per_step(off):.1f} us "
+              f"{off['sampling_seconds']:.1f} s, {1e9 * seconds_per_step(hand):.0f} -> {1e9 * seconds_per_step(off):.0f} ns "
               f"per leapfrog step ({100 * g['fastmath_off_cost_per_step']:+.0f} %)")
         print(f"  sampling only     {ours['sampling_only_wall_seconds']:8.1f} s  (poolbench's fits' sampler time / cores)")
         print(f"  speedup vs hand-written {g['speedup_vs_handwritten']:.2f}x (goal >= 2.5x)"
