@@ -14,7 +14,7 @@ import pytest
 from conftest import DEFAULT, snakemake
 from poolbench import records
 from poolbench.metrics import TRUST_CHECKS, trust_verdict
-from poolbench.report import render_headline, shrinkage_headlines, trap_headlines
+from poolbench.report import headlines, render_headline, shrinkage_headlines, trap_headlines
 
 TRUST = DEFAULT["trust"]
 GOOD = {"status": "ok", "chains": 4, "max_rhat": 1.002, "min_ess_bulk": 1500.0, "min_ess_tail": 1200.0,
@@ -79,6 +79,26 @@ def test_a_cell_without_a_trusted_fit_says_so():
     text = html.unescape(str(render_headline(shrinkage_headlines(summary)[0])))
     assert "hierarchical_centered none (" in text and "data-value=\"0.0\">0</span> of" in text
     assert "no model's fits were mostly trusted, so none is named best" in text
+
+
+def test_each_backend_gets_its_own_findings():
+    """With two sampler backends, a finding never pools them: here pooling would name the
+    hierarchical model best on both backends' fits, though nutpie trusted it on none."""
+    rows = [
+        summary_row(model, share, rmse, backend=backend, parameterisation=parameterisation)
+        for backend, centered_share in (("nutpie", 0.0), ("pymc", 1.0))
+        for model, parameterisation, share, rmse in (("hierarchical_centered", "centered", centered_share, 0.3),
+                                                     ("unpooled", "none", 1.0, 0.8))
+    ]
+    fits = pd.DataFrame({"status": ["ok"] * 40})
+    texts = {h.key: html.unescape(str(render_headline(h))) for h in headlines(pd.DataFrame(rows), fits)}
+    nutpie = next(text for key, text in texts.items() if key.startswith("nutpie:shrinkage:"))
+    pymc = next(text for key, text in texts.items() if key.startswith("pymc:shrinkage:"))
+    assert nutpie.startswith("[nutpie] ") and pymc.startswith("[pymc] ")
+    assert "among mostly trusted models was unpooled's" in nutpie
+    assert "among mostly trusted models was hierarchical_centered's" in pymc
+    numbers = [key for text in texts.values() for key in re.findall(r'data-key="([^"]+)"', text)]
+    assert numbers and len(numbers) == len(set(numbers))
 
 
 def test_the_target_accept_trap_is_called_out():

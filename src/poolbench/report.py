@@ -458,13 +458,33 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
     return out
 
 
+def for_backend(headline: Headline, backend: str) -> Headline:
+    """`headline` as the finding of one sampler backend's fits: named in its text, key and
+    numbers, so that each backend's findings stand apart."""
+    return Headline(
+        f"{backend}:{headline.key}",
+        "[{backend}] " + headline.template,
+        {name: Number(f"{backend}:{number.key}", number.value, number.digits) for name, number in headline.numbers.items()},
+        headline.words | {"backend": backend},
+        headline.section,
+    )
+
+
 def headlines(summary: pd.DataFrame, fits: pd.DataFrame) -> list[Headline]:
     if summary.empty:
         return [failure_headline(fits)]
-    return [
-        *trust_headlines(summary), *trap_headlines(summary), *funnel_headlines(summary),
-        *shrinkage_headlines(summary), *likelihood_headlines(summary), failure_headline(fits),
-    ]
+    # With several sampler backends, each gets its own findings: pooled, one sampler's
+    # divergences and trusted fits would be averaged into another's.
+    backends = list(dict.fromkeys(summary["backend"])) if "backend" in summary else [None]
+    found = []
+    for backend in backends:
+        cells = summary if backend is None else summary[summary["backend"] == backend]
+        found_here = [
+            *trust_headlines(cells), *trap_headlines(cells), *funnel_headlines(cells),
+            *shrinkage_headlines(cells), *likelihood_headlines(cells),
+        ]
+        found += [for_backend(h, backend) for h in found_here] if len(backends) > 1 else found_here
+    return [*found, failure_headline(fits)]
 
 
 def package_versions() -> dict[str, str]:
