@@ -177,6 +177,23 @@ def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(r
     pd.testing.assert_frame_equal(on_tables, on_posteriors, check_exact=True)
 
 
+def test_with_two_backends_the_comparison_lists_each_model_once_from_the_first_backend():
+    """The compared posteriors are the first backend's; its fits (and only its) are listed,
+    one row per model, with their own trust verdicts."""
+    from poolbench.metrics import compare_real
+
+    fits = pd.DataFrame([
+        {"source": "real", "scenario": "radon", "target_accept": 0.99, "model": model, "likelihood": "normal",
+         "prior": "default", "backend": backend, "trusted": backend == "nutpie",
+         "untrusted_because": "" if backend == "nutpie" else "rhat", "elpd_loo": -1000.0, "elpd_loo_se": 10.0,
+         "p_loo": 5.0, "n_pareto_k_bad": 0}
+        for model in ("pooled_intercept", "varying_intercepts_noncentered") for backend in ("nutpie", "pymc")
+    ])
+    table = compare_real(fits, {}, "nutpie")
+    assert sorted(table["model"]) == ["pooled_intercept", "varying_intercepts_noncentered"]
+    assert table["trusted"].all() and (table["untrusted_because"] == "").all()
+
+
 def test_the_report_has_a_section_per_data_set(real_run):
     html = (real_run / "report.html").read_text()
     assert 'id="real"' in html

@@ -289,13 +289,14 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def compare_real(fits: pd.DataFrame, posteriors: dict) -> pd.DataFrame:
+def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataFrame:
     """Per real data set: ArviZ's PSIS-LOO comparison (stacking weights, ELPD differences
     with their standard errors) of the trusted fits at the highest target_accept; the
     untrusted ones are listed, unranked, with the reasons. `posteriors`: each fit's
     posterior (DataTree) or its PSIS-LOO result (`pointwise_loo`, `loo_from_table`), keyed
-    'dataset/model/likelihood/prior'."""
-    real = fits[(fits["source"] == "real")]
+    'dataset/model/likelihood/prior', all sampled by `backend` (the config's first): the
+    comparison lists and ranks that backend's fits, one row per model."""
+    real = fits[(fits["source"] == "real") & (fits["backend"] == backend)]
     rows = []
     for dataset in dict.fromkeys(real["scenario"]):
         cell = real[(real["scenario"] == dataset) & np.isclose(real["target_accept"], real["target_accept"].max())]

@@ -87,5 +87,6 @@ rule compare_real:
         runtime=10,
     params:
         posteriors=real_posteriors(),
+        backend=BACKENDS[0],
     script:
         "../scripts/compare_real.py"

@@ -13,5 +13,7 @@ fits = pd.read_parquet(snakemake.input.fits)
 pointwise = pd.read_parquet(snakemake.input.pointwise)
 computed = {path: loo_from_table(rows) for path, rows in pointwise.groupby("posterior", sort=False)} if len(pointwise) else {}
 posteriors = snakemake.params.posteriors
-table = compare_real(fits, {label: computed[path] for label, path in posteriors.items() if path in computed})
+table = compare_real(
+    fits, {label: computed[path] for label, path in posteriors.items() if path in computed}, snakemake.params.backend
+)
 write_table(table, snakemake.output.comparison_parquet, snakemake.output.comparison)
