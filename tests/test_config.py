@@ -119,6 +119,14 @@ def test_bad_config_is_refused_naming_key_and_allowed_values(case):
         assert fragment in str(error.value), str(error.value)
 
 
+def test_the_parameterisation_map_with_two_backends_is_refused():
+    """The map's thresholds are one sampler's answer: pooled over two they would mix them."""
+    config = changed("sampler/backends", ["nutpie", "pymc"])
+    config["study"]["parameterisation_map"] = True
+    with pytest.raises(config_checks.ConfigError, match="sampler/backends: .*study/parameterisation_map: true"):
+        check(config)
+
+
 @pytest.mark.parametrize(
     "config",
     [DEFAULT, TINY, *[yaml.safe_load(p.read_text()) for p in sorted((REPO / "config/studies").glob("*.yaml"))]],

@@ -101,6 +101,15 @@ def test_each_backend_gets_its_own_findings():
     assert numbers and len(numbers) == len(set(numbers))
 
 
+def test_figures_tell_backends_apart():
+    from poolbench.plots import fit_label
+
+    table = pd.DataFrame({"model": ["pooled"] * 2, "likelihood": ["normal"] * 2, "prior": ["default"] * 2,
+                          "backend": ["nutpie", "pymc"]})
+    assert list(fit_label(table)) == ["pooled · nutpie", "pooled · pymc"]
+    assert list(fit_label(table.iloc[:1])) == ["pooled"]
+
+
 def test_the_target_accept_trap_is_called_out():
     """Raising target_accept silenced the divergences, but R-hat still fails: a trap."""
     rows = [

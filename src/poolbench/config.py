@@ -129,6 +129,13 @@ def consistency_problems(config: dict) -> list[str]:
             f"study/name: {config['study']['name']!r} is reserved (results/cache/ holds the fit cache, "
             "results/benchmarks/ the speed benchmarks); choose another name"
         )
+    backends = config["sampler"]["backends"]
+    if config["study"]["parameterisation_map"] and len(backends) > 1:
+        # The map's thresholds and heatmaps are one sampler's answer; pooled they would mix two.
+        problems.append(
+            f"sampler/backends: {backends} with study/parameterisation_map: true; the map answers "
+            "for one sampler backend: list one (one of ['nutpie', 'pymc', 'numpyro']) or run a study per backend"
+        )
     if "simulated" in config["datasets"]:
         problems.append("datasets/simulated: the name 'simulated' is reserved (it labels the simulated fits' jobs)")
     clashes = set(config["datasets"]) & set(scenarios)

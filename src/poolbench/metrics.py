@@ -284,7 +284,7 @@ def pit_tree(ranks: pd.DataFrame) -> xr.DataTree:
 
 
 COMPARISON_COLUMNS = [
-    "dataset", "model", "likelihood", "prior", "trusted", "untrusted_because", "rank", "elpd_loo",
+    "dataset", "model", "likelihood", "prior", "backend", "trusted", "untrusted_because", "rank", "elpd_loo",
     "elpd_loo_se", "elpd_diff", "elpd_diff_se", "p_loo", "weight", "n_pareto_k_bad",
 ]
 
@@ -303,7 +303,7 @@ def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataF
         trusted = {}
         for fit in cell.itertuples():
             label = f"{dataset}/{fit.model}/{fit.likelihood}/{fit.prior}"
-            row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior,
+            row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior, "backend": backend,
                    "trusted": bool(fit.trusted), "untrusted_because": fit.untrusted_because,
                    "elpd_loo": fit.elpd_loo, "elpd_loo_se": fit.elpd_loo_se, "p_loo": fit.p_loo,
                    "n_pareto_k_bad": fit.n_pareto_k_bad}

@@ -2,8 +2,8 @@
 
 Each summary figure of `poolbench.figures.SUMMARY` is drawn by `<name>_figure(fits,
 groups, summary, showcase)`; the figure families by their own functions below. Errors are
-compared over trusted fits only; every figure that mixes likelihoods or prior sets tells
-them apart (`fit_label`), so nothing is averaged over both silently.
+compared over trusted fits only; every figure that mixes likelihoods, prior sets or sampler
+backends tells them apart (`fit_label`), so nothing is averaged over both silently.
 """
 
 from __future__ import annotations
@@ -110,9 +110,10 @@ def ok_fits(fits: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_label(table: pd.DataFrame) -> pd.Series:
-    """The model's name, with its likelihood and prior set where the table has several."""
+    """The model's name, with its likelihood, prior set and sampler backend where the table
+    has several."""
     label = table["model"].astype(str)
-    for column in ("likelihood", "prior"):
+    for column in ("likelihood", "prior", "backend"):
         if column in table and table[column].nunique() > 1:
             label = label + " · " + table[column].astype(str)
     return label
@@ -258,7 +259,7 @@ def backends_figure(fits, groups, summary, showcase):
     ok = simulated(ok_fits(fits))
     if ok.empty:
         return message_figure("No successful fits: nothing to show.")
-    ok = ok.assign(label=fit_label(ok))
+    ok = ok.assign(label=fit_label(ok.drop(columns="backend")))  # the backend is the x axis
     grid = sns.catplot(
         data=ok, x="backend", y="ess_bulk_per_second", hue="label", col="scenario", kind="point",
         dodge=0.3 if ok["label"].nunique() > 1 else False, errorbar=SEED_SPREAD, height=3.2, aspect=1.3,

@@ -330,7 +330,7 @@ def calibration_failure_headline(sbc_fits: pd.DataFrame) -> Headline:
     )
 
 
-FAILED_COLUMNS = ["scenario", "outliers", "seed", "model", "likelihood", "target_accept", "error"]
+FAILED_COLUMNS = ["scenario", "outliers", "seed", "model", "likelihood", "prior", "backend", "target_accept", "error"]
 
 
 def failed_fits(fits: pd.DataFrame, sbc_fits: pd.DataFrame | None) -> pd.DataFrame:
@@ -538,6 +538,7 @@ SUMMARY_COLUMNS = {
     "model": "model",
     "likelihood": "likelihood",
     "prior": "prior",
+    "backend": "backend",
     "target_accept": "target_accept",
     "n_fits": "fits",
     "n_failed": "failed",
@@ -596,7 +597,7 @@ def render_report(
                       "target_accept": "target_accept", "parameter": "parameter", "p_value": "p-value",
                       "alpha_bonferroni": "Bonferroni level", "departure": "departure", "share_trusted": "trusted sims"})
     comparison_header, comparison_rows = table_rows(
-        comparison, {"dataset": "data set", "model": "model", "likelihood": "likelihood", "prior": "prior",
+        comparison, {"dataset": "data set", "model": "model", "likelihood": "likelihood", "prior": "prior", "backend": "backend",
                      "trusted": "trusted", "untrusted_because": "untrusted because", "rank": "rank",
                      "elpd_loo": "ELPD-LOO", "elpd_loo_se": "SE", "elpd_diff": "ELPD diff", "elpd_diff_se": "diff SE",
                      "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7"})

@@ -125,6 +125,7 @@ rule plot_real:
         runtime=10,
     params:
         posteriors=real_posteriors(),
+        backend=BACKENDS[0],
         plots=canonical(config["plots"]),
         master_seed=lookup(dpath="master_seed", within=config),
     script:
