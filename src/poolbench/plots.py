@@ -228,11 +228,11 @@ def estimates_figure(fits, groups, summary, showcase):
             ax.axhline(true_mean.iloc[0], ls=":", lw=1.2, color="black", label="true slope mean")
             for row in cell.itertuples():
                 ax.axhline(row.mu_slope_mean, ls="--", lw=1, color=palette.get(row.label, "grey"))
-            spread = "; ".join(
-                f"{row.label}: σ {row.sigma_slope_mean:.2f}" for row in cell.itertuples()
-            )
+            # A line per model: with several likelihoods or backends one line would run
+            # past its panel into the next.
+            spread = "\n".join(f"{row.label}: σ {row.sigma_slope_mean:.2f}" for row in cell.itertuples())
             true_sd = cell["sigma_slope_mean"].iloc[0] - cell["sigma_slope_error"].iloc[0]
-            ax.text(0.01, 0.01, f"true σ {true_sd:.2f} · {spread}", transform=ax.transAxes, fontsize=7, va="bottom")
+            ax.text(0.01, 0.01, f"true σ {true_sd:.2f}\n{spread}", transform=ax.transAxes, fontsize=7, va="bottom")
         first = panel.iloc[0]
         ax.set_title(f"{scenario} · seed {first['seed']} · outliers {first['outliers']}", fontsize=9)
         ax.set_xlabel("group (last = minority); dashed: each model's mu")

@@ -593,7 +593,7 @@ def render_report(
             figure | {"src": data_uri(figure["path"]) if Path(figure["path"]).exists() else ""}
         )
     calibration_header, calibration_rows = table_rows(
-        calibration, {"model": "model", "likelihood": "likelihood", "prior": "prior", "scenario": "design",
+        calibration, {"model": "model", "likelihood": "likelihood", "prior": "prior", "backend": "backend", "scenario": "design",
                       "target_accept": "target_accept", "parameter": "parameter", "p_value": "p-value",
                       "alpha_bonferroni": "Bonferroni level", "departure": "departure", "share_trusted": "trusted sims"})
     comparison_header, comparison_rows = table_rows(
@@ -608,7 +608,10 @@ def render_report(
     if len(calibration):
         all_headlines += calibration_headlines(calibration)
     if len(comparison):
-        all_headlines += real_headlines(comparison)
+        found = real_headlines(comparison)
+        if fits["backend"].nunique() > 1:  # the comparison holds one backend's fits (the first)
+            found = [for_backend(h, comparison["backend"].iloc[0]) for h in found]
+        all_headlines += found
     if study.get("parameterisation_map") and parameterisation is not None:
         all_headlines += map_headlines(parameterisation)
     by_section = {}

@@ -126,6 +126,7 @@ rule plot_real:
     params:
         posteriors=real_posteriors(),
         backend=BACKENDS[0],
+        target_accept=SHOWCASE_TA,
         plots=canonical(config["plots"]),
         master_seed=lookup(dpath="master_seed", within=config),
     script:

@@ -34,9 +34,13 @@ for dataset, models in by_dataset.items():
         else plots.message_figure(f"{dataset}: no fit at the highest target_accept succeeded")
     )
     plots.save(figure, figures / f"{dataset}_ppc.png", figures / f"{dataset}_ppc.svg", settings["dpi"])
-    # The first backend's fits, as in the predictive check and the comparison.
-    rows = groups[(groups["scenario"] == dataset) & (groups["backend"] == snakemake.params.backend)]
-    rows = rows[np.isclose(rows["target_accept"], rows["target_accept"].max())]
+    # The first backend's fits at the highest target_accept, as in the predictive check and
+    # the comparison (groups hold only successful fits: none may mean none succeeded there).
+    rows = groups[
+        (groups["scenario"] == dataset)
+        & (groups["backend"] == snakemake.params.backend)
+        & np.isclose(groups["target_accept"], snakemake.params.target_accept)
+    ]
     figure = (
         plots.real_shrinkage_figure(rows, f"{dataset}: estimates against group size")
         if not rows.empty
