@@ -168,6 +168,11 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
     assert (tmp_path / "pytensor").is_dir()  # the jobs really compiled into the fresh cache
     snakemake(tmp_path / "serial", config, cores=1)
     pd.testing.assert_frame_equal(fits_table(tmp_path / "parallel"), fits_table(tmp_path / "serial"))
+    # The same two-backend run's report states each finding per backend, never pooled.
+    findings = re.findall(r"<li>(.*?)</li>", (tmp_path / "parallel" / R / "report.html").read_text(), re.S)
+    prefixed = [text for text in findings if text.startswith(("[nutpie] ", "[pymc] "))]
+    assert any(t.startswith("[nutpie] ") for t in prefixed) and any(t.startswith("[pymc] ") for t in prefixed)
+    assert not [t for t in findings if t.startswith(("In the ", "Trap:"))]  # no unprefixed simulated finding
     # Threads pinned: every fit job ran single-threaded BLAS/OpenMP.
     for log in (tmp_path / "parallel" / R / "logs/fit").rglob("*.log"):
         threads = re.search(r"BLAS/OpenMP threads: (.*)", log.read_text())[1]
