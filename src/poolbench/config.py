@@ -134,7 +134,7 @@ def consistency_problems(config: dict) -> list[str]:
         # The map's thresholds and heatmaps are one sampler's answer; pooled they would mix two.
         problems.append(
             f"sampler/backends: {backends} with study/parameterisation_map: true; the map answers "
-            "for one sampler backend: list one (one of ['nutpie', 'pymc', 'numpyro']) or run a study per backend"
+            "for one sampler backend: list one of them, or run a study per backend"
         )
     if "simulated" in config["datasets"]:
         problems.append("datasets/simulated: the name 'simulated' is reserved (it labels the simulated fits' jobs)")

@@ -475,10 +475,10 @@ def headlines(summary: pd.DataFrame, fits: pd.DataFrame) -> list[Headline]:
         return [failure_headline(fits)]
     # With several sampler backends, each gets its own findings: pooled, one sampler's
     # divergences and trusted fits would be averaged into another's.
-    backends = list(dict.fromkeys(summary["backend"])) if "backend" in summary else [None]
+    backends = list(dict.fromkeys(summary["backend"]))
     found = []
     for backend in backends:
-        cells = summary if backend is None else summary[summary["backend"] == backend]
+        cells = summary[summary["backend"] == backend]
         found_here = [
             *trust_headlines(cells), *trap_headlines(cells), *funnel_headlines(cells),
             *shrinkage_headlines(cells), *likelihood_headlines(cells),
@@ -626,6 +626,7 @@ def render_report(
         summary_header=header,
         summary_rows=list(zip(rows, untrusted)),
         failed=failed.to_dict("records"),
+        failed_columns=FAILED_COLUMNS,
         sections=sections,
         calibration_header=calibration_header,
         calibration_rows=calibration_rows,

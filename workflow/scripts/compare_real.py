@@ -11,9 +11,7 @@ fits = pd.read_parquet(snakemake.input.fits)
 # Each fit's pointwise LOO, as the `loo` job computed it. A failed fit has none: it is
 # listed untrusted, unranked.
 pointwise = pd.read_parquet(snakemake.input.pointwise)
-computed = {path: loo_from_table(rows) for path, rows in pointwise.groupby("posterior", sort=False)} if len(pointwise) else {}
-posteriors = snakemake.params.posteriors
-table = compare_real(
-    fits, {label: computed[path] for label, path in posteriors.items() if path in computed}, snakemake.params.backend
-)
+by_path = dict(list(pointwise.groupby("posterior", sort=False))) if len(pointwise) else {}
+compared = {label: loo_from_table(by_path[path]) for label, path in snakemake.params.posteriors.items() if path in by_path}
+table = compare_real(fits, compared, snakemake.params.backend)
 write_table(table, snakemake.output.comparison_parquet, snakemake.output.comparison)
