@@ -16,6 +16,7 @@ rule loo:
         P.log("loo"),
     benchmark:
         P.benchmark("loo")
+    priority: AHEAD_OF_FIT_JOBS
     conda:
         ENV
     threads: 1

@@ -159,11 +159,24 @@ def get_fit_priority(wildcards):
     terms: those fits sample longest (docs/performance.md: on the default grid the
     hierarchical non-centered Student-t job takes ~100 s, the others 12-41 s). Only the
     order of the jobs changes, never a number."""
-    _, keys, simulations = FIT_JOBS[_job_key(wildcards)]
-    variant = variants.VARIANTS[grid.ModelSpec.from_name(wildcards.model).variant]
-    likelihood = variants.LIKELIHOODS[wildcards.likelihood]
+    return _fit_job_cost(FIT_JOBS[_job_key(wildcards)])
+
+
+def _fit_job_cost(job):
+    wildcards, keys, simulations = job
+    variant = variants.VARIANTS[grid.ModelSpec.from_name(wildcards["model"]).variant]
+    likelihood = variants.LIKELIHOODS[wildcards["likelihood"]]
     weight = (1 + bool(likelihood.parameters)) * (1 + bool(variant.hyperparameters))
     return (len(keys) + len(simulations) / 5) * weight
+
+
+# Snakemake's priorities order ready jobs only; they do not pass to a job's inputs. The
+# short jobs others wait on (simulation and data preparation, which the fit jobs need; LOO,
+# which the aggregation needs) therefore rank above every fit job. Without this, radon's
+# small fit jobs, ready first, kept both cores until they were all done while the costliest
+# simulated job waited for its data, and LOO waited for the last fit job and then ran
+# alone at the end (docs/performance.md).
+AHEAD_OF_FIT_JOBS = 1 + max(map(_fit_job_cost, FIT_JOBS.values()), default=0)
 
 
 def get_sbc_keys(wildcards):
