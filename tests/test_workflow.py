@@ -49,11 +49,12 @@ def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
     }
 
 
-def test_the_jobs_others_wait_on_run_before_any_fit_job_and_the_costliest_fit_job_first(tmp_path):
+def test_jobs_others_wait_on_run_first_then_the_costliest_fit_jobs_then_real_data_fits(tmp_path):
     """Issue #18: Snakemake's priorities do not pass to a job's inputs. Measured on the
     default run before this order: radon's small fit jobs (ready at once) held both cores
     for 65 s while the simulation the costliest job needed waited, and LOO, ranked below
-    every fit job, waited for the last one and then ran alone at the end."""
+    every fit job, waited for the last one and then ran alone at the end. Radon's fit jobs
+    therefore run right after the costliest ones."""
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     priorities: dict[str, list[tuple[float, str]]] = {}
     for block in result.stdout.split("\n\n"):
@@ -70,6 +71,10 @@ def test_the_jobs_others_wait_on_run_before_any_fit_job_and_the_costliest_fit_jo
     assert len(first) == 2 and all(
         "model=hierarchical_" in w and "likelihood=student_t" in w and "part=simulated" in w for w in first
     )
+    # Then radon's, which LOO waits for, ahead of every other simulated fit job.
+    real = [p for p, w in priorities["fit"] if "part=radon" in w]
+    other = [p for p, w in priorities["fit"] if "part=simulated" in w and w not in first]
+    assert len(real) == 8 and min(real) > max(other)
 
 
 def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_jobs(tmp_path):

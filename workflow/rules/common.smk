@@ -152,17 +152,23 @@ def get_scenario(wildcards):
 
 
 def get_fit_priority(wildcards):
-    """Costlier fit jobs start first, so that on a few cores the slowest one does not run
-    alone at the end. Cost: the job's fits, and its calibration simulations at a fifth of
-    a fit each (their designs are small: 0.10 s of sampling against 0.52 s), doubled where
-    the likelihood has its own parameter (Student-t) and where the model has hierarchical
-    terms: those fits sample longest (docs/performance.md: on the default grid the
-    hierarchical non-centered Student-t job takes ~100 s, the others 12-41 s). Only the
-    order of the jobs changes, never a number."""
-    return _fit_job_cost(FIT_JOBS[_job_key(wildcards)])
+    """The order in which ready fit jobs start on a few cores (only the order changes,
+    never a number). Costlier jobs first, so that the slowest one does not run alone at
+    the end. Real-data fit jobs next after the costliest, whatever their own cost: LOO
+    waits for all of them, and everything after it waits for LOO, so run last they would
+    leave LOO alone on one core at the end (docs/performance.md)."""
+    job = FIT_JOBS[_job_key(wildcards)]
+    if any(key.source == grid.REAL for key in job[1]):
+        return max(COSTLIEST_FIT_JOB - 0.5, _fit_job_cost(job))
+    return _fit_job_cost(job)
 
 
 def _fit_job_cost(job):
+    """A fit job's cost in fits: its fits, and its calibration simulations at a fifth of a
+    fit each (their designs are small: 0.10 s of sampling against 0.52 s), doubled where
+    the likelihood has its own parameter (Student-t) and where the model has hierarchical
+    terms: those fits sample longest (on the default grid the hierarchical non-centered
+    Student-t job takes ~100 s, the others 12-48 s)."""
     wildcards, keys, simulations = job
     variant = variants.VARIANTS[grid.ModelSpec.from_name(wildcards["model"]).variant]
     likelihood = variants.LIKELIHOODS[wildcards["likelihood"]]
@@ -170,13 +176,14 @@ def _fit_job_cost(job):
     return (len(keys) + len(simulations) / 5) * weight
 
 
+COSTLIEST_FIT_JOB = max(map(_fit_job_cost, FIT_JOBS.values()), default=0)
 # Snakemake's priorities order ready jobs only; they do not pass to a job's inputs. The
 # short jobs others wait on (simulation and data preparation, which the fit jobs need; LOO,
 # which the aggregation needs) therefore rank above every fit job. Without this, radon's
-# small fit jobs, ready first, kept both cores until they were all done while the costliest
-# simulated job waited for its data, and LOO waited for the last fit job and then ran
-# alone at the end (docs/performance.md).
-AHEAD_OF_FIT_JOBS = 1 + max(map(_fit_job_cost, FIT_JOBS.values()), default=0)
+# small fit jobs, ready first, kept both cores for a minute while the costliest simulated
+# job waited for its data, and LOO, ranked last, waited for every fit job and then ran
+# alone at the end.
+AHEAD_OF_FIT_JOBS = 1 + COSTLIEST_FIT_JOB
 
 
 def get_sbc_keys(wildcards):
