@@ -75,6 +75,11 @@ def test_jobs_others_wait_on_run_first_then_the_costliest_fit_jobs_then_real_dat
     real = [p for p, w in priorities["fit"] if "part=radon" in w]
     other = [p for p, w in priorities["fit"] if "part=simulated" in w and w not in first]
     assert len(real) == 8 and min(real) > max(other)
+    # Among themselves, by cost: the hierarchical Student-t radon fits before the pooled normal ones.
+    radon = {w: p for p, w in priorities["fit"] if "part=radon" in w}
+    costliest = next(p for w, p in radon.items() if "model=varying_intercepts_noncentered, likelihood=student_t" in w)
+    cheapest = next(p for w, p in radon.items() if "model=pooled_intercept, likelihood=normal" in w)
+    assert costliest > cheapest
 
 
 def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_jobs(tmp_path):

@@ -154,12 +154,13 @@ def get_scenario(wildcards):
 def get_fit_priority(wildcards):
     """The order in which ready fit jobs start on a few cores (only the order changes,
     never a number). Costlier jobs first, so that the slowest one does not run alone at
-    the end. Real-data fit jobs next after the costliest, whatever their own cost: LOO
-    waits for all of them, and everything after it waits for LOO, so run last they would
-    leave LOO alone on one core at the end (docs/performance.md)."""
+    the end. Real-data fit jobs next after the costliest, whatever their own cost (among
+    themselves by cost): LOO waits for all of them, and all after it waits for LOO, so
+    run last they would leave LOO alone on one core at the end (docs/performance.md)."""
     job = FIT_JOBS[_job_key(wildcards)]
     if any(key.source == grid.REAL for key in job[1]):
-        return max(COSTLIEST_FIT_JOB - 0.5, _fit_job_cost(job))
+        # In (costliest - 1, costliest - 0.5]: below the costliest, above every other.
+        return COSTLIEST_FIT_JOB - 1 + _fit_job_cost(job) / (2 * COSTLIEST_FIT_JOB)
     return _fit_job_cost(job)
 
 
