@@ -379,6 +379,30 @@ def mount_tmpfs(path: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
+    """netCDF-C reports a full disk as "NetCDF: HDF error", without its cause
+    (docs/upstream.md), so write_posterior serialises in memory and writes the bytes
+    itself: the error names the full disk and counts as the machine's, not the fit's."""
+    import errno
+
+    import numpy as np
+    import xarray as xr
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tiny tmpfs")
+    disk = tmp_path / "disk"
+    if not mount_tmpfs(disk, "300k"):
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"slope": (("chain", "draw"), np.zeros((4, 50_000)))})})
+        with pytest.raises(OSError) as error:
+            storage.write_posterior(tree, disk / "fit.nc")
+        assert error.value.errno == errno.ENOSPC and storage.is_environment_error(error.value)
+        assert not list(disk.iterdir())  # nothing half-written left behind
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
 def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_completes(tmp_path):
     """Issue #12, item 3, end to end: the fit cache on a tiny filesystem."""
     if os.geteuid() != 0 or not shutil.which("mount"):

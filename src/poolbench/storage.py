@@ -25,7 +25,7 @@ ENVIRONMENT_ERRNOS = {
 }
 ENVIRONMENT_MESSAGES = (
     "No space left on device", "Disk quota exceeded", "Read-only file system",
-    "Permission denied", "Input/output error", "errno = 28", "errno = 13", "errno = 30",
+    "Permission denied", "Input/output error",
 )
 
 
@@ -34,8 +34,8 @@ class EnvironmentFault(RuntimeError):
 
 
 def is_environment_error(exc: BaseException) -> bool:
-    """True for an error of the machine anywhere in the exception's chain. HDF5 reports a
-    full disk as an OSError without errno, its message quoting the C errno."""
+    """True for an error of the machine anywhere in the exception's chain: by its errno,
+    or, for an OSError raised without one, by its message."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

@@ -16,7 +16,7 @@ rule loo:
         P.log("loo"),
     benchmark:
         P.benchmark("loo")
-    priority: AHEAD_OF_FIT_JOBS
+    priority: LOO_PRIORITY
     conda:
         ENV
     threads: 1

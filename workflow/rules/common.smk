@@ -153,15 +153,17 @@ def get_scenario(wildcards):
 
 def get_fit_priority(wildcards):
     """The order in which ready fit jobs start on a few cores (only the order changes,
-    never a number). Costlier jobs first, so that the slowest one does not run alone at
-    the end. Real-data fit jobs next after the costliest, whatever their own cost (among
-    themselves by cost): LOO waits for all of them, and all after it waits for LOO, so
-    run last they would leave LOO alone on one core at the end (docs/performance.md)."""
+    never a number). The costliest first, so that it does not run alone at the end. Then
+    the real-data fit jobs, whatever their own cost (among themselves by cost): LOO waits
+    for all of them, and all after it waits for LOO, so run last they would leave LOO
+    alone on one core at the end. Then the others by cost (docs/performance.md)."""
     job = FIT_JOBS[_job_key(wildcards)]
-    if any(key.source == grid.REAL for key in job[1]):
-        # In (costliest - 1, costliest - 0.5]: below the costliest, above every other.
-        return COSTLIEST_FIT_JOB - 1 + _fit_job_cost(job) / (2 * COSTLIEST_FIT_JOB)
-    return _fit_job_cost(job)
+    cost = _fit_job_cost(job)
+    if cost == COSTLIEST_FIT_JOB:
+        return cost
+    if any(key.source == grid.REAL for key in job[1]):  # in (C - 1, C - 0.5]
+        return COSTLIEST_FIT_JOB - 1 + cost / (2 * COSTLIEST_FIT_JOB)
+    return cost * (COSTLIEST_FIT_JOB - 1) / COSTLIEST_FIT_JOB  # below C - 1, order kept
 
 
 def _fit_job_cost(job):
@@ -179,12 +181,14 @@ def _fit_job_cost(job):
 
 COSTLIEST_FIT_JOB = max(map(_fit_job_cost, FIT_JOBS.values()), default=0)
 # Snakemake's priorities order ready jobs only; they do not pass to a job's inputs. The
-# short jobs others wait on (simulation and data preparation, which the fit jobs need; LOO,
-# which the aggregation needs) therefore rank above every fit job. Without this, radon's
+# short jobs others wait on therefore rank above every fit job: first the data (simulation
+# and preparation, which every fit job needs), then LOO (which the aggregation needs; with
+# no real data it has nothing to do and must not delay a simulation). Without this, radon's
 # small fit jobs, ready first, kept both cores for a minute while the costliest simulated
 # job waited for its data, and LOO, ranked last, waited for every fit job and then ran
 # alone at the end.
-AHEAD_OF_FIT_JOBS = 1 + COSTLIEST_FIT_JOB
+LOO_PRIORITY = COSTLIEST_FIT_JOB + 1
+DATA_PRIORITY = COSTLIEST_FIT_JOB + 2
 
 
 def get_sbc_keys(wildcards):

@@ -14,7 +14,7 @@ rule simulate:
         P.log("simulate/{scenario}"),
     benchmark:
         P.benchmark("simulate/{scenario}")
-    priority: AHEAD_OF_FIT_JOBS
+    priority: DATA_PRIORITY
     conda:
         ENV
     threads: 1
@@ -39,7 +39,7 @@ rule prepare_dataset:
         data=P.dataset.replace("{scenario}", "{dataset}"),
     log:
         P.log("prepare_dataset/{dataset}"),
-    priority: AHEAD_OF_FIT_JOBS
+    priority: DATA_PRIORITY
     conda:
         ENV
     threads: 1
