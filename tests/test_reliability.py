@@ -379,6 +379,14 @@ def mount_tmpfs(path: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+def mount_tmpfs_or_skip(path: Path, size: str) -> None:
+    """A tiny filesystem at `path`, or the test skipped with the reason: it needs root."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tiny tmpfs")
+    if not mount_tmpfs(path, size):
+        pytest.skip("cannot mount tmpfs here")
+
+
 def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
     """netCDF-C reports a full disk as "NetCDF: HDF error", without its cause
     (docs/upstream.md), so write_posterior serialises in memory and writes the bytes
@@ -388,11 +396,8 @@ def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
     import numpy as np
     import xarray as xr
 
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("needs root to mount a tiny tmpfs")
     disk = tmp_path / "disk"
-    if not mount_tmpfs(disk, "300k"):
-        pytest.skip("cannot mount tmpfs here")
+    mount_tmpfs_or_skip(disk, "300k")
     try:
         tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"slope": (("chain", "draw"), np.zeros((4, 50_000)))})})
         with pytest.raises(OSError) as error:
@@ -405,12 +410,9 @@ def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
 
 def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_completes(tmp_path):
     """Issue #12, item 3, end to end: the fit cache on a tiny filesystem."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("needs root to mount a tiny tmpfs")
     run = tmp_path / "run"
     cache = run / "results/cache"
-    if not mount_tmpfs(cache, "100k"):
-        pytest.skip("cannot mount tmpfs here")
+    mount_tmpfs_or_skip(cache, "100k")
     try:
         result = snakemake(run, small_config(), check=False)
         output = result.stdout + result.stderr
