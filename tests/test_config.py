@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -107,6 +108,61 @@ BAD = {
         "datasets", {"mine": {"x": "x", "y": "y", "group": "g", "variants": ["pooled_intercept"]}},
         ["'' should be non-empty", "['datasets']['mine']['csv']"],
     ),
+    # Integers out of range: refused here, not by numpy or pyarrow in a job. tiny.yaml's
+    # `tutorial` scenario has rng: legacy (np.random.RandomState takes seeds below 2**32).
+    "seed 2**32 with the legacy rng": (
+        "seeds", [0, 2**32], ["4294967296 is greater than the maximum of 4294967295", "instance['seeds'][1]"],
+    ),
+    "seed 2**64": (
+        "seeds", [0, 2**64], ["18446744073709551616 is greater than the maximum of 4294967295", "instance['seeds'][1]"],
+    ),
+    "seed count 2**64": ("seeds", 2**64, ["is greater than the maximum of 100000", "instance['seeds']"]),
+    "showcase seed 2**32": (
+        "plots/showcase_seed", 2**32, ["4294967296 is greater than the maximum of 4294967295", "['plots']['showcase_seed']"],
+    ),
+    "outlier count 2**63": (
+        "outlier_levels/1/count", 2**63, ["is greater than the maximum of 1000000", "['outlier_levels'][1]['count']"],
+    ),
+    "divergences allowed 2**64": (
+        "trust/max_divergences", 2**64, ["is greater than the maximum of 64000000", "['trust']['max_divergences']"],
+    ),
+    "ESS per chain 2**64": (  # times the chains column it overflowed int64 in aggregate
+        "trust/min_ess_per_chain", 2**64, ["is greater than the maximum of 1000000", "['trust']['min_ess_per_chain']"],
+    ),
+    "funnel group 10000": ("plots/funnel_group", 10000, ["10000 is greater than the maximum of 9999", "funnel_group"]),
+    "thin 2**64": ("sbc/thin", 2**64, ["is greater than the maximum of 1000000", "['sbc']['thin']"]),
+    "prior as a whole number beyond int64": (
+        "models/priors/pooled/slope_sd", 2**64,
+        ["models/priors/pooled/slope_sd: 18446744073709551616 is too large: a whole number here must lie within "
+         "-9223372036854775807..9223372036854775807 (int64)"],
+    ),
+    "noise as a whole number beyond a float": (  # crashed check() with an OverflowError
+        "scenarios/hard/noise", 10**400, ["scenarios/hard/noise: 100000... (401 digits) is too large"],
+    ),
+    # sbc/thin leaving too few ranks (tiny.yaml: draws 300, chains 2): one draw per chain ...
+    "thin above draws": (
+        "sbc", {"simulations": 20, "scenarios": ["hard"], "target_accept": [0.8], "thin": 301},
+        ["sbc/thin: 301 with sampler/draws 300 and sampler/chains 2 gives 2 ranks per simulation",
+         "needs at least 100 (max(100, sbc/simulations 20))", "use sbc/thin 1..6"],
+    ),
+    # ... just below the minimum (2 * ceil(300 / 7) = 86) ...
+    "thin leaving fewer ranks than the minimum": (
+        "sbc", {"simulations": 20, "scenarios": ["hard"], "target_accept": [0.8], "thin": 7},
+        ["sbc/thin: 7 with sampler/draws 300 and sampler/chains 2 gives 86 ranks per simulation",
+         "needs at least 100", "use sbc/thin 1..6"],
+    ),
+    # ... fewer ranks than simulations (2 * ceil(300 / 5) = 120 < 150) ...
+    "thin leaving fewer ranks than simulations": (
+        "sbc", {"simulations": 150, "scenarios": ["hard"], "target_accept": [0.8], "thin": 5},
+        ["sbc/thin: 5 with sampler/draws 300 and sampler/chains 2 gives 120 ranks per simulation",
+         "needs at least 150 (max(100, sbc/simulations 150))", "use sbc/thin 1..4"],
+    ),
+    # ... and more simulations than any thin can serve.
+    "more simulations than draws times chains": (
+        "sbc", {"simulations": 700, "scenarios": ["hard"], "target_accept": [0.8], "thin": 1},
+        ["sbc/thin: 1 with sampler/draws 300 and sampler/chains 2 gives 600 ranks per simulation",
+         "no thin is enough: raise sampler/draws to at least 350"],
+    ),
 }
 
 
@@ -117,6 +173,76 @@ def test_bad_config_is_refused_naming_key_and_allowed_values(case):
         check(changed(path, value))
     for fragment in expected:
         assert fragment in str(error.value), str(error.value)
+
+
+def test_every_integer_in_the_schema_has_a_maximum():
+    """No integer the config accepts overflows int64 (or uint32, for seeds) in a job."""
+    schema = yaml.safe_load(open(SCHEMA))
+    unbounded = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            types = node.get("type", [])
+            if "integer" in ([types] if isinstance(types, str) else types) and "maximum" not in node:
+                unbounded.append(path)
+            for key, sub in node.items():
+                walk(sub, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{path}/{i}")
+
+    walk(schema, "")
+    assert not unbounded
+
+
+@pytest.mark.parametrize("scenario", ["tutorial", "hard"])  # rng: legacy, default
+def test_the_largest_seed_is_accepted_and_simulates(scenario):
+    import pyarrow as pa
+
+    from poolbench.simulate import simulate
+
+    seed = 2**32 - 1
+    config = changed("seeds", [0, seed])
+    config["plots"]["showcase_seed"] = seed
+    check(config)  # the boundary is allowed ...
+    data, _ = simulate(scenario, config["scenarios"][scenario], config["outlier_levels"][1], seed, config["master_seed"])
+    assert pa.Table.from_pandas(data).column("seed").to_pylist()[0] == seed  # ... and runs
+
+
+def test_the_seed_bound_is_the_legacy_rngs():
+    schema = yaml.safe_load(open(SCHEMA))
+    assert schema["properties"]["seeds"]["items"]["maximum"] == 2**32 - 1
+    np.random.RandomState(2**32 - 1)
+    with pytest.raises(ValueError):  # the first seed the schema refuses is the first numpy refuses
+        np.random.RandomState(2**32)
+
+
+@pytest.mark.parametrize(
+    "sbc",
+    [
+        {"simulations": 20, "thin": 6},  # 2 chains * ceil(300 / 6) = 100 = SBC_MIN_RANKS
+        {"simulations": 150, "thin": 4},  # 2 * 75 = 150 ranks for 150 simulations
+        {"simulations": 0, "thin": 1000},  # calibration off: thin is not used
+        {"simulations": 20, "thin": 1000, "scenarios": []},  # no design to calibrate on
+    ],
+    ids=["100 ranks", "150 ranks for 150 simulations", "calibration off", "no sbc scenarios"],
+)
+def test_thin_at_the_boundary_or_unused_is_accepted(sbc):
+    config = changed("sbc", {"scenarios": ["hard"], "target_accept": [0.8]} | sbc)
+    check(config)
+
+
+def test_the_rank_count_matches_what_sbc_ranks_keeps():
+    """The rule counts ranks as poolbench.sbc.ranks makes them: every thin-th draw of each chain."""
+    import xarray as xr
+
+    from poolbench.sbc import ranks
+
+    for draws, chains, thin in [(300, 2, 10), (300, 2, 13), (300, 2, 301), (1000, 4, 7), (50, 3, 50)]:
+        posterior = xr.Dataset({"mu": (("chain", "draw"), np.zeros((chains, draws)))})
+        tree = xr.DataTree.from_dict({"posterior": posterior})
+        (row,) = ranks(tree, {"mu": np.float64(1.0)}, thin)
+        assert row["n_ranks"] == config_checks.sbc_n_ranks(draws, chains, thin)
 
 
 def test_the_parameterisation_map_with_two_backends_is_refused():
@@ -174,10 +300,16 @@ def test_schema_enums_and_prior_defaults_come_from_the_variant_registry():
         ("scenarios/hard/minority_points", 1, "exceeds scenarios/hard/minority_points=1"),
         ("sampler/draws", 300.0, "sampler/draws: 300.0 must be a whole number"),
         ("trust/max_rhat", 0.5, "0.5 is less than the minimum of 1"),
+        ("seeds", [0, 2**32], ("4294967296 is greater than the maximum of 4294967295", "On instance['seeds'][1]")),
+        ("seeds", [0, 2**64], ("18446744073709551616 is greater than the maximum of 4294967295", "On instance['seeds'][1]")),
+        ("sbc", {"simulations": 20, "scenarios": ["hard"], "target_accept": [0.8], "thin": 301},
+         ("sbc/thin: 301 with sampler/draws 300 and sampler/chains 2 gives 2 ranks per simulation",
+          "needs at least 100", "use sbc/thin 1..6")),
     ],
 )
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, path, value, fragment):
     result = snakemake(tmp_path, changed(path, value), "--dry-run", check=False)
     assert result.returncode != 0
-    assert fragment in result.stdout + result.stderr
+    for part in [fragment] if isinstance(fragment, str) else fragment:
+        assert part in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()

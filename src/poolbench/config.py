@@ -2,8 +2,9 @@
 
 `validate(config, schema)` (in `workflow/rules/common.smk`) checks the schema and fills in
 defaults. It accepts `draws: 50.0` as an integer and lets NaN and infinity through every
-numeric bound (every comparison with NaN is false). `check()` refuses both, then the
-cross-key contradictions a schema cannot express, naming each key and what is allowed.
+numeric bound (every comparison with NaN is false). `check()` refuses both, and whole
+numbers in `number` keys too large for int64, then the cross-key contradictions a schema
+cannot express, naming each key and what is allowed.
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ def _is_whole_number(checker, instance) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+# Whole numbers in `number` keys (priors, noise, outlier values, ...) reach numpy, pandas,
+# pyarrow and PyTensor as int64: beyond it they overflow there (or, beyond a float, here).
+INT64_MAX = 2**63 - 1
+
+
 def _is_finite_number(checker, instance) -> bool:
     if isinstance(instance, bool) or not isinstance(instance, (int, float)):
         return False
+    if isinstance(instance, int):
+        return -INT64_MAX <= instance <= INT64_MAX
     return math.isfinite(instance)
 
 
@@ -49,6 +57,12 @@ def _key(error: jsonschema.ValidationError) -> str:
 
 def _explain(error: jsonschema.ValidationError) -> str:
     value = error.instance
+    if error.validator == "type" and isinstance(value, int) and not isinstance(value, bool):
+        if "number" in _types(error.validator_value) and abs(value) > INT64_MAX:
+            digits = str(abs(value))
+            shown = value if len(digits) <= 30 else f"{'-' * (value < 0)}{digits[:6]}... ({len(digits)} digits)"
+            return (f"{shown} is too large: a whole number here must lie within -{INT64_MAX}..{INT64_MAX} "
+                    "(int64); write it with a decimal point to mean a float")
     if error.validator == "type" and isinstance(value, float):
         if not math.isfinite(value):
             return f"{value!r} is not a finite number"
@@ -121,6 +135,7 @@ def consistency_problems(config: dict) -> list[str]:
                 )
     problems += _prior_set_problems(config)
     problems += _plot_problems(config, scenarios)
+    problems += _thin_problems(config)
     for name in config["sbc"]["scenarios"]:
         if name not in scenarios:
             problems.append(f"sbc/scenarios: {name!r} is not one of the scenarios {list(scenarios)}")
@@ -146,6 +161,51 @@ def consistency_problems(config: dict) -> list[str]:
 
 # Folders of results/ that are not studies.
 RESERVED_STUDY_NAMES = ("cache", "benchmarks")
+
+# Fewest ranks per simulation (chains * ceil(draws / thin)) the calibration test is run on.
+# The test (poolbench.metrics.calibration: ArviZ's ECDF-PIT `pot_c` on (rank + 0.5) /
+# (n_ranks + 1)) treats PIT values as continuous, but ranks take only n_ranks + 1 values:
+# with few of them the ties alone make it reject perfectly calibrated ranks, and the more
+# so the more simulations there are. Measured (docs/reliability.md, "Calibration needs
+# enough ranks"): at alpha 0.05, 2-30 ranks flag 7-100 % of calibrated parameters; with at
+# least max(SBC_MIN_RANKS, simulations) ranks the rate is that of continuous PIT values
+# (0.06-0.07, 10 to 1000 simulations), while 50 ranks give up to 0.078 at 100 simulations and
+# 100 ranks 0.073 at 200, 0.098 at 500 and 0.150 at 1000. A property of the test (it would
+# sit beside metrics.CALIBRATION_ALPHA), kept here where it is enforced.
+SBC_MIN_RANKS = 100
+
+
+def sbc_min_ranks(simulations: int) -> int:
+    """Ranks per simulation the calibration test needs for this many simulations."""
+    return max(SBC_MIN_RANKS, simulations)
+
+
+def sbc_n_ranks(draws: int, chains: int, thin: int) -> int:
+    """Ranks per simulation: `poolbench.sbc.ranks` keeps draws 0, thin, 2 thin, ... of each chain."""
+    return chains * -(-draws // thin)
+
+
+def _thin_problems(config: dict) -> list[str]:
+    sbc, sampler = config["sbc"], config["sampler"]
+    if not (sbc["simulations"] > 0 and sbc["scenarios"]):
+        return []
+    draws, chains, thin = sampler["draws"], sampler["chains"], sbc["thin"]
+    n_ranks, needed = sbc_n_ranks(draws, chains, thin), sbc_min_ranks(sbc["simulations"])
+    if n_ranks >= needed:
+        return []
+    gives = (
+        f"sbc/thin: {thin} with sampler/draws {draws} and sampler/chains {chains} gives {n_ranks} ranks per "
+        f"simulation (chains * ceil(draws / thin)); the calibration test needs at least {needed} "
+        f"(max({SBC_MIN_RANKS}, sbc/simulations {sbc['simulations']})), else the ties among so few ranks "
+        "flag calibrated models as miscalibrated (docs/reliability.md)"
+    )
+    per_chain = -(-needed // chains)  # each chain must keep at least this many draws
+    if per_chain > draws:
+        return [f"{gives}; no thin is enough: raise sampler/draws to at least {per_chain} (with thin 1) "
+                "or sampler/chains, or lower sbc/simulations"]
+    # ceil(draws / t) >= per_chain  <=>  draws / t > per_chain - 1  <=>  t <= largest.
+    largest = draws if per_chain <= 1 else -(-draws // (per_chain - 1)) - 1
+    return [f"{gives}; use sbc/thin 1..{largest}, or more draws or chains"]
 
 
 def _prior_set_problems(config: dict) -> list[str]:
