@@ -54,7 +54,7 @@ def test_tables_hold_every_fit_and_group_with_its_verdict(tiny_run):
     assert len(groups) == 64 * 8
     from_csv = pd.read_csv(tiny_run / R / "tables/fits.csv", keep_default_na=False, na_values=[""])
     pd.testing.assert_frame_equal(from_csv[["seed", "model", "max_rhat", "trusted"]], fits[["seed", "model", "max_rhat", "trusted"]], check_dtype=False)
-    summary = pd.read_csv(tiny_run / R / "tables/summary.csv")
+    summary = pd.read_csv(tiny_run / R / "tables/summary.csv", keep_default_na=False, na_values=[""])
     assert len(summary) == 32 and (summary["n_fits"] == 2).all()
     cell = fits[(fits["scenario"] == "hard") & (fits["model"] == "unpooled") & (fits["outliers"] == "2at30") & (fits["target_accept"] == 0.8)]
     row = summary[(summary["scenario"] == "hard") & (summary["model"] == "unpooled") & (summary["outliers"] == "2at30") & (summary["target_accept"] == 0.8)].iloc[0]
@@ -116,7 +116,7 @@ def test_funnel_figure_data_show_divergent_draws_of_the_centered_model(tiny_run)
     """The data behind the hard scenario's funnel figure: the centered panels hold the
     draws of log(sigma) against slope[0] with the divergent ones marked, the non-centered
     ones against z_slope[0]."""
-    points = pd.read_csv(tiny_run / R / "figures/funnel/hard.csv")
+    points = pd.read_csv(tiny_run / R / "figures/funnel/hard.csv", keep_default_na=False, na_values=[""])
     assert set(points["parameterisation"]) == {"centered", "noncentered"}
     assert set(points["target_accept"]) == {0.8, 0.99}
     centered = points[points["parameterisation"] == "centered"]

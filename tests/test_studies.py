@@ -84,7 +84,7 @@ def test_two_studies_write_their_own_reports_and_neither_overwrites_the_other(tm
     snakemake(tmp_path, tiny_study("first"))
     first = tmp_path / "results/first/report.html"
     before = first.read_bytes()
-    table = pd.read_csv(tmp_path / "results/first/tables/parameterisation.csv")
+    table = pd.read_csv(tmp_path / "results/first/tables/parameterisation.csv", keep_default_na=False, na_values=[""])
     assert set(table["points_per_group"]) == {5, 50} and set(table["prior"]) == {"default", "weak"}
     page = html.unescape(first.read_text())
     assert 'id="map"' in page and "Parameterisation map: ess_ratio.weak" in page

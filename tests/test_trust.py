@@ -149,7 +149,7 @@ def test_default_regimes_get_the_verdicts_the_diagnostics_imply(trust_run):
         assert ("divergences" in reasons) == (row.n_divergent > 0)
     strong = fits[(fits["scenario"] == "tutorial") & fits["model"].isin(["pooled", "unpooled", "hierarchical_centered"])]
     assert strong["trusted"].all(), strong[~strong["trusted"]][["model", "untrusted_because"]]
-    assert set(records.VERDICT) <= set(pd.read_csv(trust_run / "tables/fits.csv").columns)
+    assert set(records.VERDICT) <= set(pd.read_csv(trust_run / "tables/fits.csv", keep_default_na=False, na_values=[""]).columns)
 
 
 def test_report_says_which_parameterisation_is_trusted_more_often_in_each_regime(trust_run):
@@ -163,6 +163,6 @@ def test_report_says_which_parameterisation_is_trusted_more_often_in_each_regime
         assert sentence and sentence[1] == f"the {winner} form is trusted more often", sentence
     # The strong-data regime favours the centered form, the weak-data one the non-centered.
     assert "In the tutorial scenario" in page
-    summary = pd.read_csv(trust_run / "tables/summary.csv")
+    summary = pd.read_csv(trust_run / "tables/summary.csv", keep_default_na=False, na_values=[""])
     assert {"share_trusted", "n_trusted", "untrusted_reasons"} <= set(summary.columns)
     assert 'class="untrusted"' in page  # the hard regime's centered cells are marked

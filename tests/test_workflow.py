@@ -139,7 +139,7 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
     assert fits.loc["pooled", "status"] == "ok"
     assert fits.loc["hierarchical_centered", "status"] == "failed"
     assert "starting point failed" in fits.loc["hierarchical_centered", "error"]
-    summary = pd.read_csv(tmp_path / R / "tables/summary.csv").set_index("model")
+    summary = pd.read_csv(tmp_path / R / "tables/summary.csv", keep_default_na=False, na_values=[""]).set_index("model")
     assert summary.loc["hierarchical_centered", "n_failed"] == 1
     # Rerunning does no work: everything is up to date, failed fits included.
     rerun = snakemake(tmp_path, config)

@@ -9,6 +9,7 @@ dataset and group (`Truth` is one dataset's).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,6 +165,10 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    duplicated = _duplicated_header(path)
+    if duplicated:
+        raise DataError(f"{path}: duplicated column(s) in the header: {'; '.join(duplicated)}; "
+                        "every column needs its own name")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
@@ -215,6 +220,27 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
             "is_outlier": False,
         }
     )[DATASET_COLUMNS]
+
+
+def _duplicated_header(path: Path) -> list[str]:
+    """The header's names that occur more than once, also where they differ only by
+    surrounding whitespace (each with its spellings), read as pandas reads the header (the
+    first non-blank line, comma-separated, double quotes): pandas would rename the second
+    `x` to `x.1` and the fit use the first without a word. Blank names are not compared
+    (pandas names them 'Unnamed: i'; trailing commas make them)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as file:
+            header = next((row for row in csv.reader(file) if row), [])
+    except (OSError, csv.Error):
+        return []  # pandas then says why the file cannot be read
+    spellings: dict[str, list[str]] = {}
+    for name in header:
+        if name.strip():
+            spellings.setdefault(name.strip(), []).append(name)
+    return [
+        repr(name) if set(names) == {name} else f"{name!r} (as {', '.join(map(repr, names))})"
+        for name, names in spellings.items() if len(names) > 1
+    ]
 
 
 def _label_order(label: str):

@@ -286,37 +286,70 @@ def pit_tree(ranks: pd.DataFrame) -> xr.DataTree:
 COMPARISON_COLUMNS = [
     "dataset", "model", "likelihood", "prior", "backend", "trusted", "untrusted_because", "rank", "elpd_loo",
     "elpd_loo_se", "elpd_diff", "elpd_diff_se", "p_loo", "weight", "n_pareto_k_bad",
+    "n_obs", "pareto_k_threshold", "n_pareto_k_high", "loo_reliable", "not_ranked_because",
 ]
+
+
+def loo_reliability(loo) -> dict:
+    """Whether a fit's PSIS-LOO (a `pointwise_loo` or `loo_from_table` result) can be
+    trusted: none of its Pareto k above ArviZ's `good_k` for its number of draws
+    (min(1 - 1/log10(S), 0.7), the threshold ArviZ's own warning and `compare` use). A NaN
+    k counts as high (docs/upstream.md)."""
+    k = np.ravel(np.asarray(loo.pareto_k, dtype=float))
+    threshold = float(loo.good_k) if loo.good_k is not None else PARETO_K_BAD
+    high = int((~(k <= threshold)).sum())
+    return {"n_obs": int(k.size), "pareto_k_threshold": threshold, "n_pareto_k_high": high, "loo_reliable": high == 0}
+
+
+def loo_unreliable_because(row: dict) -> str:
+    return (f"PSIS-LOO unreliable: {row['n_pareto_k_high']} of {row['n_obs']} Pareto k > "
+            f"{row['pareto_k_threshold']:.2f}")
 
 
 def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataFrame:
     """Per real data set: ArviZ's PSIS-LOO comparison (stacking weights, ELPD differences
-    with their standard errors) of the trusted fits at the highest target_accept; the
-    untrusted ones are listed, unranked, with the reasons. `posteriors`: each fit's
-    posterior (DataTree) or its PSIS-LOO result (`pointwise_loo`, `loo_from_table`), keyed
+    with their standard errors) of the trusted fits at the highest target_accept whose
+    PSIS-LOO is reliable (`loo_reliability`). The others are listed, unranked, with the
+    reason (`not_ranked_because`): untrusted (and why), or PSIS-LOO unreliable (how many
+    Pareto k are too high): an ELPD estimated from failing importance sampling would crown
+    a model on a number that means nothing. `posteriors`: each fit's posterior (DataTree)
+    or its PSIS-LOO result (`pointwise_loo`, `loo_from_table`), keyed
     'dataset/model/likelihood/prior', all sampled by `backend` (the config's first): the
     comparison lists and ranks that backend's fits, one row per model."""
     real = fits[(fits["source"] == "real") & (fits["backend"] == backend)]
+    loos = {label: pointwise_loo(value) if isinstance(value, xr.DataTree) else value for label, value in posteriors.items()}
     rows = []
-    for dataset in dict.fromkeys(real["scenario"]):
-        cell = real[(real["scenario"] == dataset) & np.isclose(real["target_accept"], real["target_accept"].max())]
-        trusted = {}
+    # dropna=False: a data set may be named 'NA' or 'None'; no name may vanish.
+    for dataset, fits_here in real.groupby("scenario", sort=False, dropna=False):
+        cell = fits_here[np.isclose(fits_here["target_accept"], fits_here["target_accept"].max())]
+        ranked = {}
         for fit in cell.itertuples():
             label = f"{dataset}/{fit.model}/{fit.likelihood}/{fit.prior}"
             row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior, "backend": backend,
                    "trusted": bool(fit.trusted), "untrusted_because": fit.untrusted_because,
                    "elpd_loo": fit.elpd_loo, "elpd_loo_se": fit.elpd_loo_se, "p_loo": fit.p_loo,
-                   "n_pareto_k_bad": fit.n_pareto_k_bad}
-            if fit.trusted and label in posteriors:
-                trusted[label] = row
+                   "n_pareto_k_bad": fit.n_pareto_k_bad, "loo_reliable": False}
+            if label in loos:
+                row |= loo_reliability(loos[label])
+            if not fit.trusted:
+                row["not_ranked_because"] = f"untrusted: {fit.untrusted_because}"
+            elif label not in loos:
+                row["not_ranked_because"] = "no PSIS-LOO"
+            elif not row["loo_reliable"]:
+                row["not_ranked_because"] = loo_unreliable_because(row)
+            else:
+                row["not_ranked_because"] = ""
+                ranked[label] = row
             rows.append(row)
-        if len(trusted) >= 2:
-            compared = az.compare({label: posteriors[label] for label in trusted}, method="stacking",
+        if len(ranked) >= 2:
+            compared = az.compare({label: loos[label] for label in ranked}, method="stacking",
                                   var_name=OBSERVED, round_to="none")
             for label, result in compared.iterrows():
-                trusted[label] |= {"rank": int(result["rank"]), "elpd_diff": float(result["elpd_diff"]),
-                                   "elpd_diff_se": float(result["dse"]), "weight": float(result["weight"])}
-        elif len(trusted) == 1:
-            next(iter(trusted.values())).update(rank=0, elpd_diff=0.0, elpd_diff_se=0.0, weight=1.0)
+                ranked[label] |= {"rank": int(result["rank"]), "elpd_diff": float(result["elpd_diff"]),
+                                  "elpd_diff_se": float(result["dse"]), "weight": float(result["weight"])}
+        elif len(ranked) == 1:
+            next(iter(ranked.values())).update(rank=0, elpd_diff=0.0, elpd_diff_se=0.0, weight=1.0)
     table = pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
+    table["loo_reliable"] = table["loo_reliable"].astype(bool)
+    table["not_ranked_because"] = table["not_ranked_because"].fillna("").astype(str)
     return table.sort_values(["dataset", "rank"], na_position="last", kind="stable").reset_index(drop=True)

@@ -5,7 +5,8 @@ messages, provenance) reaches the page escaped. Images are embedded.
 
 No headline ranks a model on untrusted fits: every comparison of errors uses trusted fits,
 says how many each side kept, and never names as best a model whose fits in that cell are
-mostly untrusted.
+mostly untrusted. Nor on an unreliable PSIS-LOO: a real data set's finding ranks only the
+trusted fits whose Pareto k are all good, and names the others with their k counts.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
     out = []
     cells = _cells(summary)
     hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
-    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
+    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False, dropna=False):
         shares = {}
         for parameterisation in PARAMETERISATIONS:
             side = rows[rows["parameterisation"] == parameterisation]
@@ -148,7 +149,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
     cells = _cells(summary)
     hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
     tas = sorted(hierarchical["target_accept"].unique())
-    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False):
+    for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False, dropna=False):
         low, high = tas[0], tas[-1]
 
         def mean(parameterisation, ta):
@@ -185,7 +186,7 @@ def trap_headlines(summary: pd.DataFrame) -> list[Headline]:
     stayed untrusted by R-hat or ESS: silence from the divergence check is not a pass."""
     out = []
     cells = _cells(summary)
-    for (scenario, outliers, label), rows in cells.groupby(["scenario", "outliers", "label"], sort=False):
+    for (scenario, outliers, label), rows in cells.groupby(["scenario", "outliers", "label"], sort=False, dropna=False):
         rows = rows.sort_values("target_accept")
         if len(rows) < 2:
             continue
@@ -224,7 +225,7 @@ def _pool(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per model (label) over target_accepts: trusted counts summed, errors as the
     trusted-fit-weighted means."""
     out = []
-    for label, group in rows.groupby("label", sort=False):
+    for label, group in rows.groupby("label", sort=False, dropna=False):
         weights = group["n_trusted"]
         row = {"label": label, "n_trusted": int(weights.sum()), "n_fits": int(group["n_fits"].sum())}
         for column in ("slope_rmse_mean", "minority_abs_error_mean"):
@@ -285,7 +286,7 @@ def likelihood_headlines(summary: pd.DataFrame) -> list[Headline]:
     cells = _cells(summary)
     if cells["likelihood"].nunique() < 2:
         return out
-    for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False):
+    for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False, dropna=False):
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
         rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == "default")]
         sides = {}
@@ -349,7 +350,7 @@ def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
     """Per calibration cell: calibrated, or which parameters are not and how."""
     out = []
     cell = ["model", "likelihood", "prior", "backend", "scenario", "target_accept"]
-    for keys, rows in calibration.groupby(cell, sort=False):
+    for keys, rows in calibration.groupby(cell, sort=False, dropna=False):
         model, likelihood, prior, backend, scenario, ta = keys
         key = f"calibration:{model}:{likelihood}:{prior}:{backend}:{scenario}:{ta:g}"
         bad = rows[rows["miscalibrated"].astype(bool)]
@@ -370,24 +371,52 @@ def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
     return out
 
 
+def _loo_unreliable(rows: pd.DataFrame) -> pd.DataFrame:
+    """The trusted, unranked fits whose PSIS-LOO the comparison found unreliable."""
+    flagged = rows["loo_reliable"].eq(False) & rows["trusted"].astype(bool) & rows["rank"].isna()
+    return rows[flagged & rows["n_pareto_k_high"].notna()]
+
+
 def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
-    """Per real data set: which model predicts best, by how much in standard errors, and
-    which fits were left out as untrusted and why."""
+    """Per real data set: which model predicts best among the trusted fits whose PSIS-LOO is
+    reliable, by how much in standard errors; which trusted fits were not ranked because
+    their PSIS-LOO is unreliable (how many Pareto k are too high), or that none can be
+    ranked; and which fits were left out as untrusted and why."""
     out = []
-    for dataset, rows in comparison.groupby("dataset", sort=False):
+    # dropna=False: a data set named 'NA' (or read back as NaN) must not vanish.
+    for dataset, rows in comparison.groupby("dataset", sort=False, dropna=False):
         rows = rows.assign(label=[_label(r) for _, r in rows.iterrows()])
         key = f"real:{dataset}"
         ranked = rows.dropna(subset=["rank"]).sort_values("rank")
         untrusted = rows[~rows["trusted"].astype(bool)]
-        words = {"dataset": dataset}
+        unreliable = _loo_unreliable(rows)
+        words = {"dataset": str(dataset)}
         numbers = {}
-        if ranked.empty:
+        parts = []
+        for i, r in enumerate(unreliable.itertuples()):
+            tag = f"u{i}"
+            words[f"{tag}_name"] = r.label
+            numbers |= {f"{tag}_high": Number(f"{key}:{r.label}:n_pareto_k_high", r.n_pareto_k_high, 0),
+                        f"{tag}_n": Number(f"{key}:{r.label}:n_obs", r.n_obs, 0),
+                        f"{tag}_k": Number(f"{key}:{r.label}:pareto_k_threshold", r.pareto_k_threshold, 2)}
+            part = f"{{{tag}_name}} ({{{tag}_high}} of {{{tag}_n}} Pareto k > {{{tag}_k}}"
+            if pd.notna(r.p_loo):
+                numbers[f"{tag}_p"] = Number(f"{key}:{r.label}:p_loo", r.p_loo, 1)
+                part += f", p_loo {{{tag}_p}}"
+            parts.append(part + ")")
+        if ranked.empty and parts:
+            template = ("{dataset}: cannot rank: PSIS-LOO is unreliable for every trusted fit (" + "; ".join(parts)
+                        + "), so no model is named best.")
+        elif ranked.empty and rows["trusted"].astype(bool).any():
+            template = "{dataset}: no trusted fit has a PSIS-LOO, so no model is ranked."
+        elif ranked.empty:
             template = "{dataset}: no fit at the highest target_accept was trusted, so no model is ranked."
         else:
             best = ranked.iloc[0]
             words["best"] = best["label"]
             numbers["elpd"] = Number(f"{key}:best_elpd", best["elpd_loo"], 1)
-            template = "{dataset}: {best} predicts best (ELPD-LOO {elpd})"
+            among = " among the fits whose PSIS-LOO is reliable" if parts else ""
+            template = "{dataset}: {best} predicts best" + among + " (ELPD-LOO {elpd})"
             if len(ranked) > 1:
                 second = ranked.iloc[1]
                 words["second"] = second["label"]
@@ -397,6 +426,16 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
                 numbers["ratio"] = Number(f"{key}:diff_in_se", ratio, 1)
                 template += ", ahead of {second} by {diff} (SE {se}, {ratio} standard errors)"
             template += "."
+            if parts:
+                template += " Not ranked, PSIS-LOO unreliable: " + "; ".join(parts) + "."
+                higher = unreliable[unreliable["elpd_loo"] > best["elpd_loo"]]
+                if len(higher):
+                    # Their estimates may be biased (optimistic, mostly): the best of the
+                    # reliable fits is not shown to be the best of all.
+                    words["higher"] = ", ".join(higher["label"])
+                    template += (" The unreliable ELPD-LOO of {higher} " + ("is" if len(higher) == 1 else "are")
+                                 + " higher than {best}'s: the ranking is incomplete until " + ("it is" if len(higher) == 1 else "they are")
+                                 + " repaired (moment matching, refits or K-fold).")
         if len(untrusted):
             words["untrusted"] = "; ".join(f"{r.label} ({r.untrusted_because})" for r in untrusted.itertuples())
             template += " Not ranked, untrusted: {untrusted}."
@@ -427,7 +466,7 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
     if table.empty:
         return out
     thresholds = {}
-    for (prior, ta, noise), rows in table.groupby(["prior", "target_accept", "noise"], sort=True):
+    for (prior, ta, noise), rows in table.groupby(["prior", "target_accept", "noise"], sort=True, dropna=False):
         key = f"map:{prior}:{ta:g}:{noise:g}"
         words = {"prior": prior, "noise": f"{noise:g}", "ta": f"{ta:g}"}
         threshold = thresholds[prior, ta, noise] = centered_threshold(rows)
@@ -443,7 +482,7 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
                         "more untrusted fits from {threshold} points per group on ({comparison} the rule of thumb of about {rule}).")
         out.append(Headline(key, template, numbers, words, section="map"))
     priors = list(dict.fromkeys(table["prior"]))
-    for (ta, noise), rows in table.groupby(["target_accept", "noise"], sort=True):
+    for (ta, noise), rows in table.groupby(["target_accept", "noise"], sort=True, dropna=False):
         if len(priors) < 2:
             break
         found = {p: thresholds.get((p, ta, noise)) for p in priors}
@@ -562,6 +601,15 @@ def _format(value) -> str:
     return str(value)
 
 
+# Counts of the comparison table, shown whole (a column with a gap is float: 919.0, or
+# 1.23e+03 at three significant digits).
+COMPARISON_COUNTS = ("rank", "n_pareto_k_bad", "n_obs", "n_pareto_k_high")
+
+
+def _counts_as_integers(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    return frame.assign(**{c: [_format(v) if pd.isna(v) else str(int(v)) for v in frame[c]] for c in columns if c in frame})
+
+
 def table_rows(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     present = [c for c in columns if c in frame.columns]
     return [columns[c] for c in present], [[_format(v) for v in row] for row in frame[present].itertuples(index=False)]
@@ -597,10 +645,12 @@ def render_report(
                       "target_accept": "target_accept", "parameter": "parameter", "p_value": "p-value",
                       "alpha_bonferroni": "Bonferroni level", "departure": "departure", "share_trusted": "trusted sims"})
     comparison_header, comparison_rows = table_rows(
-        comparison, {"dataset": "data set", "model": "model", "likelihood": "likelihood", "prior": "prior", "backend": "backend",
+        _counts_as_integers(comparison, COMPARISON_COUNTS), {"dataset": "data set", "model": "model", "likelihood": "likelihood", "prior": "prior", "backend": "backend",
                      "trusted": "trusted", "untrusted_because": "untrusted because", "rank": "rank",
                      "elpd_loo": "ELPD-LOO", "elpd_loo_se": "SE", "elpd_diff": "ELPD diff", "elpd_diff_se": "diff SE",
-                     "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7"})
+                     "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7", "n_obs": "observations",
+                     "pareto_k_threshold": "k threshold", "n_pareto_k_high": "Pareto k > threshold",
+                     "loo_reliable": "PSIS-LOO reliable", "not_ranked_because": "not ranked because"})
     study = config.get("study", {})
     all_headlines = headlines(summary, fits)
     if sbc_fits is not None and (sbc_fits["status"] != "ok").any():

@@ -9,7 +9,7 @@ rule html_report:
         calibration=rules.aggregate.output.calibration_parquet,
         sbc_fits=rules.aggregate.output.sbc_fits,
         parameterisation=rules.aggregate.output.parameterisation_parquet,
-        comparison=rules.compare_real.output.comparison,
+        comparison=rules.compare_real.output.comparison_parquet,
         summary_figures=rules.plot_summary.output,
         posterior_figures=rules.plot_posterior.output.figures,
         funnel_figures=rules.plot_funnel.output.figures,

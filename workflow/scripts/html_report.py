@@ -19,7 +19,9 @@ html = render_report(
     config=snakemake.params.config,
     provenance=read_provenance(inputs.summary),
     calibration=pd.read_parquet(inputs.calibration),
-    comparison=pd.read_csv(inputs.comparison),
+    # Parquet, never the CSV twin: read back, a CSV guesses NA, and a data set named 'NA',
+    # 'nan', 'None' or 'null' would become NaN and vanish from the report.
+    comparison=pd.read_parquet(inputs.comparison),
     parameterisation=pd.read_parquet(inputs.parameterisation),
     sbc_fits=pd.read_parquet(inputs.sbc_fits),
 )
