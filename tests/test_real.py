@@ -3,12 +3,20 @@ and compared by PSIS-LOO where there is no truth."""
 
 from __future__ import annotations
 
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, snakemake, tiny_config
 from poolbench.data import DataError, read_user_csv
+from poolbench.storage import read_posterior
 
 RADON = REPO / "resources/data/radon_mn.csv"
 
@@ -88,6 +96,32 @@ def test_as_many_groups_as_rows_is_refused(tmp_path):
     assert "bad.csv: column 'clinic' (group): 90 groups for 90 rows; every row is its own group" in message
 
 
+def test_a_duplicated_header_is_refused_naming_the_columns(tmp_path):
+    """pandas would read `dose,dose` as `dose` and `dose.1` and the fit use the first one."""
+    frame = pd.read_csv(user_csv(tmp_path / "good.csv"))
+    path = tmp_path / "bad.csv"
+    text = frame.to_csv(index=False).splitlines()
+    assert text[0] == "patient,clinic,dose,response"
+    path.write_text("\n".join(["patient,clinic,dose,response,dose,clinic"] + [f"{line},0.5,x" for line in text[1:]]) + "\n")
+    with pytest.raises(DataError) as error:
+        read_user_csv(path, x="dose", y="response", group="clinic")
+    assert f"{path}: duplicated column(s) in the header: 'clinic'; 'dose'" in str(error.value)
+
+
+def test_a_header_duplicate_that_differs_only_by_whitespace_is_refused(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("x, x,y,group\n" + "".join(f"{i},{i},{i % 3},g{i % 2}\n" for i in range(8)))
+    with pytest.raises(DataError) as error:
+        read_user_csv(path, x="x", y="y", group="group")
+    assert f"{path}: duplicated column(s) in the header: 'x' (as 'x', ' x')" in str(error.value)
+
+
+def test_blank_header_cells_of_trailing_commas_are_not_duplicates(tmp_path):
+    path = tmp_path / "trailing.csv"
+    path.write_text("x,y,group,,\n" + "".join(f"{i},{i % 3},g{i % 2},,\n" for i in range(8)))
+    assert len(read_user_csv(path, x="x", y="y", group="group")) == 8
+
+
 def real_config(datasets: dict) -> dict:
     config = tiny_config(scenarios={}, datasets=datasets)
     config["study"]["name"] = "real"
@@ -99,14 +133,15 @@ def real_config(datasets: dict) -> dict:
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """Radon (as the default config fits it, fewer draws) and a user's CSV with its own
-    column names, both fitted in one run with no simulated scenario at all."""
+    column names, both fitted in one run with no simulated scenario at all. The user's data
+    set is named 'NA': a CSV read back with pandas' NA guessing would lose it."""
     workdir = tmp_path_factory.mktemp("real_run")
     trial = user_csv(workdir / "trial.csv")
     datasets = {
         "radon": {"csv": "resources/data/radon_mn.csv", "x": "floor", "y": "log_radon", "group": "county",
                   "variants": ["pooled_intercept", "varying_intercepts"], "min_group_size": 1},
-        "trial": {"csv": str(trial), "x": "dose", "y": "response", "group": "clinic",
-                  "variants": ["pooled_intercept", "unpooled_intercepts", "varying_intercepts"]},
+        "NA": {"csv": str(trial), "x": "dose", "y": "response", "group": "clinic",
+               "variants": ["pooled_intercept", "unpooled_intercepts", "varying_intercepts"]},
     }
     config = real_config(datasets)
     config["models"]["parameterisations"] = ["noncentered"]
@@ -125,22 +160,50 @@ def test_radons_hierarchical_fits_have_85_county_slopes(real_run):
     assert (fits[fits["scenario"] == "radon"]["elpd_loo"].notna()).all()
 
 
+def with_log_likelihood(path):
+    """A stored posterior with its pointwise log-likelihood, which the fit job computed and
+    dropped: computed here again by PyMC's own `compute_log_likelihood`, on the model the
+    path names (default priors), with the data the posterior holds."""
+    import pymc as pm
+
+    from poolbench import grid, paths
+    from poolbench.models import build_model
+
+    tree = read_posterior(path)
+    fit = paths.posterior_identity(str(path))
+    spec = grid.ModelSpec.from_name(fit["model"], fit["likelihood"], fit["prior"])
+    config = {"models": {"priors": {}, "likelihood_priors": {}, "prior_sets": {}}}
+    arrays = {"x": tree["constant_data"]["x"].values, "group_idx": tree["constant_data"]["group_idx"].values,
+              "y": tree["observed_data"]["y_obs"].values}
+    model = build_model(spec, grid.priors(config, spec), arrays, int(tree["posterior"].sizes.get("group", 1)))
+    return pm.compute_log_likelihood(tree, model=model, var_names=["y_obs"], progressbar=False)
+
+
 def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
     import arviz as az
 
-    from poolbench.storage import read_posterior
-
-    table = pd.read_csv(real_run / "tables/comparison.csv")
+    table = pd.read_csv(real_run / "tables/comparison.csv", keep_default_na=False, na_values=[""])
     fits = pd.read_parquet(real_run / "tables/fits.parquet")
-    for dataset in ("radon", "trial"):
+    pointwise = pd.read_parquet(real_run / "tables/loo_pointwise.parquet")
+    for dataset in ("radon", "NA"):
         rows = table[(table["dataset"] == dataset)]
         assert rows["elpd_loo"].notna().all()
         ranked = rows.dropna(subset=["rank"]).set_index("model")
         trusted = fits[(fits["scenario"] == dataset) & fits["trusted"]]
-        assert set(ranked.index) == set(trusted["model"])
+        # Ranked: the trusted fits whose PSIS-LOO is reliable; the other trusted ones say why not.
+        reliable = rows[rows["loo_reliable"].astype(bool)]
+        assert set(ranked.index) == set(trusted["model"]) & set(reliable["model"])
+        for row in rows.itertuples():  # reliable: no Pareto k above ArviZ's good_k for the draws
+            terms = pointwise[pointwise["posterior"].str.contains(f"/{row.model}/.*/posterior/{dataset}/", regex=True)]
+            good_k = min(1 - 1 / np.log10(terms["n_samples"].iloc[0]), 0.7)
+            high = int((~(terms["pareto_k"] <= good_k)).sum())
+            assert (row.n_obs, row.pareto_k_threshold, row.n_pareto_k_high, row.loo_reliable) == (
+                len(terms), pytest.approx(good_k), high, high == 0)
+            if row.trusted and not row.loo_reliable:
+                assert row.not_ranked_because == f"PSIS-LOO unreliable: {high} of {row.n_obs} Pareto k > {good_k:.2f}"
         if len(ranked) < 2:
             continue
-        trees = {model: read_posterior(next((real_run / "fits" / model).rglob(f"posterior/{dataset}/*.nc")))
+        trees = {model: with_log_likelihood(next((real_run / "fits" / model).rglob(f"posterior/{dataset}/*.nc")))
                  for model in ranked.index}
         direct = az.compare(trees, method="stacking", var_name="y_obs", round_to="none")
         for model, row in direct.iterrows():
@@ -152,18 +215,19 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
 
 
 def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(real_run):
-    """The comparison reads the `loo` job's pointwise table instead of computing LOO again:
-    what it rebuilds is ArviZ's result on the posterior, to the last digit."""
+    """The fit jobs compute each real-data fit's PSIS-LOO and keep its pointwise terms, not
+    its log-likelihood; the comparison rebuilds ArviZ's result from them: ArviZ's result on
+    the posterior with PyMC's own log-likelihood, to the last digit."""
     import arviz as az
 
     from poolbench.metrics import LOO_FIELDS, loo_from_table, pointwise_loo
-    from poolbench.storage import read_posterior
 
     pointwise = pd.read_parquet(real_run / "tables/loo_pointwise.parquet")
     assert pointwise["posterior"].nunique() == len(pd.read_parquet(real_run / "tables/loo.parquet"))
+    assert not [p for p in real_run.rglob("posterior/**/*.nc") if "log_likelihood" in read_posterior(p).children]
     for path, rows in pointwise.groupby("posterior"):
         stored = loo_from_table(rows)
-        direct = pointwise_loo(read_posterior(real_run.parents[1] / path))
+        direct = pointwise_loo(with_log_likelihood(real_run.parents[1] / path))
         for field in LOO_FIELDS:
             np.testing.assert_array_equal(getattr(stored, field), getattr(direct, field), err_msg=field)
         np.testing.assert_array_equal(stored.elpd_i.values, np.ravel(direct.elpd_i))
@@ -172,7 +236,7 @@ def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(r
     radon = {path: loo_from_table(rows) for path, rows in pointwise.groupby("posterior") if "/radon/" in path}
     labels = dict(enumerate(radon))
     on_tables = az.compare({label: radon[path] for label, path in labels.items()}, method="stacking", round_to="none")
-    on_posteriors = az.compare({label: read_posterior(real_run.parents[1] / path) for label, path in labels.items()},
+    on_posteriors = az.compare({label: with_log_likelihood(real_run.parents[1] / path) for label, path in labels.items()},
                                method="stacking", var_name="y_obs", round_to="none")
     pd.testing.assert_frame_equal(on_tables, on_posteriors, check_exact=True)
 
@@ -194,11 +258,185 @@ def test_with_two_backends_the_comparison_lists_each_model_once_from_the_first_b
     assert table["trusted"].all() and (table["untrusted_because"] == "").all()
 
 
+def loo_result(elpd_i, pareto_k, p_loo, n_samples=4000):
+    """A PSIS-LOO result as the `loo` job stores it (`loo_table`) and the comparison
+    rebuilds it (`loo_from_table`), with ArviZ's good_k for `n_samples` draws."""
+    from poolbench.metrics import loo_from_table
+
+    elpd_i, pareto_k = np.asarray(elpd_i, dtype=float), np.asarray(pareto_k, dtype=float)
+    good_k = min(1 - 1 / np.log10(n_samples), 0.7)
+    return loo_from_table(pd.DataFrame({"elpd_i": elpd_i, "pareto_k": pareto_k}).assign(
+        elpd=elpd_i.sum(), se=float(np.sqrt(len(elpd_i) * elpd_i.var())), p=p_loo, n_samples=n_samples,
+        n_data_points=len(elpd_i), scale="log", warning=bool((pareto_k > good_k).any()), good_k=good_k))
+
+
+def hand_made_comparison(dataset, models, n=30, seed=0):
+    """compare_real on hand-made fits of `dataset`: `models` maps a model to its mean
+    pointwise ELPD, its number of Pareto k above 0.7 (of `n`), p_loo and whether it is trusted."""
+    from poolbench.metrics import compare_real
+
+    rng = np.random.default_rng(seed)
+    fits, loos = [], {}
+    for model, (mean, n_high, p_loo, trusted) in models.items():
+        pareto_k = np.where(np.arange(n) < n_high, 0.9, 0.1)
+        loo = loo_result(mean + rng.normal(0, 0.3, n), pareto_k, p_loo)
+        loos[f"{dataset}/{model}/normal/default"] = loo
+        fits.append({"source": "real", "scenario": dataset, "target_accept": 0.99, "model": model, "likelihood": "normal",
+                     "prior": "default", "backend": "nutpie", "trusted": trusted,
+                     "untrusted_because": "" if trusted else "rhat", "elpd_loo": loo.elpd, "elpd_loo_se": loo.se,
+                     "p_loo": p_loo, "n_pareto_k_bad": n_high})
+    return compare_real(pd.DataFrame(fits), loos, "nutpie")
+
+
+def finding(comparison):
+    from poolbench.report import real_headlines, render_headline
+
+    (headline,) = real_headlines(comparison)
+    return headline, html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
+
+
+def test_a_trusted_fit_whose_psis_loo_is_unreliable_is_not_ranked_and_the_finding_says_why():
+    """29 of 30 Pareto k > 0.7 and p_loo 366 (the issue's case): its ELPD-LOO, the highest,
+    crowns nothing; the other trusted fits are ranked among themselves."""
+    table = hand_made_comparison("survey", {
+        "pooled_intercept": (-1.6, 0, 3.0, True),
+        "varying_intercepts_noncentered": (-1.5, 0, 8.0, True),
+        "unpooled_intercepts": (-1.0, 29, 366.0, True),
+        "unpooled": (-0.5, 0, 30.0, False),
+    }).set_index("model")
+    bad = table.loc["unpooled_intercepts"]
+    assert pd.isna(bad["rank"]) and not bad["loo_reliable"] and bad["trusted"]
+    assert (bad["n_obs"], bad["n_pareto_k_high"], bad["pareto_k_threshold"]) == (30, 29, 0.7)
+    assert bad["not_ranked_because"] == "PSIS-LOO unreliable: 29 of 30 Pareto k > 0.70"
+    assert table.loc["unpooled", "not_ranked_because"] == "untrusted: rhat" and pd.isna(table.loc["unpooled", "rank"])
+    ranked = table.dropna(subset=["rank"])
+    assert set(ranked.index) == {"pooled_intercept", "varying_intercepts_noncentered"}
+    assert ranked["loo_reliable"].all() and (ranked["not_ranked_because"] == "").all()
+    assert ranked["weight"].sum() == pytest.approx(1.0)
+    headline, text = finding(table.reset_index())
+    assert text.startswith("survey: varying_intercepts_noncentered predicts best among the fits whose PSIS-LOO is "
+                           "reliable (ELPD-LOO ")
+    assert "Not ranked, PSIS-LOO unreliable: unpooled_intercepts (29 of 30 Pareto k > 0.70, p_loo 366.0)." in text
+    assert "The unreliable ELPD-LOO of unpooled_intercepts is higher than varying_intercepts_noncentered's" in text
+    assert "Not ranked, untrusted: unpooled (rhat)." in text
+    # Every number quoted traces to a cell of the comparison table.
+    cells = {f"real:survey:{model}:{column}": table.loc[model, column] for model in table.index
+             for column in ("n_pareto_k_high", "n_obs", "pareto_k_threshold", "p_loo")}
+    cells |= {"real:survey:best_elpd": table.loc["varying_intercepts_noncentered", "elpd_loo"],
+              "real:survey:elpd_diff": -table.loc["pooled_intercept", "elpd_diff"],
+              "real:survey:elpd_diff_se": table.loc["pooled_intercept", "elpd_diff_se"],
+              "real:survey:diff_in_se": -table.loc["pooled_intercept", "elpd_diff"] / table.loc["pooled_intercept", "elpd_diff_se"]}
+    assert {n.key: n.value for n in headline.numbers.values()} == {k: pytest.approx(cells[k]) for k in
+                                                                    (n.key for n in headline.numbers.values())}
+    assert {n.key for n in headline.numbers.values()} >= {"real:survey:unpooled_intercepts:n_pareto_k_high",
+                                                          "real:survey:unpooled_intercepts:n_obs"}
+    # With 800 draws ArviZ's good_k is 1 - 1/log10(800) = 0.656: a k of 0.68 is already too high.
+    from poolbench.metrics import loo_reliability
+
+    few_draws = loo_result(np.zeros(4), [0.1, 0.1, 0.1, 0.68], 1.0, n_samples=800)
+    assert loo_reliability(few_draws) == {"n_obs": 4, "pareto_k_threshold": pytest.approx(0.6556, abs=1e-4),
+                                          "n_pareto_k_high": 1, "loo_reliable": False}
+    assert loo_reliability(loo_result(np.zeros(3), [0.1, np.nan, 0.2], 1.0))["n_pareto_k_high"] == 1  # NaN k: unreliable
+
+
+def test_when_no_trusted_fit_has_a_reliable_psis_loo_no_model_is_named_best():
+    table = hand_made_comparison("survey", {
+        "pooled_intercept": (-1.6, 2, 3.0, True),
+        "unpooled_intercepts": (-1.0, 29, 366.0, True),
+    })
+    assert table["rank"].isna().all() and not table["loo_reliable"].any()
+    assert list(table["not_ranked_because"]) == ["PSIS-LOO unreliable: 2 of 30 Pareto k > 0.70",
+                                                 "PSIS-LOO unreliable: 29 of 30 Pareto k > 0.70"]
+    _, text = finding(table)
+    assert text == ("survey: cannot rank: PSIS-LOO is unreliable for every trusted fit (pooled_intercept (2 of 30 Pareto "
+                    "k > 0.70, p_loo 3.0); unpooled_intercepts (29 of 30 Pareto k > 0.70, p_loo 366.0)), so no model is "
+                    "named best.")
+    assert "predicts best" not in text
+
+
+def render_comparison(comparison):
+    from poolbench.report import render_report
+
+    provenance = {"experiment_hash": "h", "git_commit": "c", "packages": {}, "created": "now"}
+    return render_report(summary=pd.DataFrame(), fits=pd.DataFrame({"status": ["ok"], "backend": ["nutpie"]}), figures=[],
+                         config={}, provenance=provenance, comparison=comparison)
+
+
+@pytest.mark.parametrize("name", ["NA", "nan", "None", "null", "NaN", "NULL"])
+def test_a_data_set_named_like_a_missing_value_is_compared_and_reported(tmp_path, name):
+    """Each is a valid data set name (quoted in YAML where YAML would read a null) and
+    pandas' default NA guessing would read each as NaN."""
+    from poolbench.storage import write_table
+
+    assert yaml.safe_load(f"'{name}': {{}}") == {name: {}}
+    table = hand_made_comparison(name, {"pooled_intercept": (-1.6, 0, 3.0, True), "unpooled_intercepts": (-1.0, 29, 366.0, True)})
+    assert list(table["dataset"]) == [name, name]
+    write_table(table, tmp_path / "comparison.parquet")
+    page = render_comparison(pd.read_parquet(tmp_path / "comparison.parquet"))
+    assert f"<li>{name}: pooled_intercept predicts best among the fits whose PSIS-LOO is reliable" in page
+    assert page.count(f"<tr><td>{name}</td>") == 2
+    # The comparison table says which fit was not ranked and why.
+    header = re.search(r"<tr>(<th>data set</th>.*?)</tr>", page).group(1)
+    assert header.endswith("<th>observations</th><th>k threshold</th><th>Pareto k &gt; threshold</th>"
+                           "<th>PSIS-LOO reliable</th><th>not ranked because</th>")
+    assert "<td>30</td><td>0.7</td><td>29</td><td>False</td><td>PSIS-LOO unreliable: 29 of 30 Pareto k &gt; 0.70</td></tr>" in page
+
+
+def test_the_report_script_reads_the_comparison_without_guessing_missing_values(tmp_path):
+    """`html_report.py`, run as Snakemake runs it on the comparison the rule hands it (its
+    Parquet, not its CSV), keeps a data set named 'NA': nothing poolbench wrote is read back
+    with NA guessing."""
+    from poolbench.storage import write_table
+
+    table = hand_made_comparison("NA", {"pooled_intercept": (-1.6, 0, 3.0, True), "unpooled_intercepts": (-1.0, 29, 366.0, True)})
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    write_table(table, tables / "comparison.parquet", tables / "comparison.csv")
+    assert pd.read_csv(tables / "comparison.csv")["dataset"].isna().all()  # what NA guessing does
+    write_table(pd.DataFrame({"status": ["ok"], "backend": ["nutpie"]}), tables / "fits.parquet")
+    summary = pd.DataFrame()
+    summary.attrs["provenance"] = {"experiment_hash": "h", "git_commit": "c", "packages": {}, "created": "now"}
+    write_table(summary, tables / "summary.parquet")
+    for name in ("calibration", "parameterisation", "sbc_fits"):
+        write_table(pd.DataFrame({"status": pd.Series(dtype=str)}), tables / f"{name}.parquet")
+    inputs = {name: tables / f"{name}.parquet" for name in ("summary", "fits", "calibration", "sbc_fits", "parameterisation")}
+    runs = [({"comparison": tables / f"comparison.{suffix}"} | inputs, {"html": tmp_path / f"report-{suffix}.html"})
+            for suffix in ("parquet",)]
+    rule = (REPO / "workflow/rules/report.smk").read_text()
+    assert "comparison=rules.compare_real.output.comparison_parquet," in rule
+    run_script("html_report", runs, {"figures": [], "config": {}}, tmp_path / "log.txt")
+    for _, outputs in runs:
+        page = outputs["html"].read_text()
+        assert "<li>NA: pooled_intercept predicts best among the fits whose PSIS-LOO is reliable" in page, outputs
+        assert page.count("<tr><td>NA</td>") == 2
+
+
+def run_script(name, runs, params, log):
+    """A workflow script run as Snakemake runs it, once per (inputs, outputs) of `runs`, in
+    an interpreter of its own, with a `snakemake` object holding them and `params`."""
+    runs = [({k: str(v) for k, v in inputs.items()}, {k: str(v) for k, v in outputs.items()}) for inputs, outputs in runs]
+    code = f"""
+import runpy, types
+class Files(list):
+    def __init__(self, named):
+        super().__init__(named.values())
+        self.__dict__.update(named)
+for inputs, outputs in {runs!r}:
+    snakemake = types.SimpleNamespace(input=Files(inputs), output=Files(outputs), params=types.SimpleNamespace(**{params!r}),
+                                      log=[{str(log)!r}], rule={name!r})
+    runpy.run_path({str(REPO / f"workflow/scripts/{name}.py")!r}, init_globals={{"snakemake": snakemake}})
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr + Path(log).read_text()
+
+
 def test_the_report_has_a_section_per_data_set(real_run):
     html = (real_run / "report.html").read_text()
     assert 'id="real"' in html
-    for dataset in ("radon", "trial"):
-        assert f"{dataset}: " in html and f'id="real_{dataset}_ppc"' in html and f'id="real_{dataset}_shrinkage"' in html
+    for dataset in ("radon", "NA"):
+        assert f"<li>{dataset}: " in html  # its finding, not only its figures
+        assert f"<td>{dataset}</td>" in html  # and its rows of the comparison table
+        assert f'id="real_{dataset}_ppc"' in html and f'id="real_{dataset}_shrinkage"' in html
         assert (real_run / f"figures/real/{dataset}_ppc.png").stat().st_size > 1000
     assert "predicts best (ELPD-LOO" in html
 
@@ -238,7 +476,29 @@ def test_a_failed_real_data_fit_is_listed_unranked_and_the_comparison_goes_on(tm
     config["models"]["priors"] = {"unpooled_intercepts": {"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1e300}}
     config.setdefault("trust", {})["max_rhat"] = 1.1  # the short chains of tests; the ranking path is what is tested
     snakemake(tmp_path, config)
-    table = pd.read_csv(tmp_path / "results/real/tables/comparison.csv").set_index("model")
+    table = pd.read_csv(tmp_path / "results/real/tables/comparison.csv", keep_default_na=False, na_values=[""]).set_index("model")
     assert table.loc["unpooled_intercepts", "untrusted_because"] == "failed"
     assert pd.isna(table.loc["unpooled_intercepts", "rank"]) and table.loc["pooled_intercept", "rank"] == 0
     assert "starting point failed" in (tmp_path / "results/real/report.html").read_text()
+
+
+def test_fit_jobs_declare_the_memory_and_runtime_of_their_data(real_run):
+    """Issue #24, item 10: a fit job's declared resources follow its real data set's rows
+    (read from the prepared table once it exists) and the draws; simulated-data jobs keep
+    the base. The declarations cover what was measured at 100,000 and 300,000 rows
+    (docs/performance.md, "Big data")."""
+    from poolbench import resources
+
+    workdir = real_run.parents[1]
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    planned = snakemake(workdir, config, "--dry-run", "--forcerun", "fit").stdout
+    declared = {m["part"]: (int(m["runtime"]), int(m["mem"])) for m in re.finditer(
+        r"part=(?P<part>\S+?)\n(?:.*\n)*?\s+resources: .*runtime=(?P<runtime>\d+), mem_mb=(?P<mem>\d+)", planned)}
+    draws = config["sampler"]["draws"] * config["sampler"]["chains"]
+    assert declared["radon-p0"] == (resources.fit_job_minutes(919, draws, 1), resources.fit_job_mem_mb(919, draws))
+    assert resources.fit_job_mem_mb(919, draws) > resources.FIT_JOB_BASE_MB
+    assert resources.fit_job_mem_mb(0, draws) == resources.FIT_JOB_BASE_MB
+    for rows, peak_mb, psis_seconds in ((100_000, 922, 421), (300_000, 1528, 934)):
+        assert resources.fit_job_mem_mb(rows, 200) > peak_mb
+        assert (resources.fit_job_minutes(rows, 200, 1) - resources.FIT_JOB_BASE_MINUTES) * 60 > psis_seconds
+    assert resources.fit_job_mem_mb(10**6, 4000) > 8 * 4000 * 10**6 / 1e6  # the log-likelihood alone

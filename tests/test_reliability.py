@@ -512,3 +512,128 @@ def test_a_new_target_accept_samples_only_the_new_fits(finished_copy):
     assert len(logs) == 4 and all("24 fits, 16 from the cache" in log for log in logs)
     fits = pd.read_parquet(finished_copy / R / "tables/fits.parquet")
     assert sorted(fits["target_accept"].unique()) == [0.8, 0.9, 0.99] and len(fits) == 96
+
+
+# Issue #24: what the cache key does not cover must still never leave stale numbers.
+
+def test_a_changed_hdi_prob_recomputes_the_intervals_from_the_cached_draws(tmp_path, caplog):
+    """Item 1: `hdi_prob` is not in the cache key (the draws do not depend on it), so the
+    fit comes back from the cache, but its intervals and coverage are those of the new
+    probability, computed from the same draws."""
+    import arviz as az
+
+    caplog.set_level("INFO", logger="poolbench")
+    source = simulated_source(tmp_path / "data", {"hard": DEFAULT["scenarios"]["hard"]}, [0])
+    keys, cache = fit_keys("hard", [0]), tmp_path / "cache"
+    wide, wide_groups = fit("hierarchical_noncentered", keys, source, tmp_path / "a", draws=300, cache=cache)
+    caplog.clear()
+    narrow, narrow_groups = fit("hierarchical_noncentered", keys, source, tmp_path / "b", draws=300, cache=cache,
+                                hdi_prob=0.5)
+    assert "1 fits, 1 from the cache" in caplog.text
+    tree = read_posterior(next((tmp_path / "b").rglob("*.nc")))
+    hdi = az.hdi(tree, prob=0.5, var_names=["mu_slope", "slope"]).to_dataset()
+    assert narrow.loc[0, "hdi_prob"] == 0.5
+    assert narrow.loc[0, "mu_slope_hdi_lower"] == float(hdi["mu_slope"].sel(ci_bound="lower"))
+    assert narrow.loc[0, "mu_slope_hdi_upper"] == float(hdi["mu_slope"].sel(ci_bound="upper"))
+    assert list(narrow_groups["slope_hdi_lower"]) == list(hdi["slope"].sel(ci_bound="lower").values)
+    assert narrow.loc[0, "mu_slope_hdi_upper"] - narrow.loc[0, "mu_slope_hdi_lower"] < (
+        wide.loc[0, "mu_slope_hdi_upper"] - wide.loc[0, "mu_slope_hdi_lower"])
+    # The draws are the cached ones: the means did not move.
+    assert narrow.loc[0, "mu_slope_mean"] == wide.loc[0, "mu_slope_mean"]
+    pd.testing.assert_series_equal(narrow_groups["slope_mean"], wide_groups["slope_mean"])
+
+
+def test_a_changed_thin_gives_the_ranks_of_the_new_thinning(tmp_path, caplog):
+    """Item 2: a calibration entry keeps no draws, so a changed `sbc/thin` samples again;
+    the ranks are those a fresh run with that thinning gives, never the old ones."""
+    from poolbench import grid
+    from poolbench.samplers import SamplerSettings
+    from poolbench.sbc import SbcBatch
+
+    spec = grid.ModelSpec.from_name("pooled")
+    config = {"models": {"priors": DEFAULT["models"]["priors"], "likelihood_priors": {}, "prior_sets": {}}}
+    keys = [grid.SbcKey("hard", i, 0.8) for i in range(2)]
+
+    def ranks(thin, cache):
+        batch = SbcBatch(spec=spec, fit_prior=grid.priors(config, spec), settings=SamplerSettings("nutpie", 100, 100, 2),
+                         scenarios={"hard": DEFAULT["scenarios"]["hard"] | {"minority_points": 5}}, master_seed=5,
+                         thin=thin, cache_dir=str(cache) if cache else None)
+        caplog.clear()
+        return batch.run(keys)[1]
+
+    caplog.set_level("INFO", logger="poolbench")
+    assert set(ranks(10, tmp_path / "cache")["n_ranks"]) == {20}
+    rethinned = ranks(50, tmp_path / "cache")
+    assert "2 simulations, 0 from the cache" in caplog.text
+    assert set(rethinned["n_ranks"]) == {4}
+    pd.testing.assert_frame_equal(rethinned, ranks(50, None))
+    ranks(50, tmp_path / "cache")
+    assert "2 simulations, 2 from the cache" in caplog.text
+
+
+def test_relabelled_groups_reach_the_groups_table_from_the_cache(tmp_path, caplog):
+    """Item 3: renaming a CSV's groups (same order) leaves x, y and the group index, and so
+    the cache key, unchanged: the fit is reused, with the new labels."""
+    from poolbench import data, grid
+    from poolbench.fit import DataSource
+
+    caplog.set_level("INFO", logger="poolbench")
+    rows = pd.DataFrame({"x": [0.1, 0.5, 0.9, 1.3] * 3, "y": [0.2, 0.9, 1.1, 2.0, 0.1, 0.4, 1.0, 1.2, 0.3, 0.8, 1.6, 2.4],
+                         "site": ["a"] * 4 + ["b"] * 4 + ["c"] * 4})
+
+    def groups_with(labels, directory):
+        csv = tmp_path / f"{directory}.csv"
+        rows.assign(site=rows["site"].map(dict(zip("abc", labels)))).to_csv(csv, index=False)
+        table = tmp_path / f"{directory}.parquet"
+        data.write_datasets([data.read_user_csv(csv, "x", "y", "site")], table)
+        source = DataSource({"sites": data.DatasetTable(table)}, {})
+        key = grid.FitKey(grid.REAL, "sites", grid.OBSERVED, 0, 0.9)
+        caplog.clear()
+        return fit("unpooled_intercepts", [key], source, tmp_path / directory, draws=100, tune=100, chains=2,
+                   cache=tmp_path / "cache", prior={"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1.0})[1]
+
+    before = groups_with(["north", "south", "west"], "first")
+    after = groups_with(["n-2", "s-2", "w-2"], "renamed")
+    assert "1 fits, 1 from the cache" in caplog.text
+    assert list(before["group_label"]) == ["north", "south", "west"]
+    assert list(after["group_label"]) == ["n-2", "s-2", "w-2"]
+    pd.testing.assert_frame_equal(after.drop(columns="group_label"), before.drop(columns="group_label"))
+
+
+@pytest.mark.parametrize(
+    "rule, model, scenario, figure",
+    [("plot_posterior", "unpooled", "tutorial", "posterior/unpooled.png"),
+     ("plot_funnel", "hierarchical_centered", "hard", "funnel/hard.png")],
+)
+def test_a_deleted_posterior_of_a_good_fit_is_an_error_naming_it_not_a_failed_fit(finished_copy, rule, model, scenario,
+                                                                                     figure):
+    """Item 4: a figure whose fit succeeded but whose posterior is gone stops with the file's
+    name and how to get it back, instead of drawing "this fit failed"; the advice works."""
+    posterior = next((finished_copy / R / "fits" / model).rglob(f"posterior/{scenario}/2at30_seed0_ta0.99.nc"))
+    posterior.unlink()
+    result = snakemake(finished_copy, tiny_config(), "--forcerun", rule, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{posterior.relative_to(finished_copy)}: missing, though the fit it belongs to succeeded" in output
+    advice = re.search(r"`snakemake (--forcerun \S+)`", output)[1].split()
+    snakemake(finished_copy, tiny_config(), *advice)
+    read_posterior(posterior)
+    assert (finished_copy / R / "figures" / figure).exists()
+
+
+def test_a_file_of_a_failed_fit_is_not_expected_and_one_of_a_good_fit_is(tmp_path):
+    """The rule behind item 4, for every reader of posteriors (figures, LOO): a failed fit
+    has no files; a succeeded one must have them; a fit the table does not know is refused."""
+    posterior = tmp_path / "results/s/fits/pooled/normal/default/nutpie/simulated-p0/posterior/hard/0at30_seed1_ta0.8.nc"
+    fits = pd.DataFrame([{"scenario": "hard", "outliers": "0at30", "seed": 1, "model": "pooled", "likelihood": "normal",
+                          "prior": "default", "backend": "nutpie", "target_accept": 0.8, "status": "failed"}])
+    assert storage.expect_file(posterior, fits) is False
+    with pytest.raises(FileNotFoundError, match=r"0at30_seed1_ta0\.8\.nc: missing, though the fit it belongs to "
+                                                r"succeeded.*--forcerun \S*results/s/fits/pooled/normal/default/nutpie/"
+                                                r"simulated-p0/fits\.parquet"):
+        storage.expect_file(posterior, fits.assign(status="ok"))
+    posterior.parent.mkdir(parents=True)
+    posterior.write_bytes(b"")
+    assert storage.expect_file(posterior, fits.assign(status="ok")) is True
+    with pytest.raises(ValueError, match="the fits table holds no record of this fit"):
+        storage.expect_file(posterior, fits.assign(seed=2))

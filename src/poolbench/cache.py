@@ -12,9 +12,12 @@ Before an entry is reused it is checked: readable JSON, the key it was stored un
 identity of the fit asked for, the checksum of what `entry.json` holds (the record, groups
 and ranks that go into the tables), and the posterior's checksum. A bad entry is reported by
 path, removed, and the fit is sampled again; nothing wrong is reused silently. The key
-covers data, model, priors, sampler settings, seed and sampler code, not the metrics: a
-change to the metrics recomputes them from the cached posterior, without sampling (a
-calibration fit, which keeps no posterior, is sampled again: same seed, same draws).
+covers data, model, priors, sampler settings, seed and sampler code, not the metrics: the
+stored metrics are reused only while the metrics code and everything else they were
+computed from (`metrics_inputs`: the HDI probability, the group labels, the truth, the
+thinning of calibration ranks) are unchanged. Otherwise they are recomputed from the cached
+posterior, without sampling (a calibration fit, which keeps no posterior, is sampled again:
+same seed, same draws).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import importlib.metadata
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +68,14 @@ def metrics_code_version() -> str:
     return _version(METRICS_MODULES, METRICS_PACKAGES)
 
 
+def metrics_inputs(**inputs) -> str:
+    """The digest of what a fit's metrics depend on besides its posterior and the metrics
+    code: settings such as the HDI probability, the group labels, the truth. Stored with the
+    metrics; a mismatch means they are stale (a changed `hdi_prob` or a relabelled group
+    must not keep the old intervals or labels)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -93,10 +104,13 @@ def fit_key(arrays_sha: str, n_groups: int, model: dict, prior: dict, settings: 
 class CachedFit:
     entry: dict
     posterior: Path | None  # None: a record-only entry (`FitCache.put_record`)
+    # Files stored beside the posterior (a real-data fit's pointwise LOO), by name.
+    extras: dict[str, Path] = field(default_factory=dict)
 
-    @property
-    def metrics_current(self) -> bool:
-        return self.entry.get("metrics_version") == metrics_code_version()
+    def metrics_current(self, inputs: str) -> bool:
+        """Whether the stored metrics were computed by this metrics code from these
+        `metrics_inputs`."""
+        return self.entry.get("metrics_version") == metrics_code_version() and self.entry.get("metrics_inputs") == inputs
 
 
 class FitCache:
@@ -141,23 +155,29 @@ class FitCache:
                 problem = "its posterior.nc is missing"
             elif storage.file_sha256(posterior) != stored.get("posterior_sha256"):
                 problem = "its posterior.nc does not match its checksum (truncated or edited)"
+            else:
+                problem = _extras_problem(entry, stored.get("extras_sha256", {}))
         except (ValueError, UnicodeDecodeError) as exc:
             problem = f"its entry.json is not readable JSON ({exc})"
         if problem:
             log.warning("fit cache: discarding %s: %s; the fit is sampled again", entry, problem)
             storage.remove_path(entry)
             return None
-        return CachedFit(stored, posterior)
+        extras = {name: entry / name for name in stored.get("extras_sha256", {})}
+        return CachedFit(stored, posterior, extras)
 
-    def put(self, key: str, identity: dict, posterior: Path, sampling: dict, metrics: dict) -> None:
-        """Store a finished fit: a copy of its posterior file and its entry, atomically."""
-        self._put(key, identity, lambda target: storage.copy_file(posterior, target), sampling, metrics)
+    def put(self, key: str, identity: dict, posterior: Path, sampling: dict, metrics: dict,
+            extras: dict[str, Path] | None = None) -> None:
+        """Store a finished fit: a copy of its posterior file (and of `extras`, files by
+        name) and its entry, atomically."""
+        self._put(key, identity, posterior, sampling, metrics, extras or {})
 
     def put_record(self, key: str, identity: dict, sampling: dict, metrics: dict) -> None:
         """Store what was computed from a finished fit, without its posterior."""
-        self._put(key, identity, None, sampling, metrics)
+        self._put(key, identity, None, sampling, metrics, {})
 
-    def _put(self, key: str, identity: dict, write_posterior, sampling: dict, metrics: dict) -> None:
+    def _put(self, key: str, identity: dict, posterior: Path | None, sampling: dict, metrics: dict,
+             extras: dict[str, Path]) -> None:
         if self.directory is None:
             return
         entry = self._entry(key)
@@ -165,13 +185,16 @@ class FitCache:
         try:
             partial.mkdir(parents=True)
             checksum = None
-            if write_posterior is not None:
-                write_posterior(partial / "posterior.nc")
+            if posterior is not None:
+                storage.copy_file(posterior, partial / "posterior.nc")
                 checksum = storage.file_sha256(partial / "posterior.nc")
+            for name, path in extras.items():
+                storage.copy_file(path, partial / name)
             stored = {
                 "key": key,
                 "identity": identity,
                 "posterior_sha256": checksum,
+                "extras_sha256": {name: storage.file_sha256(partial / name) for name in extras},
                 "sampling": sampling,
                 **metrics,
             }
@@ -189,6 +212,15 @@ class FitCache:
         """Replace the metrics of an entry (recomputed by newer metrics code)."""
         cached.entry |= metrics
         storage.write_text(json.dumps(_sealed(cached.entry)), self._entry(key) / "entry.json")
+
+
+def _extras_problem(entry: Path, checksums: dict) -> str | None:
+    for name, checksum in checksums.items():
+        if not (entry / name).exists():
+            return f"its {name} is missing"
+        if storage.file_sha256(entry / name) != checksum:
+            return f"its {name} does not match its checksum (truncated or edited)"
+    return None
 
 
 def _content_sha256(stored: dict) -> str:

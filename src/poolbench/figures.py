@@ -42,3 +42,13 @@ FAMILIES = {
 
 # The parameterisation map's figures (per prior set), drawn by poolbench.plots.map_item_figure.
 MAP = ("ess_ratio", "divergences", "trusted")
+
+# Replicated datasets drawn in a real data set's posterior predictive check, per model:
+# the fit jobs store exactly these (each is a copy of y), so what is stored stays in
+# proportion to what is shown.
+PPC_DRAWS = 40
+# Observations at most in each density of that check: a kernel density of a million
+# points per line would cost minutes and gigabytes and look the same. The fit jobs store
+# the replicated values of this many evenly spaced rows; the observed density takes as many
+# evenly spaced quantiles of y. Both depend on the data alone.
+PPC_POINTS = 20_000

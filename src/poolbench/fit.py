@@ -16,14 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
 from poolbench.data import DatasetTable, Truth, model_arrays
+from poolbench.figures import PPC_DRAWS, PPC_POINTS
 from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed
-from poolbench.runtime import release_memory
+from poolbench.paths import loo_path
+from poolbench.runtime import progress, release_memory
 from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
 from poolbench.variants import OBSERVED
 
@@ -96,9 +99,8 @@ def posterior_tree(tree: xr.DataTree, arrays: dict, attrs: dict) -> xr.DataTree:
         "observed_data": xr.Dataset({OBSERVED: ("obs", arrays["y"])}),
         "constant_data": xr.Dataset({"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}),
     }
-    for group in ("log_likelihood", "posterior_predictive"):
-        if group in tree.children:
-            groups[group] = tree[group].to_dataset()
+    if "posterior_predictive" in tree.children:
+        groups["posterior_predictive"] = tree["posterior_predictive"].to_dataset()
     out = xr.DataTree.from_dict(groups)
     out.attrs |= attrs
     return out
@@ -155,22 +157,30 @@ class FitBatch:
         seed = fit_seed(self.master_seed, key, spec)
         fit_identity = identity(key, spec, settings.backend)
         replicate = key.source == REAL and key.target_accept == self.check_target_accept
+        model = {"model": spec.name, "likelihood": spec.likelihood}
+        if key.source == REAL:
+            # What a real-data entry stores besides the draws is part of its key: replicated
+            # datasets (a fit cached without them must not serve the predictive check), and
+            # the pointwise LOO with the code that computed it (the log-likelihood it came
+            # from is not kept, so the LOO cannot be recomputed from the entry).
+            model |= {"replicated": [PREDICTIVE_DRAWS, PPC_POINTS] if replicate else None,
+                      "loo_code": fit_cache.metrics_code_version()}
         cache_key = fit_cache.fit_key(
-            fit_cache.arrays_digest(arrays), n_groups,
-            # Whether the posterior holds replicated datasets is part of what is stored: a
-            # fit cached without them must not serve the predictive check.
-            {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate}, self.prior,
+            fit_cache.arrays_digest(arrays), n_groups, model, self.prior,
             settings.decides_draws(), key.target_accept, seed,
         )
         record = fit_identity | _design(truth) | {
             "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
             "hdi_prob": self.hdi_prob, "random_seed": seed, "compile_seconds": 0.0,
         }
+        metrics_inputs = self.metrics_inputs(data, truth, n_groups)
         hit = self.cache.get(cache_key, fit_identity)
         if hit is not None:
             try:
                 storage.copy_file(hit.posterior, task.posterior)
-                if not hit.metrics_current:  # the metrics code changed: recompute, do not resample
+                if LOO_FILE in hit.extras:
+                    storage.copy_file(hit.extras[LOO_FILE], loo_path(task.posterior))
+                if not hit.metrics_current(metrics_inputs):  # recompute from the draws, do not resample
                     tree = storage.read_posterior(hit.posterior)
                     self.cache.update_metrics(cache_key, hit, self.metrics(tree, data, truth, n_groups))
             except Exception as exc:
@@ -185,8 +195,9 @@ class FitBatch:
             start = time.perf_counter()  # the compile is shared out over the job's fits
             tree = sampler.sample(arrays, seed, key.target_accept)
             elapsed = time.perf_counter() - start
+            loo = None
             if key.source == REAL:  # judged without a truth: by predictive accuracy and checks
-                tree = _with_predictive(tree, sampler, arrays, seed, replicate)
+                tree, loo = _with_predictive(tree, sampler, arrays, seed, replicate)
         except storage.EnvironmentFault:
             raise
         except Exception as exc:
@@ -204,8 +215,12 @@ class FitBatch:
         tree = posterior_tree(tree, arrays, attrs)
         try:
             storage.write_posterior(tree, task.posterior)
+            extras = {}
+            if loo is not None:
+                extras[LOO_FILE] = Path(loo_path(task.posterior))
+                storage.write_table(metrics.loo_table(loo), extras[LOO_FILE])
             computed = self.metrics(tree, data, truth, n_groups)
-            self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed)
+            self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed, extras)
         except Exception as exc:
             if storage.is_environment_error(exc):
                 raise environment_fault(exc, f"storing the fit {spec.structure} {key}") from exc
@@ -214,13 +229,26 @@ class FitBatch:
 
     def metrics(self, tree: xr.DataTree, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> dict:
         """Everything a record says about a posterior, with the version of the code that
-        said it (stored in the cache beside the posterior)."""
-        sizes = data["group"].value_counts().reindex(range(n_groups), fill_value=0).to_numpy()
-        labels = data.drop_duplicates("group").set_index("group")["group_label"].reindex(range(n_groups))
-        labels = [str(g) if pd.isna(label) else label for g, label in zip(range(n_groups), labels)]
+        said it and what else it was computed from (stored in the cache beside the posterior)."""
+        sizes, labels = _group_facts(data, n_groups)
         groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary}
-        return {"metrics_version": fit_cache.metrics_code_version(), "record": record, "groups": groups}
+        return {"metrics_version": fit_cache.metrics_code_version(),
+                "metrics_inputs": self.metrics_inputs(data, truth, n_groups), "record": record, "groups": groups}
+
+    def metrics_inputs(self, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> str:
+        """What the metrics depend on besides the draws: the cache key covers x, y and the
+        group index, not the HDI probability, the groups' labels or the truth."""
+        sizes, labels = _group_facts(data, n_groups)
+        return fit_cache.metrics_inputs(hdi_prob=self.hdi_prob, sizes=sizes.tolist(), labels=labels,
+                                        truth=truth.to_json() if truth else None)
+
+
+def _group_facts(data: pd.DataFrame, n_groups: int) -> tuple:
+    """Each group's number of observations and label (its index where it has none)."""
+    sizes = data["group"].value_counts().reindex(range(n_groups), fill_value=0).to_numpy()
+    labels = data.drop_duplicates("group").set_index("group")["group_label"].reindex(range(n_groups))
+    return sizes, [str(g) if pd.isna(label) else str(label) for g, label in zip(range(n_groups), labels)]
 
 
 def _design(truth: Truth | None) -> dict:
@@ -236,21 +264,33 @@ def _design(truth: Truth | None) -> dict:
     }
 
 
-# Replicated datasets kept for the posterior predictive check of a real-data fit.
-PREDICTIVE_DRAWS = 100
+# Replicated datasets kept for the posterior predictive check of a real-data fit: as many
+# as its figure draws.
+PREDICTIVE_DRAWS = PPC_DRAWS
+# The cache entry's name of a real-data fit's pointwise LOO (`poolbench.paths.loo_path`).
+LOO_FILE = "loo.parquet"
 
 
-def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: int, replicate: bool) -> xr.DataTree:
-    """Add what a fit on real data is judged by: the pointwise log-likelihood (group
-    `log_likelihood`, for PSIS-LOO) and, where `replicate`, replicated datasets from a
-    thinned posterior (group `posterior_predictive`, for the predictive check)."""
+def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: int, replicate: bool):
+    """What a fit on real data is judged by: its PSIS-LOO (`metrics.pointwise_loo`), from
+    the pointwise log-likelihood, which is then dropped (draws x observations: at a million
+    rows it would be most of what is stored, twice), and, where `replicate`, replicated
+    datasets from a thinned posterior (group `posterior_predictive`, for the predictive
+    check). Returns the tree and the LOO result."""
     import pymc as pm
 
     from poolbench.models import PointwiseLogLikelihood
 
     if not hasattr(sampler, "log_likelihood"):  # compiled once per model
         sampler.log_likelihood = PointwiseLogLikelihood(sampler.model)
-    tree["log_likelihood"] = sampler.log_likelihood(tree, arrays)
+    n_obs, n_draws = len(arrays["y"]), tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
+    with progress(log, f"log-likelihood of {n_obs} observations x {n_draws} draws"):
+        log_likelihood = sampler.log_likelihood(tree, arrays)
+    # ArviZ fits each observation's Pareto tail in Python: ~2-4 ms each (docs/performance.md).
+    with progress(log, f"PSIS-LOO of {n_obs} observations"):
+        loo = metrics.pointwise_loo(xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(),
+                                                           "log_likelihood": log_likelihood}))
+    del log_likelihood
     if replicate:
         posterior = tree["posterior"].to_dataset()
         step = max(1, posterior.sizes["chain"] * posterior.sizes["draw"] // PREDICTIVE_DRAWS)
@@ -260,5 +300,10 @@ def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: in
             xr.DataTree.from_dict({"posterior": thinned}), model=sampler.model, var_names=[OBSERVED],
             random_seed=seed, progressbar=False,
         )
-        tree["posterior_predictive"] = predictive["posterior_predictive"]
-    return tree
+        replicated = predictive["posterior_predictive"].to_dataset()
+        rows = replicated[OBSERVED].dims[-1]
+        if replicated.sizes[rows] > PPC_POINTS:  # a documented cap: what the check draws, not every row
+            keep = np.unique(np.linspace(0, replicated.sizes[rows] - 1, PPC_POINTS).round().astype(int))
+            replicated = replicated.isel({rows: keep})
+        tree["posterior_predictive"] = replicated
+    return tree, loo

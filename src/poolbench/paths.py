@@ -17,9 +17,21 @@ def posterior_name(scenario: str, outliers: str, seed: int, ta_label: str) -> st
     return f"{scenario}/{outliers}_seed{seed}_ta{ta_label}.nc"
 
 
+def loo_path(posterior: str) -> str:
+    """A real-data fit's pointwise PSIS-LOO, beside its posterior: computed by the fit job
+    while the pointwise log-likelihood is in memory, so that the log-likelihood (draws x
+    observations) need not be stored."""
+    return str(posterior).removesuffix(".nc") + ".loo.parquet"
+
+
 def posterior_directory(path: str) -> str:
     """The fit job's posterior directory holding a posterior."""
     return str(path).split("/posterior/")[0] + "/posterior"
+
+
+def fit_job_directory(path: str) -> str:
+    """The fit job's directory (its fits.parquet, groups.parquet, posterior/) holding a posterior."""
+    return posterior_directory(path).removesuffix("/posterior")
 
 
 def posterior_identity(path: str) -> dict:

@@ -372,6 +372,18 @@ def ppc_figure(observed: np.ndarray, replicated: dict[str, np.ndarray], title: s
     return fig
 
 
+def ppc_points(values: np.ndarray) -> np.ndarray:
+    """At most `figures.PPC_POINTS` of a dataset's values for its density in the
+    predictive check: evenly spaced quantiles of the sorted values, so that the density
+    keeps the data's shape and depends on the data alone."""
+    from poolbench.figures import PPC_POINTS
+
+    values = np.asarray(values, dtype=float)
+    if values.size <= PPC_POINTS:
+        return values
+    return np.sort(values)[np.linspace(0, values.size - 1, PPC_POINTS).round().astype(int)]
+
+
 def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     from scipy.stats import gaussian_kde
 

@@ -6,6 +6,7 @@ Import this before numpy: BLAS and OpenMP read their thread counts at load time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -104,6 +105,28 @@ def start_job(snakemake, threads: int = 1) -> logging.Logger:
     stop_with_snakemake(logger)
     remove_stale_partials(snakemake, logger)
     return logger
+
+
+@contextlib.contextmanager
+def progress(logger: logging.Logger, what: str, every: float = 60.0):
+    """Log `what` when it starts, every `every` seconds while it runs (a step of minutes,
+    such as PSIS-LOO of a million rows, shows it is alive), and how long it took."""
+    done = threading.Event()
+    start = time.perf_counter()
+    logger.info("%s ...", what)
+
+    def beat():
+        while not done.wait(every):
+            logger.info("%s: still running after %.0f s", what, time.perf_counter() - start)
+
+    thread = threading.Thread(target=beat, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    logger.info("%s: %.1f s", what, time.perf_counter() - start)
 
 
 def freeze_imported_objects() -> None:

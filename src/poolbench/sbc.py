@@ -147,8 +147,8 @@ class SbcBatch:
         )
         hit = self.cache.get(cache_key, identity, posterior_required=False)
         # The entry keeps no posterior (it is cheaper to sample again than to store one):
-        # metrics from older metrics code mean sampling again.
-        if hit is not None and hit.metrics_current:
+        # metrics from older metrics code or other inputs (thinning) mean sampling again.
+        if hit is not None and hit.metrics_current(self.metrics_inputs(truth)):
             return record | hit.entry["sampling"] | hit.entry["record"] | {"_cached": True}, hit.entry["ranks"], True
         start = time.perf_counter()
         try:
@@ -173,5 +173,10 @@ class SbcBatch:
 
     def metrics(self, tree: xr.DataTree, truth: dict) -> dict:
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree)}
-        return {"metrics_version": fit_cache.metrics_code_version(), "record": record,
-                "ranks": ranks(tree, truth, self.thin)}
+        return {"metrics_version": fit_cache.metrics_code_version(), "metrics_inputs": self.metrics_inputs(truth),
+                "record": record, "ranks": ranks(tree, truth, self.thin)}
+
+    def metrics_inputs(self, truth: dict) -> str:
+        """What the ranks depend on besides the draws: the thinning (a changed `sbc/thin`
+        must not keep ranks of the old one) and the true values."""
+        return fit_cache.metrics_inputs(thin=self.thin, truth={name: np.asarray(value).tolist() for name, value in truth.items()})

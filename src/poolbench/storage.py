@@ -156,9 +156,9 @@ def recovery(posterior: str | Path) -> str:
     """How to get a good copy of a fit's posterior back: rerun its fit job (and what
     depends on it); its finished fits come back from the fit cache, whose entries are
     checked before reuse."""
-    from poolbench.paths import posterior_directory
+    from poolbench.paths import fit_job_directory
 
-    job = posterior_directory(posterior).removesuffix("/posterior")
+    job = fit_job_directory(posterior)
     return (
         f"Rerun its fit job with `snakemake --forcerun {job}/fits.parquet` (plus your usual "
         "options); finished fits come back from the fit cache, checked, without sampling."
@@ -205,19 +205,35 @@ def read_fit_posterior(path: str | Path, groups: tuple[str, ...] | None = None) 
     return tree
 
 
-def from_each_fit_posterior(paths, compute, groups: tuple[str, ...] | None = None) -> dict:
-    """`compute(posterior)` for each fit posterior in `paths` that exists (a failed fit has
-    none), keyed by path. One posterior is in memory at a time: each is released (a full
-    collection and `malloc_trim`, `poolbench.runtime.release_memory`) before the next is read."""
-    from poolbench.runtime import release_memory
+def fit_succeeded(path: str | Path, fits: pd.DataFrame) -> bool:
+    """Whether the fit whose posterior `path` names succeeded, by the fits table `fits`
+    (its identity columns and `status`). A succeeded fit's posterior (and what lies beside
+    it) must exist: `expect_file` says so, naming the file, when one does not. A fit the
+    table does not hold is an error too: the table and the files are from different runs."""
+    from poolbench.grid import target_accept_label
+    from poolbench.paths import posterior_identity
 
-    results = {}
-    for path in paths:
-        try:
-            tree = read_fit_posterior(path, groups)
-        except FileNotFoundError:
-            continue
-        results[path] = compute(tree)
-        del tree
-        release_memory()
-    return results
+    identity = posterior_identity(str(path))
+    label = identity.pop("target_accept_label")
+    match = fits["target_accept"].map(target_accept_label) == label
+    for column, value in identity.items():
+        match &= fits[column] == value
+    if not match.any():
+        raise ValueError(f"{path}: the fits table holds no record of this fit. {recovery(path)}")
+    return bool((fits.loc[match, "status"] == "ok").any())
+
+
+def expect_file(path: str | Path, fits: pd.DataFrame, posterior: str | Path | None = None) -> bool:
+    """True if `path` (the posterior of a fit, or a file beside `posterior`) must be read:
+    its fit succeeded and it exists. False if the fit failed (it has no files). Raises,
+    naming the file and how to get it back, if the fit succeeded and the file is missing:
+    a deleted posterior must not be shown as a failed fit."""
+    posterior = posterior or path
+    if not fit_succeeded(posterior, fits):
+        return False
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path}: missing, though the fit it belongs to succeeded (status ok in the fits table). "
+            f"{recovery(posterior)}"
+        )
+    return True

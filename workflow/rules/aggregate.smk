@@ -4,11 +4,12 @@ localrules:
     compare_real,
 
 
-# PSIS-LOO of every real-data fit, from its stored log-likelihood. Apart from the fit jobs
-# because its memory (~150 MB for radon's 4,000 x 919 values) would raise theirs.
+# PSIS-LOO of every real-data fit: the fit jobs compute it beside each posterior (while the
+# pointwise log-likelihood is in memory; it is not stored), this job collects it.
 rule loo:
     input:
         posteriors=fit_job_dirs(dict(enumerate(all_real_posteriors()))),
+        fits=real_fit_job_tables(),
     output:
         loo=P.table("loo"),
         pointwise=P.table("loo_pointwise"),
@@ -21,10 +22,11 @@ rule loo:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=get_loo_mem_mb,
         runtime=10,
     params:
         posteriors=all_real_posteriors(),
+        compared=list(real_posteriors().values()),
     script:
         "../scripts/loo.py"
 
@@ -84,7 +86,7 @@ rule compare_real:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=get_loo_mem_mb,
         runtime=10,
     params:
         posteriors=real_posteriors(),

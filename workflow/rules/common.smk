@@ -15,7 +15,7 @@ os.environ.update(
 ENV = "../../environment.yml"
 
 from poolbench import config as config_checks
-from poolbench import figures, grid, paths, variants
+from poolbench import figures, grid, paths, resources, variants
 
 # Snakemake runs `script:` jobs as `{sys.executable} {script}` with the interpreter's path
 # unquoted (snakemake/snakemake#2645): a space in it breaks every job. bin/setup avoids it;
@@ -189,6 +189,55 @@ COSTLIEST_FIT_JOB = max(map(_fit_job_cost, FIT_JOBS.values()), default=0)
 # alone at the end.
 LOO_PRIORITY = COSTLIEST_FIT_JOB + 1
 DATA_PRIORITY = COSTLIEST_FIT_JOB + 2
+
+
+def _real_rows(dataset):
+    """Rows of a prepared real data set (0 until it is prepared)."""
+    return resources.dataset_rows(P.dataset.format(scenario=dataset))
+
+
+def _job_real_rows(wildcards):
+    keys = FIT_JOBS[_job_key(wildcards)][1]
+    return max(
+        (_real_rows(k.scenario) for k in keys if k.source == grid.REAL), default=0
+    )
+
+
+def _draws():
+    return config["sampler"]["draws"] * config["sampler"]["chains"]
+
+
+def get_fit_mem_mb(wildcards, input):
+    """A fit job's memory, from the size of its real data (poolbench.resources)."""
+    return resources.fit_job_mem_mb(_job_real_rows(wildcards), _draws())
+
+
+def get_fit_runtime(wildcards, input):
+    n_fits = len(FIT_JOBS[_job_key(wildcards)][1])
+    return resources.fit_job_minutes(_job_real_rows(wildcards), _draws(), n_fits)
+
+
+def get_loo_mem_mb(wildcards, input):
+    """The LOO and comparison jobs' memory: the per-row LOO terms of the fits they read."""
+    posteriors = [p for p in all_real_posteriors() if p]
+    rows = [_real_rows(paths.posterior_identity(p)["scenario"]) for p in posteriors]
+    return resources.loo_job_mem_mb(sum(rows))
+
+
+def get_plot_real_mem_mb(wildcards, input):
+    largest = max(map(_real_rows, REAL_DATASETS), default=0)
+    return resources.plot_real_mem_mb(largest, figures.PPC_DRAWS)
+
+
+def get_prepare_mem_mb(wildcards, input):
+    """Reading a user's CSV: every cell as text first (its checks name the bad rows)."""
+    return resources.prepare_mem_mb(sum(Path(f).stat().st_size for f in input))
+
+
+def real_fit_job_tables():
+    """The fits tables of the fit jobs with real data (which fits succeeded)."""
+    jobs = {paths.fit_job_directory(p) for p in all_real_posteriors() if p}
+    return sorted(str(Path(job, "fits.parquet")) for job in jobs)
 
 
 def get_sbc_keys(wildcards):

@@ -19,11 +19,11 @@ rule fit:
     conda:
         ENV
     threads: lookup(dpath="sampler/threads", within=config)
-    # Measured peak RSS of a fit job: see docs/performance.md (tests check the declaration
-    # covers it); runtime grows with sampler/fits_per_job.
+    # From the size of the job's data (poolbench.resources; measured in docs/performance.md,
+    # and tests check the declaration covers the measured peak).
     resources:
-        mem_mb=1500,
-        runtime=30,
+        mem_mb=get_fit_mem_mb,
+        runtime=get_fit_runtime,
     params:
         # The job's fits: a change to any of them reruns it (the cache keeps finished fits).
         fits=get_fit_keys,

@@ -121,7 +121,7 @@ rule plot_real:
         ENV
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=get_plot_real_mem_mb,
         runtime=10,
     params:
         posteriors=real_posteriors(),

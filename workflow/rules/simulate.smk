@@ -44,7 +44,7 @@ rule prepare_dataset:
         ENV
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=get_prepare_mem_mb,
         runtime=5,
     params:
         csv=dataset_csv_path,

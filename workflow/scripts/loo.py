@@ -1,19 +1,28 @@
 from poolbench.runtime import start_job
 
-start_job(snakemake)
+logger = start_job(snakemake)
 
 import pandas as pd
 
-from poolbench.metrics import loo_summary, loo_table, pointwise_loo
-from poolbench.paths import posterior_identity
-from poolbench.storage import from_each_fit_posterior, write_table
+from poolbench.metrics import loo_from_table, loo_summary
+from poolbench.paths import loo_path, posterior_identity
+from poolbench.storage import expect_file, write_table
 
-# A failed fit has no posterior; its record stays without LOO.
-computed = from_each_fit_posterior(snakemake.params.posteriors, pointwise_loo, groups=("posterior", "log_likelihood"))
-write_table(
-    pd.DataFrame([posterior_identity(path) | loo_summary(loo) for path, loo in computed.items()]),
-    snakemake.output.loo,
-)
-# The comparison reads these pointwise terms instead of computing LOO again.
-pointwise = [loo_table(loo).assign(posterior=path) for path, loo in computed.items()]
+# The fit jobs computed each real-data fit's pointwise PSIS-LOO beside its posterior; this
+# job collects them. A failed fit has none (its record stays without LOO); a succeeded one
+# whose file is missing stops the job, naming the file.
+tables = [pd.read_parquet(path) for path in snakemake.input.fits]
+fits = pd.concat(tables, ignore_index=True) if tables else None  # None: no real data
+compared = set(snakemake.params.compared)
+summaries, pointwise = [], []
+for i, posterior in enumerate(snakemake.params.posteriors, start=1):
+    path = loo_path(posterior)
+    if not expect_file(path, fits, posterior):
+        continue
+    table = pd.read_parquet(path)
+    summaries.append(posterior_identity(posterior) | loo_summary(loo_from_table(table)))
+    if posterior in compared:  # the comparison reads these terms instead of computing LOO again
+        pointwise.append(table.assign(posterior=posterior))
+    logger.info("LOO %d/%d: %s (%d observations)", i, len(snakemake.params.posteriors), posterior, len(table))
+write_table(pd.DataFrame(summaries), snakemake.output.loo)
 write_table(pd.concat(pointwise, ignore_index=True) if pointwise else pd.DataFrame(), snakemake.output.pointwise)

@@ -2,18 +2,17 @@ from poolbench.runtime import start_job
 
 start_job(snakemake)
 
-from pathlib import Path
-
 import pandas as pd
 
 from poolbench import plots
-from poolbench.storage import read_fit_posterior
+from poolbench.storage import expect_file, read_fit_posterior
 
 settings, figures = plots.family_directory(snakemake)
+fits = pd.read_parquet(snakemake.input.fits)
 by_scenario = {}
 for key, posterior in snakemake.params.posteriors.items():
     scenario, parameterisation, ta = key.split("/")
-    if posterior and Path(posterior).exists():
+    if posterior and expect_file(posterior, fits):
         tree = read_fit_posterior(posterior)
         points = plots.funnel_points(tree, parameterisation, settings["funnel_group"])
     else:  # that fit failed: its panel stays empty

@@ -1,17 +1,17 @@
 from poolbench.runtime import start_job
 
-start_job(snakemake)
-
-from pathlib import Path
+logger = start_job(snakemake)
 
 import numpy as np
 import pandas as pd
 
 from poolbench import plots
-from poolbench.storage import read_fit_posterior
+from poolbench.figures import PPC_DRAWS
+from poolbench.storage import expect_file, read_fit_posterior
 from poolbench.variants import OBSERVED
 
 settings, figures = plots.family_directory(snakemake)
+fits = pd.read_parquet(snakemake.input.fits)
 groups = pd.read_parquet(snakemake.input.groups)
 by_dataset = {}
 for label, path in snakemake.params.posteriors.items():
@@ -20,14 +20,14 @@ for label, path in snakemake.params.posteriors.items():
 for dataset, models in by_dataset.items():
     observed, replicated = None, {}
     for model, path in models.items():
-        if not (path and Path(path).exists()):
+        if not (path and expect_file(path, fits)):
             continue
-        tree = read_fit_posterior(path)
-        observed = tree["observed_data"][OBSERVED].values
-        if "posterior_predictive" not in tree.children:  # a fit cached before it was shown here
-            continue
+        tree = read_fit_posterior(path, groups=("observed_data", "posterior_predictive"))
+        observed = plots.ppc_points(tree["observed_data"][OBSERVED].values)
         draws = tree["posterior_predictive"][OBSERVED].values
-        replicated[model] = draws.reshape(-1, draws.shape[-1])[:40]
+        replicated[model] = [plots.ppc_points(draw) for draw in draws.reshape(-1, draws.shape[-1])[:PPC_DRAWS]]
+        del tree
+        logger.info("%s: predictive check of %s read (%d observations)", dataset, model, draws.shape[-1])
     figure = (
         plots.ppc_figure(observed, replicated, f"{dataset}: observed and replicated data")
         if replicated
