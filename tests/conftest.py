@@ -71,6 +71,19 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+# Fixtures that run Snakemake or NUTS: a test needing one (directly or through another
+# fixture) is marked `slow`, like the tests that call them in their own body (marked by
+# hand), so that `pytest -m "not slow"` is the quick subset (README).
+SLOW_FIXTURES = {"tiny_run", "real_run", "sbc_run", "trust_run", "cached_fits", "tutorial_fits", "robust_fits",
+                 "right_and_wrong", "cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One complete run of tests/configs/tiny.yaml, shared by the end-to-end tests."""

@@ -307,6 +307,7 @@ def test_schema_enums_and_prior_defaults_come_from_the_variant_registry():
           "needs at least 100", "use sbc/thin 1..6")),
     ],
 )
+@pytest.mark.slow
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, path, value, fragment):
     result = snakemake(tmp_path, changed(path, value), "--dry-run", check=False)
     assert result.returncode != 0

@@ -114,6 +114,7 @@ def test_student_t_likelihood_recovers_the_minority_slope_despite_the_outliers(r
     assert robust_fits["student_t"]["nu_mean"] < 10
 
 
+@pytest.mark.slow
 def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp_path):
     source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [FUNNEL_SEED])
     keys = fit_keys("hard", [FUNNEL_SEED], (0.8, 0.99))
@@ -127,6 +128,7 @@ def test_funnel_centered_diverges_and_raising_target_accept_does_not_cure_it(tmp
     assert divergences["hierarchical_noncentered", 0.99] <= 3, divergences
 
 
+@pytest.mark.slow
 def test_rerun_gives_identical_records(tmp_path):
     source = simulated_source(tmp_path, {"hard": SCENARIOS["hard"]}, [0, 1])
     keys = fit_keys("hard", [0, 1])
@@ -136,6 +138,7 @@ def test_rerun_gives_identical_records(tmp_path):
     pd.testing.assert_frame_equal(first_groups, second_groups)
 
 
+@pytest.mark.slow
 def test_cache_reuses_finished_fits_and_samples_only_new_ones(tmp_path, caplog):
     caplog.set_level("INFO", logger="poolbench.fit")
     cache = tmp_path / "cache"
@@ -156,6 +159,7 @@ def test_cache_reuses_finished_fits_and_samples_only_new_ones(tmp_path, caplog):
     assert "3 fits, 0 from the cache" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_change_to_the_metrics_recomputes_them_from_the_cache_without_sampling(tmp_path, caplog, monkeypatch):
     """The cache key covers what decides the draws, not the metrics code."""
     from poolbench import cache as fit_cache
@@ -174,6 +178,7 @@ def test_a_change_to_the_metrics_recomputes_them_from_the_cache_without_sampling
     assert "a newer metrics module" in entry
 
 
+@pytest.mark.slow
 def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
     source = simulated_source(tmp_path, {"tutorial": SCENARIOS["tutorial"]}, [0])
     broken = DEFAULT["models"]["priors"]["hierarchical"] | {"noise_rate": 1e300, "sigma_dist": "exponential", "sigma_sd": 1.0}
@@ -187,6 +192,7 @@ def test_a_fit_that_cannot_initialise_is_recorded_as_failed(tmp_path):
     assert not list((tmp_path / "cache").rglob("entry.json"))  # failures are retried, not cached
 
 
+@pytest.mark.slow
 def test_poolbench_nutpie_callbacks_give_the_same_draws_as_nutpies_own(tmp_path):
     """poolbench.nutpie_callbacks copies results in a loop to compile faster; the draws
     must be bit-identical to those of nutpie's own callbacks, which are back in place after

@@ -4,6 +4,7 @@ cache; nothing wrong reused silently; provenance recorded (docs/reliability.md).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -13,9 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import xarray as xr
 
 from conftest import (
     BIN, DEFAULT, REPO, TINY_RESULTS, fit, fit_keys, job_counts, simulated_source, snakemake, tiny_config,
@@ -63,6 +66,7 @@ def fit_jobs_finished_in_log(workdir: Path) -> int:
     return sum(log.read_text().count("(Rule: fit)") for log in logs)
 
 
+@pytest.mark.slow
 def test_sigint_mid_run_then_rerun_redoes_only_unfinished_jobs(tmp_path, tiny_run):
     process = start_snakemake(tmp_path, tiny_config())
     wait_for(lambda: fit_jobs_finished_in_log(tmp_path) >= 1, what="a finished fit job")
@@ -105,6 +109,7 @@ def jobs_half_way(run: Path) -> list[Path]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_path):
     run = tmp_path / "killed"
     run.mkdir()
@@ -129,6 +134,7 @@ def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_
     pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
 
 
+@pytest.mark.slow
 def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_path):
     """Issue #12, item 9: SIGKILL of the top-level Snakemake. Its fit jobs notice and stop
     (no orphan races the rerun); the rerun after `--unlock` completes with the tables of an
@@ -153,6 +159,7 @@ def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_pa
     pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
 
 
+@pytest.mark.slow
 def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_as_one_core(tmp_path):
     """--cores 8 on 2 CPUs starts all 8 fit jobs (4 models x nutpie and PyMC's sampler, which
     compiles C code under PyTensor's compile lock) at once, each compiling into an empty
@@ -179,6 +186,7 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
         assert re.findall(r"'\w+', (\d+)", threads) and set(re.findall(r"'\w+', (\d+)", threads)) == {"1"}
 
 
+@pytest.mark.slow
 def test_full_runs_with_one_and_two_cores_give_identical_tables(tmp_path, tiny_run):
     snakemake(tmp_path, tiny_config(), cores=1)
     pd.testing.assert_frame_equal(fits_table(tmp_path), fits_table(tiny_run))  # tiny_run: --cores 2
@@ -186,6 +194,7 @@ def test_full_runs_with_one_and_two_cores_give_identical_tables(tmp_path, tiny_r
     pd.testing.assert_frame_equal(*groups)
 
 
+@pytest.mark.slow
 def test_plot_and_report_code_never_imports_pymc():
     modules = ["poolbench.plots", "poolbench.report", "poolbench.aggregate", "poolbench.storage",
                "poolbench.metrics", "poolbench.variants", "poolbench.figures", "poolbench.config"]
@@ -195,6 +204,7 @@ def test_plot_and_report_code_never_imports_pymc():
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_declared_fit_memory_covers_the_measured_peak(tiny_run):
     planned = snakemake(tiny_run, tiny_config(), "--dry-run", "--forcerun", "fit").stdout
     declared = int(re.search(r"rule fit:\n(?:.*\n)*?\s+resources: .*mem_mb=(\d+)", planned)[1])
@@ -222,6 +232,7 @@ def mtimes(paths):
     ],
     ids=["nan", "missing-column"],
 )
+@pytest.mark.slow
 def test_a_broken_dataset_fails_its_jobs_naming_the_file_and_keeps_other_results(finished_copy, edit, message):
     dataset = finished_copy / R / "datasets/hard.parquet"
     edit(pd.read_parquet(dataset)).to_parquet(dataset)
@@ -239,6 +250,7 @@ def showcase_posterior(run: Path, model="unpooled") -> Path:
     return next((run / R / "fits" / model).rglob("posterior/tutorial/2at30_seed0_ta0.99.nc"))
 
 
+@pytest.mark.slow
 def test_a_truncated_posterior_gives_a_clear_error_whose_advice_works(finished_copy):
     """Issue #12, item 1: a damaged result never damages the cache (it has its own bytes),
     and following the error's advice brings the good posterior back."""
@@ -259,6 +271,7 @@ def test_a_truncated_posterior_gives_a_clear_error_whose_advice_works(finished_c
     assert (finished_copy / R / "figures/posterior/unpooled.png").exists()
 
 
+@pytest.mark.slow
 def test_a_swapped_posterior_in_results_is_refused_not_shown_as_another_fit(finished_copy):
     """A posterior file copied over another one (same model, other dataset) is refused by
     the figure that reads it, naming both fits."""
@@ -349,6 +362,7 @@ def test_an_edited_record_in_a_cache_entry_is_refused_by_its_checksum(cached_fit
     pd.testing.assert_frame_equal(fits.drop(columns=records.TIMING), cached_fits[3].drop(columns=records.TIMING))
 
 
+@pytest.mark.slow
 def test_an_environment_error_fails_the_job_instead_of_the_fit(tmp_path, monkeypatch):
     """Issue #12, item 3, in-process: a full disk while storing a fit stops the job with the
     path and the cause; nothing is recorded as a failed fit."""
@@ -387,6 +401,7 @@ def mount_tmpfs_or_skip(path: Path, size: str) -> None:
         pytest.skip("cannot mount tmpfs here")
 
 
+@pytest.mark.slow
 def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
     """netCDF-C reports a full disk as "NetCDF: HDF error", without its cause
     (docs/upstream.md), so write_posterior serialises in memory and writes the bytes
@@ -408,6 +423,7 @@ def test_a_posterior_written_onto_a_full_disk_fails_naming_the_disk(tmp_path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_completes(tmp_path):
     """Issue #12, item 3, end to end: the fit cache on a tiny filesystem."""
     run = tmp_path / "run"
@@ -433,6 +449,7 @@ def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_comple
     pd.testing.assert_frame_equal(fits_table(run), fits_table(clean))
 
 
+@pytest.mark.slow
 def test_when_every_fit_fails_the_tables_figures_and_report_are_still_written(tmp_path):
     """Issue #12, item 4."""
     config = small_config()
@@ -467,6 +484,7 @@ def test_a_stale_partial_of_a_dead_writer_is_removed_by_the_next_job(tmp_path):
     assert not stale.exists() and live.exists()
 
 
+@pytest.mark.slow
 def test_an_unknown_model_on_the_command_line_is_refused_naming_it(finished_copy):
     target = f"{R}/fits/partial/normal/default/nutpie/simulated-p0/fits.parquet"
     result = snakemake(finished_copy, tiny_config(), target, check=False)
@@ -503,6 +521,7 @@ def _resolved_config(run: Path) -> dict:
     return config
 
 
+@pytest.mark.slow
 def test_a_new_target_accept_samples_only_the_new_fits(finished_copy):
     config = tiny_config()
     config["sampler"]["target_accept"] = [0.8, 0.9, 0.99]
@@ -516,6 +535,7 @@ def test_a_new_target_accept_samples_only_the_new_fits(finished_copy):
 
 # Issue #24: what the cache key does not cover must still never leave stale numbers.
 
+@pytest.mark.slow
 def test_a_changed_hdi_prob_recomputes_the_intervals_from_the_cached_draws(tmp_path, caplog):
     """Item 1: `hdi_prob` is not in the cache key (the draws do not depend on it), so the
     fit comes back from the cache, but its intervals and coverage are those of the new
@@ -543,6 +563,7 @@ def test_a_changed_hdi_prob_recomputes_the_intervals_from_the_cached_draws(tmp_p
     pd.testing.assert_series_equal(narrow_groups["slope_mean"], wide_groups["slope_mean"])
 
 
+@pytest.mark.slow
 def test_a_changed_thin_gives_the_ranks_of_the_new_thinning(tmp_path, caplog):
     """Item 2: a calibration entry keeps no draws, so a changed `sbc/thin` samples again;
     the ranks are those a fresh run with that thinning gives, never the old ones."""
@@ -571,6 +592,7 @@ def test_a_changed_thin_gives_the_ranks_of_the_new_thinning(tmp_path, caplog):
     assert "2 simulations, 2 from the cache" in caplog.text
 
 
+@pytest.mark.slow
 def test_relabelled_groups_reach_the_groups_table_from_the_cache(tmp_path, caplog):
     """Item 3: renaming a CSV's groups (same order) leaves x, y and the group index, and so
     the cache key, unchanged: the fit is reused, with the new labels."""
@@ -605,6 +627,7 @@ def test_relabelled_groups_reach_the_groups_table_from_the_cache(tmp_path, caplo
     [("plot_posterior", "unpooled", "tutorial", "posterior/unpooled.png"),
      ("plot_funnel", "hierarchical_centered", "hard", "funnel/hard.png")],
 )
+@pytest.mark.slow
 def test_a_deleted_posterior_of_a_good_fit_is_an_error_naming_it_not_a_failed_fit(finished_copy, rule, model, scenario,
                                                                                      figure):
     """Item 4: a figure whose fit succeeded but whose posterior is gone stops with the file's
@@ -637,3 +660,72 @@ def test_a_file_of_a_failed_fit_is_not_expected_and_one_of_a_good_fit_is(tmp_pat
     assert storage.expect_file(posterior, fits.assign(status="ok")) is True
     with pytest.raises(ValueError, match="the fits table holds no record of this fit"):
         storage.expect_file(posterior, fits.assign(seed=2))
+
+
+@pytest.mark.slow
+def test_a_real_data_fit_keeps_its_loo_terms_not_its_log_likelihood_and_recomputes_them_from_the_cache(
+        tmp_path, caplog, monkeypatch):
+    """Item 10: what a real-data fit stores is proportionate: its pointwise PSIS-LOO (a row
+    per observation), no log-likelihood (draws x observations), replicated datasets only of
+    the rows the predictive check draws (capped here at 5 of 40). A change to the metrics
+    code recomputes the LOO from the cached draws, without sampling, to the same values."""
+    from poolbench import cache as fit_cache
+    from poolbench import data, fit as fit_module, grid
+    from poolbench.fit import DataSource, FitBatch, FitTask
+    from poolbench.paths import loo_path
+    from poolbench.samplers import SamplerSettings
+
+    monkeypatch.setattr(fit_module, "PPC_POINTS", 5)
+    caplog.set_level("INFO", logger="poolbench")
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"x": rng.normal(size=40), "site": np.repeat(["a", "b", "c", "d"], 10)})
+    rows["y"] = 1 + 0.5 * rows["x"] + rng.normal(0, 0.3, 40)
+    rows.to_csv(tmp_path / "sites.csv", index=False)
+    data.write_datasets([data.read_user_csv(tmp_path / "sites.csv", "x", "y", "site")], tmp_path / "sites.parquet")
+    source = DataSource({"sites": data.DatasetTable(tmp_path / "sites.parquet")}, {})
+    key = grid.FitKey(grid.REAL, "sites", grid.OBSERVED, 0, 0.9)
+    spec = grid.ModelSpec.from_name("pooled_intercept")
+
+    def run(directory):
+        posterior = tmp_path / directory / "posterior/sites/observed_seed0_ta0.9.nc"
+        batch = FitBatch(spec, {"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1.0},
+                         SamplerSettings("nutpie", 100, 100, 2), 0.94, 3, source, tmp_path / "cache", check_target_accept=0.9)
+        caplog.clear()
+        assert batch.run([FitTask(key, str(posterior))])[0].loc[0, "status"] == "ok"
+        return read_posterior(posterior), pd.read_parquet(loo_path(str(posterior)))
+
+    tree, loo = run("first")
+    assert "log_likelihood" not in tree.children
+    assert tree["posterior_predictive"]["y_obs"].shape == (1, 40, 5)
+    assert len(loo) == 40 and loo["elpd_i"].notna().all() and loo["pareto_k"].notna().all()
+    monkeypatch.setattr(fit_cache, "metrics_code_version", lambda: "a newer metrics module")
+    again, recomputed = run("second")
+    assert "1 fits, 1 from the cache" in caplog.text and "PSIS-LOO of 40 observations" in caplog.text
+    pd.testing.assert_frame_equal(recomputed, loo)
+    xr.testing.assert_identical(again["posterior"], tree["posterior"])
+    assert '"loo_version": "a newer metrics module"' in next((tmp_path / "cache").rglob("entry.json")).read_text()
+    run("third")  # now current: copied from the cache, not computed
+    assert "1 fits, 1 from the cache" in caplog.text and "PSIS-LOO" not in caplog.text
+
+
+def test_progress_says_a_long_step_is_alive_and_how_long_it_took(caplog):
+    from poolbench.runtime import progress
+
+    caplog.set_level("INFO")
+    logger = logging.getLogger("poolbench.test")
+    with progress(logger, "a long step", every=0.05):
+        time.sleep(0.18)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "a long step ..." and re.fullmatch(r"a long step: 0\.\d s", lines[-1])
+    assert 2 <= sum("a long step: still running after" in line for line in lines) <= 4
+
+
+def test_the_predictive_checks_density_takes_at_most_ppc_points_evenly_spaced_quantiles():
+    from poolbench import figures, plots
+
+    small = np.arange(10.0)
+    assert list(plots.ppc_points(small)) == list(small)
+    values = np.random.default_rng(0).normal(size=figures.PPC_POINTS * 5 + 3)
+    kept = plots.ppc_points(values)
+    assert len(kept) == figures.PPC_POINTS and kept[0] == values.min() and kept[-1] == values.max()
+    assert np.all(np.diff(kept) >= 0) and abs(np.median(kept) - np.median(values)) < 1e-3

@@ -252,6 +252,7 @@ def test_hostile_strings_in_every_user_field_are_shown_not_run(tiny_run, tmp_pat
         driver.quit()
 
 
+@pytest.mark.slow
 def test_snakemake_report_builds_with_figures_and_captions(tiny_run):
     snakemake(tiny_run, tiny_config(), "--report", f"{R}/snakemake-report.zip")
     with zipfile.ZipFile(tiny_run / R / "snakemake-report.zip") as archive:
@@ -267,6 +268,7 @@ def test_snakemake_report_builds_with_figures_and_captions(tiny_run):
     assert "from this pipeline's own posteriors of the hard" in page  # the funnel's caption
 
 
+@pytest.mark.slow
 def test_changing_a_plot_setting_reruns_no_fit(tiny_run):
     config = tiny_config()
     config["plots"]["dpi"] = 72
@@ -276,6 +278,7 @@ def test_changing_a_plot_setting_reruns_no_fit(tiny_run):
     assert "rule plot_summary" in planned and "rule html_report" in planned
 
 
+@pytest.mark.slow
 def test_changing_a_trust_threshold_reruns_no_fit(tiny_run):
     """Issue #13: thresholds decide verdicts at aggregation; the fits stand."""
     config = tiny_config() | {"trust": {"max_rhat": 1.05}}
@@ -284,6 +287,7 @@ def test_changing_a_trust_threshold_reruns_no_fit(tiny_run):
     assert "rule aggregate" in planned and "rule html_report" in planned
 
 
+@pytest.mark.slow
 def test_changing_a_hierarchical_prior_reruns_only_hierarchical_fits(tiny_run):
     config = tiny_config()
     config["models"]["priors"]["hierarchical"]["sigma_rate"] = 10.0

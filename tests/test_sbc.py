@@ -91,6 +91,7 @@ def test_the_workflow_writes_ranks_calibration_figures_and_report(sbc_run):
     assert 'id="calibration"' in html and re.search(r"pooled on the hard design at target_accept 0.8 \(nutpie\): (mis)?calibrated", html)
 
 
+@pytest.mark.slow
 def test_more_simulations_sample_only_the_new_ones_and_the_ranks_do_not_change(sbc_run, tmp_path):
     before = pd.read_parquet(sbc_run / R / "sbc/ranks.parquet").drop(columns=["experiment"])
     snakemake(sbc_run, sbc_config(18))
@@ -104,6 +105,7 @@ def test_more_simulations_sample_only_the_new_ones_and_the_ranks_do_not_change(s
     pd.testing.assert_frame_equal(again, after)
 
 
+@pytest.mark.slow
 def test_calibration_cache_entries_keep_no_posterior_and_resample_when_the_metrics_change(tmp_path, caplog, monkeypatch):
     """A calibration fit's entry holds its record and ranks, not its draws (docs/performance.md):
     reused while the metrics code is the same, sampled again (same numbers) when it changed."""

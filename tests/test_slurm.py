@@ -51,6 +51,7 @@ def slurm_jobs(env: dict) -> list[dict]:
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_the_slurm_profile_runs_the_workflow_through_slurm(cluster, tmp_path, tiny_run):
     result = snakemake(
         tmp_path, tiny_config(), "--profile", str(REPO / "profiles/slurm"), env=cluster, timeout=1500

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO, snakemake, tiny_config
@@ -80,6 +81,7 @@ def tiny_study(name: str) -> dict:
     return config
 
 
+@pytest.mark.slow
 def test_two_studies_write_their_own_reports_and_neither_overwrites_the_other(tmp_path):
     snakemake(tmp_path, tiny_study("first"))
     first = tmp_path / "results/first/report.html"

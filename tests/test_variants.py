@@ -59,6 +59,7 @@ def test_the_simulator_draws_intercepts_only_when_asked_and_leaves_the_tutorial_
     np.testing.assert_array_equal(data_plain["x"], data["x"])
 
 
+@pytest.mark.slow
 def test_varying_intercept_models_recover_simulated_intercepts(tmp_path):
     source = simulated_source(tmp_path, {"with_intercepts": WITH_INTERCEPTS}, [0], [{"count": 0, "value": 30.0}])
     keys = fit_keys("with_intercepts", [0], level={"count": 0, "value": 30.0})
@@ -72,6 +73,7 @@ def test_varying_intercept_models_recover_simulated_intercepts(tmp_path):
             assert fits.loc[0, "mu_intercept_mean"] == pytest.approx(np.mean(groups["true_intercept"]), abs=0.6)
 
 
+@pytest.mark.slow
 def test_a_variant_name_with_underscores_runs_end_to_end(tmp_path):
     """Issue #14: `varying_intercepts` once parsed as ('varying', 'intercepts') and every
     fit of it failed. Simulate, fit, aggregate, figures and report, under its own name."""

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config, write_config
@@ -18,6 +19,7 @@ from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config
 R = TINY_RESULTS
 
 
+@pytest.mark.slow
 def test_snakemake_lint_is_clean():
     result = subprocess.run(
         [BIN / "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
@@ -26,11 +28,13 @@ def test_snakemake_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_snakefmt_check_passes():
     result = subprocess.run([BIN / "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
     # A simulate job per scenario (each writing 2 outlier levels x 5 seeds datasets into one
     # table) and one prepare job for radon; a fit job per compiled model (pooled, unpooled,
@@ -63,6 +67,7 @@ def dry_run_priorities(workdir: Path, config) -> dict[str, list[tuple[float, str
     return priorities
 
 
+@pytest.mark.slow
 def test_jobs_others_wait_on_run_first_then_the_costliest_fit_jobs_then_real_data_fits(tmp_path):
     """Issue #18: Snakemake's priorities do not pass to a job's inputs. Measured on the
     default run before this order: radon's small fit jobs (ready at once) held both cores
@@ -94,6 +99,7 @@ def test_jobs_others_wait_on_run_first_then_the_costliest_fit_jobs_then_real_dat
         assert by_model["varying_intercepts_noncentered", "student_t"] > by_model["pooled_intercept", "normal"]
 
 
+@pytest.mark.slow
 def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_jobs(tmp_path):
     """Issue #18, item 4: fits are batched into jobs of at most `fits_per_job`, so the DAG
     stays small however many seeds (the benchmark times it at three sizes)."""
@@ -107,6 +113,7 @@ def test_planning_a_hundred_thousand_fits_takes_seconds_and_a_bounded_number_of_
     assert counts["fit"] == 100
 
 
+@pytest.mark.slow
 def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):
     config = tiny_config()
     one, two = tmp_path / "cores1", tmp_path / "cores2"
@@ -118,6 +125,7 @@ def test_simulate_is_bit_for_bit_identical_across_runs_and_cores(tmp_path):
     assert not mismatch and not errors
 
 
+@pytest.mark.slow
 def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
     config = tiny_config(
         seeds=1,
@@ -146,6 +154,7 @@ def test_a_failed_fit_is_recorded_and_the_workflow_completes(tmp_path):
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
+@pytest.mark.slow
 def test_reordering_config_keys_reruns_no_computation(tiny_run):
     """Keys in another order (scenarios keep theirs: it is the order of the datasets) rerun
     at most the HTML report, which shows the config as written."""
@@ -162,6 +171,7 @@ def test_reordering_config_keys_reruns_no_computation(tiny_run):
     snakemake(tiny_run, tiny_config(), "--dry-run")  # leave tiny_run's config as it was
 
 
+@pytest.mark.slow
 def test_setup_puts_the_environment_of_a_checkout_with_a_space_where_there_is_none(tmp_path):
     """Issue #12, item 8: Snakemake runs scripts with the interpreter's path unquoted."""
     checkout = tmp_path / "probe space" / "poolbench"
@@ -178,6 +188,7 @@ def test_setup_puts_the_environment_of_a_checkout_with_a_space_where_there_is_no
     assert plain.stdout.strip() == ".venv"
 
 
+@pytest.mark.slow
 def test_a_python_with_a_space_in_its_path_is_refused_with_the_reason(tmp_path):
     """Where the interpreter's path has a space anyway, the run stops before any job with
     the reason, not with bash's "Is a directory" in every job."""
@@ -196,6 +207,7 @@ def test_a_python_with_a_space_in_its_path_is_refused_with_the_reason(tmp_path):
     assert "has a space in its path" in result.stdout + result.stderr and "snakemake/snakemake#2645" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_checkout_and_working_directory_with_spaces_run(tmp_path):
     checkout = tmp_path / "probe space" / "poolbench"
     shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", "results", ".git", ".snakemake", "__pycache__"))

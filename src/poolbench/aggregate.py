@@ -130,8 +130,8 @@ LOO_KEYS = ["scenario", "model", "likelihood", "prior", "backend", "target_accep
 
 
 def with_loo(fits: pd.DataFrame, loo: pd.DataFrame) -> pd.DataFrame:
-    """The real-data fits' PSIS-LOO columns (`poolbench.records.LOO`), computed from their
-    posteriors by the `loo` job (which knows them by their paths), joined to their records."""
+    """The real-data fits' PSIS-LOO columns (`poolbench.records.LOO`), computed by the fit
+    jobs and collected by the `loo` job (which knows them by their paths), joined to their records."""
     if loo.empty:
         return fits
     labelled = fits.drop(columns=records.LOO).assign(

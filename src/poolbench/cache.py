@@ -1,7 +1,8 @@
 """The fit cache: finished fits by the hash of everything that decides their draws.
 
 An entry is a folder `{key[:2]}/{key}/` holding the fit's posterior (its own copy: damage
-to a result under `results/` never reaches it) and `entry.json`: the key, the fit's
+to a result under `results/` never reaches it), files stored beside it (`extras`: a
+real-data fit's pointwise LOO), and `entry.json`: the key, the fit's
 identity, the posterior's SHA-256, the sampling facts (seed, time) and the metrics last
 computed from the posterior with the version of the metrics code that computed them.
 A calibration fit's entry holds no posterior (`put_record`): nothing downstream reads its
@@ -10,14 +11,15 @@ changes, such a fit is sampled again instead.
 
 Before an entry is reused it is checked: readable JSON, the key it was stored under, the
 identity of the fit asked for, the checksum of what `entry.json` holds (the record, groups
-and ranks that go into the tables), and the posterior's checksum. A bad entry is reported by
+and ranks that go into the tables), and the posterior's and extras' checksums. A bad entry is reported by
 path, removed, and the fit is sampled again; nothing wrong is reused silently. The key
 covers data, model, priors, sampler settings, seed and sampler code, not the metrics: the
 stored metrics are reused only while the metrics code and everything else they were
 computed from (`metrics_inputs`: the HDI probability, the group labels, the truth, the
 thinning of calibration ranks) are unchanged. Otherwise they are recomputed from the cached
 posterior, without sampling (a calibration fit, which keeps no posterior, is sampled again:
-same seed, same draws).
+same seed, same draws). A real-data fit's pointwise LOO is recomputed the same way when the
+metrics code changed (`poolbench.fit`: its log-likelihood again, from the cached draws).
 """
 
 from __future__ import annotations
@@ -208,10 +210,18 @@ class FitCache:
         finally:
             storage.remove_path(partial)
 
-    def update_metrics(self, key: str, cached: CachedFit, metrics: dict) -> None:
-        """Replace the metrics of an entry (recomputed by newer metrics code)."""
+    def update_metrics(self, key: str, cached: CachedFit, metrics: dict, extras: dict[str, Path] | None = None) -> None:
+        """Replace the metrics of an entry (recomputed by newer metrics code or from other
+        inputs) and copies of `extras` (files by name) with their checksums. The files go
+        first: a process killed in between leaves an entry whose checksums no longer match,
+        which is discarded when next read."""
+        entry = self._entry(key)
+        for name, path in (extras or {}).items():
+            storage.copy_file(path, entry / name)
+            cached.entry.setdefault("extras_sha256", {})[name] = storage.file_sha256(entry / name)
+            cached.extras[name] = entry / name
         cached.entry |= metrics
-        storage.write_text(json.dumps(_sealed(cached.entry)), self._entry(key) / "entry.json")
+        storage.write_text(json.dumps(_sealed(cached.entry)), entry / "entry.json")
 
 
 def _extras_problem(entry: Path, checksums: dict) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,14 +158,14 @@ class FitBatch:
         seed = fit_seed(self.master_seed, key, spec)
         fit_identity = identity(key, spec, settings.backend)
         replicate = key.source == REAL and key.target_accept == self.check_target_accept
-        model = {"model": spec.name, "likelihood": spec.likelihood}
+        # Whether the posterior holds replicated datasets is part of what is stored: a fit
+        # cached without them must not serve the predictive check.
+        model = {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate}
         if key.source == REAL:
-            # What a real-data entry stores besides the draws is part of its key: replicated
-            # datasets (a fit cached without them must not serve the predictive check), and
-            # the pointwise LOO with the code that computed it (the log-likelihood it came
-            # from is not kept, so the LOO cannot be recomputed from the entry).
-            model |= {"replicated": [PREDICTIVE_DRAWS, PPC_POINTS] if replicate else None,
-                      "loo_code": fit_cache.metrics_code_version()}
+            # A real-data entry keeps its pointwise LOO instead of its log-likelihood, and
+            # replicated datasets capped at what the check draws (issue #24): entries made
+            # before, which hold neither, never serve.
+            model |= {"replicated": [PREDICTIVE_DRAWS, PPC_POINTS] if replicate else False, "stores": "pointwise-loo"}
         cache_key = fit_cache.fit_key(
             fit_cache.arrays_digest(arrays), n_groups, model, self.prior,
             settings.decides_draws(), key.target_accept, seed,
@@ -178,11 +179,20 @@ class FitBatch:
         if hit is not None:
             try:
                 storage.copy_file(hit.posterior, task.posterior)
-                if LOO_FILE in hit.extras:
-                    storage.copy_file(hit.extras[LOO_FILE], loo_path(task.posterior))
-                if not hit.metrics_current(metrics_inputs):  # recompute from the draws, do not resample
+                stale_metrics = not hit.metrics_current(metrics_inputs)
+                stale_loo = key.source == REAL and not _loo_current(hit)
+                if stale_metrics or stale_loo:  # recompute from the cached draws, do not resample
                     tree = storage.read_posterior(hit.posterior)
-                    self.cache.update_metrics(cache_key, hit, self.metrics(tree, data, truth, n_groups))
+                    update = self.metrics(tree, data, truth, n_groups) if stale_metrics else {}
+                    extras = {}
+                    if stale_loo:  # the LOO code changed: its log-likelihood again, from the draws
+                        loo = _pointwise_loo(tree, self.models.get(arrays, n_groups), arrays)
+                        extras[LOO_FILE] = Path(loo_path(task.posterior))
+                        storage.write_table(metrics.loo_table(loo), extras[LOO_FILE])
+                        update["loo_version"] = fit_cache.metrics_code_version()
+                    self.cache.update_metrics(cache_key, hit, update, extras)
+                if LOO_FILE in hit.extras and not stale_loo:
+                    storage.copy_file(hit.extras[LOO_FILE], loo_path(task.posterior))
             except Exception as exc:
                 if storage.is_environment_error(exc):
                     raise environment_fault(exc, f"copying the cached fit {hit.posterior} to {task.posterior}") from exc
@@ -193,7 +203,9 @@ class FitBatch:
         try:
             sampler = self.models.get(arrays, n_groups)
             start = time.perf_counter()  # the compile is shared out over the job's fits
-            tree = sampler.sample(arrays, seed, key.target_accept)
+            # Real data may take minutes (a million rows): say so while it runs.
+            with progress(log, f"sampling {len(arrays['y'])} observations") if key.source == REAL else nullcontext():
+                tree = sampler.sample(arrays, seed, key.target_accept)
             elapsed = time.perf_counter() - start
             loo = None
             if key.source == REAL:  # judged without a truth: by predictive accuracy and checks
@@ -220,6 +232,8 @@ class FitBatch:
                 extras[LOO_FILE] = Path(loo_path(task.posterior))
                 storage.write_table(metrics.loo_table(loo), extras[LOO_FILE])
             computed = self.metrics(tree, data, truth, n_groups)
+            if loo is not None:
+                computed["loo_version"] = fit_cache.metrics_code_version()
             self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed, extras)
         except Exception as exc:
             if storage.is_environment_error(exc):
@@ -271,14 +285,15 @@ PREDICTIVE_DRAWS = PPC_DRAWS
 LOO_FILE = "loo.parquet"
 
 
-def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: int, replicate: bool):
-    """What a fit on real data is judged by: its PSIS-LOO (`metrics.pointwise_loo`), from
-    the pointwise log-likelihood, which is then dropped (draws x observations: at a million
-    rows it would be most of what is stored, twice), and, where `replicate`, replicated
-    datasets from a thinned posterior (group `posterior_predictive`, for the predictive
-    check). Returns the tree and the LOO result."""
-    import pymc as pm
+def _loo_current(hit: fit_cache.CachedFit) -> bool:
+    """Whether a real-data entry's pointwise LOO was computed by the current metrics code."""
+    return LOO_FILE in hit.extras and hit.entry.get("loo_version") == fit_cache.metrics_code_version()
 
+
+def _pointwise_loo(tree: xr.DataTree, sampler: Sampler, arrays: dict):
+    """PSIS-LOO of a real-data fit (`metrics.pointwise_loo`), from its pointwise
+    log-likelihood, which is not kept: draws x observations, at a million rows it would be
+    most of what is stored, twice (results and cache)."""
     from poolbench.models import PointwiseLogLikelihood
 
     if not hasattr(sampler, "log_likelihood"):  # compiled once per model
@@ -286,11 +301,19 @@ def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: in
     n_obs, n_draws = len(arrays["y"]), tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
     with progress(log, f"log-likelihood of {n_obs} observations x {n_draws} draws"):
         log_likelihood = sampler.log_likelihood(tree, arrays)
-    # ArviZ fits each observation's Pareto tail in Python: ~2-4 ms each (docs/performance.md).
+    # ArviZ fits each observation's Pareto tail in Python: 1.5-4 ms each (docs/upstream.md).
     with progress(log, f"PSIS-LOO of {n_obs} observations"):
-        loo = metrics.pointwise_loo(xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(),
+        return metrics.pointwise_loo(xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(),
                                                            "log_likelihood": log_likelihood}))
-    del log_likelihood
+
+
+def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: int, replicate: bool):
+    """What a fit on real data is judged by: its PSIS-LOO (`_pointwise_loo`) and, where
+    `replicate`, replicated datasets from a thinned posterior (group `posterior_predictive`,
+    for the predictive check). Returns the tree and the LOO result."""
+    import pymc as pm
+
+    loo = _pointwise_loo(tree, sampler, arrays)
     if replicate:
         posterior = tree["posterior"].to_dataset()
         step = max(1, posterior.sizes["chain"] * posterior.sizes["draw"] // PREDICTIVE_DRAWS)

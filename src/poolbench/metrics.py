@@ -172,7 +172,8 @@ LOO_FIELDS = ("elpd", "se", "p", "n_samples", "n_data_points", "scale", "warning
 
 def loo_table(loo) -> pd.DataFrame:
     """A `pointwise_loo` result as a table, a row per observation, from which `loo_from_table`
-    rebuilds it: the `loo` job stores it so that the comparison need not compute LOO again."""
+    rebuilds it: the fit job stores it beside the posterior (the log-likelihood it came from
+    is not kept), and the comparison rebuilds the result from it instead of computing LOO."""
     frame = pd.DataFrame({"elpd_i": np.ravel(loo.elpd_i), "pareto_k": np.ravel(loo.pareto_k)})
     return frame.assign(**{field: getattr(loo, field) for field in LOO_FIELDS})
 

@@ -25,23 +25,28 @@ BYTES_PER_ROW = 1_000
 LOO_JOB_BASE_MB = 1000
 # The real-data figures: the stored replicated datasets and the observed data.
 PLOT_BASE_MB = 1000
-# Minutes: the job's start, compiles and simulated fits; then, per real-data fit, PSIS-LOO
-# (ArviZ fits each observation's Pareto tail in Python: ~3-4 ms per observation on a busy
-# 2-core machine, docs/upstream.md) and the log-likelihood (~0.2 microseconds per draw and
-# observation), with a margin.
-FIT_JOB_BASE_MINUTES = 30
+# Minutes: the job's start (imports, compiles), each simulated fit (~1-2 s of sampling and
+# diagnostics on the default grid; 5 s with a margin) and calibration simulation (~0.5 s;
+# 1 s), then per real-data fit: PSIS-LOO (ArviZ fits each observation's Pareto tail in
+# Python: 1.5-4 ms per observation on a 2-core machine, docs/upstream.md) and sampling
+# with the log-likelihood (~0.15 microseconds per draw and row at 100,000 rows), with a
+# margin.
+FIT_JOB_BASE_MINUTES = 15
+SECONDS_PER_FIT = 5
+SECONDS_PER_SIMULATION = 1
 SECONDS_PER_ROW = 0.006
 SECONDS_PER_DRAW_AND_ROW = 0.5e-6
 
 
 def dataset_rows(path: str | Path) -> int:
     """Rows of a dataset table, from its Parquet footer (no data read); 0 if it is not
-    there yet (Snakemake asks again when the job is ready to run)."""
+    there yet (Snakemake asks again when the job is ready to run) or cannot be read (a
+    planning error here would stop every job; the job reading it names the file)."""
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(path).metadata.num_rows
-    except (FileNotFoundError, OSError):
+    except Exception:  # missing, or damaged: the job that reads it fails naming the file
         return 0
 
 
@@ -55,10 +60,11 @@ def fit_job_mem_mb(real_rows: int, draws: int) -> int:
     return FIT_JOB_BASE_MB + _mb(real_rows * (draws * FIT_BYTES_PER_DRAW_AND_ROW + BYTES_PER_ROW))
 
 
-def fit_job_minutes(real_rows: int, draws: int, n_fits: int) -> int:
-    """A fit job's runtime limit, in minutes."""
-    per_fit = real_rows * (SECONDS_PER_ROW + draws * SECONDS_PER_DRAW_AND_ROW)
-    return FIT_JOB_BASE_MINUTES + math.ceil(n_fits * per_fit / 60)
+def fit_job_minutes(real_rows: int, draws: int, n_fits: int, n_simulations: int = 0) -> int:
+    """A fit job's runtime limit, in minutes: `n_fits` fits (of `real_rows` rows each where
+    the job's data are real, 0 for simulated data) and `n_simulations` calibration fits."""
+    per_fit = SECONDS_PER_FIT + real_rows * (SECONDS_PER_ROW + draws * SECONDS_PER_DRAW_AND_ROW)
+    return FIT_JOB_BASE_MINUTES + math.ceil((n_fits * per_fit + n_simulations * SECONDS_PER_SIMULATION) / 60)
 
 
 def loo_job_mem_mb(total_rows: int) -> int:

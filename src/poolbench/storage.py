@@ -161,7 +161,8 @@ def recovery(posterior: str | Path) -> str:
     job = fit_job_directory(posterior)
     return (
         f"Rerun its fit job with `snakemake --forcerun {job}/fits.parquet` (plus your usual "
-        "options); finished fits come back from the fit cache, checked, without sampling."
+        "options); finished fits come back from the fit cache, checked, without sampling "
+        "(unless what decides their draws changed since)."
     )
 
 

@@ -213,8 +213,9 @@ def get_fit_mem_mb(wildcards, input):
 
 
 def get_fit_runtime(wildcards, input):
-    n_fits = len(FIT_JOBS[_job_key(wildcards)][1])
-    return resources.fit_job_minutes(_job_real_rows(wildcards), _draws(), n_fits)
+    _, keys, simulations = FIT_JOBS[_job_key(wildcards)]
+    rows = _job_real_rows(wildcards)
+    return resources.fit_job_minutes(rows, _draws(), len(keys), len(simulations))
 
 
 def get_loo_mem_mb(wildcards, input):

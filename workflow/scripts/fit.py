@@ -23,6 +23,9 @@ logger.info(
     "BLAS/OpenMP threads: %s",
     sorted({(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()}),
 )
+# What the job was given (from the size of its data: poolbench.resources), beside what it
+# then uses (its benchmark file), for a job that runs out of either.
+logger.info("declared: mem_mb=%s, runtime=%s min", snakemake.resources.get("mem_mb"), snakemake.resources.get("runtime"))
 w, params, output = snakemake.wildcards, snakemake.params, snakemake.output
 spec = ModelSpec.from_name(w.model, w.likelihood, w.prior)
 settings = SamplerSettings(backend=w.backend, threads=snakemake.threads, **params.sampler)
