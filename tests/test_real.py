@@ -498,7 +498,8 @@ def test_fit_jobs_declare_the_memory_and_runtime_of_their_data(real_run):
     assert declared["radon-p0"] == (resources.fit_job_minutes(919, draws, 1), resources.fit_job_mem_mb(919, draws))
     assert resources.fit_job_mem_mb(919, draws) > resources.FIT_JOB_BASE_MB
     assert resources.fit_job_mem_mb(0, draws) == resources.FIT_JOB_BASE_MB
-    for rows, peak_mb, psis_seconds in ((100_000, 922, 421), (300_000, 1528, 934)):
+    # Measured: peak RSS, and PSIS-LOO plus sampling (varying intercepts at 100,000 rows).
+    for rows, peak_mb, seconds in ((100_000, 922, 421 + 194), (300_000, 1528, 934 + 23)):
         assert resources.fit_job_mem_mb(rows, 200) > peak_mb
-        assert (resources.fit_job_minutes(rows, 200, 1) - resources.FIT_JOB_BASE_MINUTES) * 60 > psis_seconds
+        assert (resources.fit_job_minutes(rows, 200, 1) - resources.FIT_JOB_BASE_MINUTES) * 60 > seconds
     assert resources.fit_job_mem_mb(10**6, 4000) > 8 * 4000 * 10**6 / 1e6  # the log-likelihood alone

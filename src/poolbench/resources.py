@@ -29,13 +29,13 @@ PLOT_BASE_MB = 1000
 # diagnostics on the default grid; 5 s with a margin) and calibration simulation (~0.5 s;
 # 1 s), then per real-data fit: PSIS-LOO (ArviZ fits each observation's Pareto tail in
 # Python: 1.5-4 ms per observation on a 2-core machine, docs/upstream.md) and sampling
-# with the log-likelihood (~0.15 microseconds per draw and row at 100,000 rows), with a
-# margin.
+# with the log-likelihood (varying intercepts at 100,000 rows: 194 s for 200 draws, ~10
+# microseconds per draw and row; pooled: 1-3 s), with a margin of two.
 FIT_JOB_BASE_MINUTES = 15
 SECONDS_PER_FIT = 5
 SECONDS_PER_SIMULATION = 1
 SECONDS_PER_ROW = 0.006
-SECONDS_PER_DRAW_AND_ROW = 0.5e-6
+SECONDS_PER_DRAW_AND_ROW = 2e-5
 
 
 def dataset_rows(path: str | Path) -> int:
