@@ -183,13 +183,11 @@ class FitBatch:
                 stale_loo = key.source == REAL and not _loo_current(hit)
                 if stale_metrics or stale_loo:  # recompute from the cached draws, do not resample
                     tree = storage.read_posterior(hit.posterior)
-                    update = self.metrics(tree, data, truth, n_groups) if stale_metrics else {}
+                    update = self.metrics(tree, data, truth, n_groups, metrics_inputs) if stale_metrics else {}
                     extras = {}
                     if stale_loo:  # the LOO code changed: its log-likelihood again, from the draws
                         loo = _pointwise_loo(tree, self.models.get(arrays, n_groups), arrays)
-                        extras[LOO_FILE] = Path(loo_path(task.posterior))
-                        storage.write_table(metrics.loo_table(loo), extras[LOO_FILE])
-                        update["loo_version"] = fit_cache.metrics_code_version()
+                        extras = _write_loo(loo, task.posterior, update)
                     self.cache.update_metrics(cache_key, hit, update, extras)
                 if LOO_FILE in hit.extras and not stale_loo:
                     storage.copy_file(hit.extras[LOO_FILE], loo_path(task.posterior))
@@ -227,13 +225,8 @@ class FitBatch:
         tree = posterior_tree(tree, arrays, attrs)
         try:
             storage.write_posterior(tree, task.posterior)
-            extras = {}
-            if loo is not None:
-                extras[LOO_FILE] = Path(loo_path(task.posterior))
-                storage.write_table(metrics.loo_table(loo), extras[LOO_FILE])
-            computed = self.metrics(tree, data, truth, n_groups)
-            if loo is not None:
-                computed["loo_version"] = fit_cache.metrics_code_version()
+            computed = self.metrics(tree, data, truth, n_groups, metrics_inputs)
+            extras = _write_loo(loo, task.posterior, computed) if loo is not None else {}
             self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed, extras)
         except Exception as exc:
             if storage.is_environment_error(exc):
@@ -241,14 +234,16 @@ class FitBatch:
             raise
         return record | sampling | computed["record"], computed["groups"], False
 
-    def metrics(self, tree: xr.DataTree, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> dict:
+    def metrics(self, tree: xr.DataTree, data: pd.DataFrame, truth: Truth | None, n_groups: int,
+                inputs: str) -> dict:
         """Everything a record says about a posterior, with the version of the code that
-        said it and what else it was computed from (stored in the cache beside the posterior)."""
+        said it and what else it was computed from (`inputs`, `metrics_inputs`; stored in
+        the cache beside the posterior)."""
         sizes, labels = _group_facts(data, n_groups)
         groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary}
         return {"metrics_version": fit_cache.metrics_code_version(),
-                "metrics_inputs": self.metrics_inputs(data, truth, n_groups), "record": record, "groups": groups}
+                "metrics_inputs": inputs, "record": record, "groups": groups}
 
     def metrics_inputs(self, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> str:
         """What the metrics depend on besides the draws: the cache key covers x, y and the
@@ -283,6 +278,15 @@ def _design(truth: Truth | None) -> dict:
 PREDICTIVE_DRAWS = PPC_DRAWS
 # The cache entry's name of a real-data fit's pointwise LOO (`poolbench.paths.loo_path`).
 LOO_FILE = "loo.parquet"
+
+
+def _write_loo(loo, posterior: str, entry: dict) -> dict[str, Path]:
+    """Store a real-data fit's pointwise LOO beside its posterior, and mark `entry` (what
+    goes into its cache entry) as computed by this metrics code; the cache's extras."""
+    path = Path(loo_path(posterior))
+    storage.write_table(metrics.loo_table(loo), path)
+    entry["loo_version"] = fit_cache.metrics_code_version()
+    return {LOO_FILE: path}
 
 
 def _loo_current(hit: fit_cache.CachedFit) -> bool:
