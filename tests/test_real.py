@@ -456,8 +456,8 @@ def test_a_broken_csv_fails_its_own_jobs_and_the_other_data_set_finishes(tmp_pat
     result = snakemake(tmp_path, real_config(datasets), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"{broken}: column 'response' (y): empty or NaN values at line 7" in output
-    assert f"{gone}: no such file" in output and "MissingInputException" not in output
+    assert f"data set 'bad' ({broken}): column 'response' (y): empty or NaN values at line 7" in output
+    assert f"data set 'gone' ({gone}): no such file" in output and "MissingInputException" not in output
     good = pd.read_parquet(next((tmp_path / "results/real/fits/pooled_intercept").rglob("good-p0/fits.parquet")))
     assert (good["status"] == "ok").all() and len(good) == 1
 

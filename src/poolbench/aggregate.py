@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from poolbench import records
+from poolbench import metrics, records
 from poolbench.grid import target_accept_label
 from poolbench.variants import PARAMETERISATIONS
 
@@ -85,8 +85,36 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
             "elpd_loo": by_trusted["elpd_loo"].mean(),
         }
     )
-    summary = counts.join([stats, extra, *spreads], how="left")
+    summary = counts.join([stats, extra, *spreads, _model_checks(trusted)], how="left")
     return summary.reset_index().replace({np.inf: np.nan})
+
+
+def _flag_kind(flag: str) -> str:
+    """A model flag without its numbers: "sigma_slope: prior-data conflict (prior 0.45,
+    ...)" -> "sigma_slope prior-data conflict"; "prior predictive: 3 of 16 ..." -> "prior predictive"."""
+    subject, _, what = flag.partition(": ")
+    return subject if subject == "prior predictive" else f"{subject} {what.split(' (')[0]}"
+
+
+def _model_checks(trusted: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, over its trusted fits: how many passed the model check, what the others
+    were flagged for (counted like `untrusted_reasons`), and per checked variable the share
+    of fits whose posterior follows its prior (prior-data conflict or prior-dominated)."""
+    if "model_ok" not in trusted:
+        return pd.DataFrame()
+    cells = trusted.groupby(CELL, dropna=False, sort=False)
+    kinds = trusted["model_flags"].str.split("; ").map(lambda flags: ",".join(_flag_kind(f) for f in flags if f))
+    out = {
+        "n_model_ok": cells["model_ok"].sum().astype(int),
+        "share_model_ok": cells["model_ok"].mean(),
+        "model_flag_reasons": kinds.groupby([trusted[c] for c in CELL], dropna=False, sort=False).agg(_reasons),
+    }
+    for name in records.CHECKED:
+        diagnosis = trusted[f"{name}_diagnosis"]
+        follows = diagnosis.isin([metrics.CONFLICT, metrics.PRIOR_DOMINATED]).where(
+            trusted[f"{name}_prior_sensitivity"].notna())
+        out[f"{name}_prior_flag_share"] = follows.groupby([trusted[c] for c in CELL], dropna=False, sort=False).mean()
+    return pd.DataFrame(out)
 
 
 def _with_spread(table: pd.DataFrame, column: str) -> pd.DataFrame:

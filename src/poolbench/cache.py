@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).parent
 # Modules whose code decides a fit's draws: part of every key.
-SAMPLING_MODULES = ("samplers.py", "models.py", "variants.py", "nutpie_callbacks.py", "numerics.py")
+SAMPLING_MODULES = ("samplers.py", "models.py", "variants.py", "priors.py", "nutpie_callbacks.py", "numerics.py")
 SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
 # Modules whose code decides the metrics computed from a posterior.
 METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "variants.py")

@@ -209,19 +209,35 @@ def _thin_problems(config: dict) -> list[str]:
 
 
 def _prior_set_problems(config: dict) -> list[str]:
+    """Prior blocks (prior sets and data sets' own) against the registry's prior keys, and
+    the places a prior set is fitted against the config's scenarios and data sets."""
     problems = []
-    for name, overrides in config["models"]["prior_sets"].items():
-        for variant, keys in overrides.items():
-            allowed = variants.VARIANTS[variant].priors
-            for key, value in keys.items():
-                where = f"models/prior_sets/{name}/{variant}/{key}"
-                if key not in allowed:
-                    problems.append(f"{where}: unknown prior key; {variant} has {sorted(allowed)}")
-                elif isinstance(allowed[key], str):
-                    if key.endswith("_dist") and value not in variants.SPREAD_PRIORS:
-                        problems.append(f"{where}: {value!r} is not one of {list(variants.SPREAD_PRIORS)}")
-                elif isinstance(value, str) or not (value > 0):
-                    problems.append(f"{where}: {value!r} must be a positive number")
+    blocks = {f"models/prior_sets/{name}": block for name, block in config["models"]["prior_sets"].items()}
+    blocks |= {f"datasets/{name}/priors": d.get("priors", {}) for name, d in config["datasets"].items()}
+    for where, block in blocks.items():
+        for variant, keys in block.items():
+            if variant in grid.PRIOR_SET_SCOPE:
+                continue
+            problems += _prior_key_problems(f"{where}/{variant}", variant, keys)
+    for name, block in config["models"]["prior_sets"].items():
+        for scope, known in (("scenarios", config["scenarios"]), ("datasets", config["datasets"])):
+            for item in block.get(scope, []):
+                if item not in known:
+                    problems.append(f"models/prior_sets/{name}/{scope}: {item!r} is not one of the {scope} {list(known)[:20]}")
+    return problems
+
+
+def _prior_key_problems(where: str, variant: str, keys: dict) -> list[str]:
+    problems = []
+    allowed = variants.VARIANTS[variant].priors
+    for key, value in keys.items():
+        if key not in allowed:
+            problems.append(f"{where}/{key}: unknown prior key; {variant} has {sorted(allowed)}")
+        elif isinstance(allowed[key], str):
+            if key.endswith("_dist") and value not in variants.SPREAD_PRIORS:
+                problems.append(f"{where}/{key}: {value!r} is not one of {list(variants.SPREAD_PRIORS)}")
+        elif isinstance(value, str) or not (value > 0):
+            problems.append(f"{where}/{key}: {value!r} must be a positive number")
     return problems
 
 

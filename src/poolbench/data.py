@@ -18,11 +18,16 @@ import numpy as np
 import pandas as pd
 
 from poolbench.grid import OBSERVED
+from poolbench.priors import LARGEST_VALUE
 from poolbench.storage import write_table
 
 DATASET_COLUMNS = ["outliers", "seed", "x", "y", "group", "group_label", "is_outlier"]
 # Shown for each problem of a user's CSV.
 FIRST_ROWS = 5
+# The largest |x| or |y| of a user's CSV. The data rule's priors (variants.DATA_RULE) are
+# scaled by sd(x) and sd(y), which square the values: squares beyond ~1.8e308 overflow to
+# inf (an infinite sd, or NaN from inf - inf), so values that read as finite numbers would
+# still break every fit. Below 1e150 the squares stay far from that limit.
 
 
 class DataError(ValueError):
@@ -159,54 +164,80 @@ def _rows(mask: pd.Series) -> str:
     return text + (f" and {more} more" if more > 0 else "")
 
 
-def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: int = 2) -> pd.DataFrame:
-    """A user's grouped CSV as a dataset table, or one DataError naming the file, the column
-    and the first offending rows."""
+def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: int = 2, *,
+                  name: str | None = None) -> pd.DataFrame:
+    """A user's grouped CSV as a dataset table, or one DataError naming the data set (its
+    `name` in the config, when given, and the file), the column or groups and the first
+    offending rows.
+
+    Everything a fit could not use is refused here, before any fit: a bad file would
+    otherwise fail in every fit job, or worse, fit with a NaN or infinite prior scale (the
+    data rule's priors are scaled by sd(x) and sd(y)). Besides unreadable values, that is
+    values whose squares overflow, an x or y with no spread at all, and groups whose own
+    slope or noise cannot be estimated (see `_spread_problem`)."""
     path = Path(path)
+    at = _source(path, name)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{at}: no such file")
     duplicated = _duplicated_header(path)
     if duplicated:
-        raise DataError(f"{path}: duplicated column(s) in the header: {'; '.join(duplicated)}; "
+        raise DataError(f"{at}: duplicated column(s) in the header: {'; '.join(duplicated)}; "
                         "every column needs its own name")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
-        raise DataError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{at}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
     missing = [c for c in (x, y, group) if c not in raw.columns]
     if missing:
-        raise DataError(f"{path}: no column(s) {missing}; the file has {list(raw.columns)}")
+        raise DataError(f"{at}: no column(s) {missing}; the file has {list(raw.columns)}")
     if raw.empty:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{at}: no rows")
     values = {}
     for role, column in (("x", x), ("y", y)):
         text = raw[column].str.strip()
         numbers = pd.to_numeric(text, errors="coerce")
         blank = text.eq("") | text.str.lower().isin(["na", "nan", "null", "none"])
         if blank.any():
-            raise DataError(f"{path}: column {column!r} ({role}): empty or NaN values at {_rows(blank)}")
+            raise DataError(f"{at}: column {column!r} ({role}): empty or NaN values at {_rows(blank)}")
         if numbers.isna().any():
-            raise DataError(f"{path}: column {column!r} ({role}): non-numeric values at {_rows(numbers.isna())}")
+            raise DataError(f"{at}: column {column!r} ({role}): non-numeric values at {_rows(numbers.isna())}")
         if not np.isfinite(numbers).all():
-            raise DataError(f"{path}: column {column!r} ({role}): infinite values at {_rows(~np.isfinite(numbers))}")
+            raise DataError(f"{at}: column {column!r} ({role}): infinite values at {_rows(~np.isfinite(numbers))}")
+        large = numbers.abs() > LARGEST_VALUE
+        if large.any():
+            raise DataError(
+                f"{at}: column {column!r} ({role}): values beyond {LARGEST_VALUE:g} in magnitude at {_rows(large)}; "
+                "the priors are scaled by the column's sd, which squares the values and would overflow: "
+                "rescale the column (e.g. to other units)"
+            )
         values[role] = numbers.astype(float)
+    # No spread over the whole data set: the data-scaled priors would divide by an sd of 0.
+    if values["y"].nunique() == 1:
+        raise DataError(f"{at}: column {y!r} (y): the same value ({values['y'].iloc[0]}) at every row; "
+                        "nothing to model")
+    if values["x"].nunique() == 1:
+        raise DataError(f"{at}: column {x!r} (x): the same value ({values['x'].iloc[0]}) at every row; "
+                        "no slope can be estimated")
     labels = raw[group].str.strip()
     blank = labels.eq("") | labels.str.lower().isin(["na", "nan", "null", "none"])
     if blank.any():
-        raise DataError(f"{path}: column {group!r} (group): empty or NaN values at {_rows(blank)}")
+        raise DataError(f"{at}: column {group!r} (group): empty or NaN values at {_rows(blank)}")
     counts = labels.value_counts()
     if len(counts) < 2:
-        raise DataError(f"{path}: column {group!r} (group): a single group ({labels.iloc[0]!r}); pooling needs two or more")
+        raise DataError(f"{at}: column {group!r} (group): a single group ({labels.iloc[0]!r}); pooling needs two or more")
     if len(counts) >= len(labels):
-        raise DataError(f"{path}: column {group!r} (group): {len(counts)} groups for {len(labels)} rows; every row is its own group")
+        raise DataError(f"{at}: column {group!r} (group): {len(counts)} groups for {len(labels)} rows; every row is its own group")
     small = counts[counts < min_group_size]
     if len(small):
-        at = labels.isin(small.index)
+        rows = labels.isin(small.index)
         raise DataError(
-            f"{path}: column {group!r} (group): {len(small)} group(s) with fewer than {min_group_size} rows "
-            f"(min_group_size), e.g. {list(small.index[:FIRST_ROWS])} at {_rows(at)}; "
+            f"{at}: column {group!r} (group): {len(small)} group(s) with fewer than {min_group_size} rows "
+            f"(min_group_size), e.g. {list(small.index[:FIRST_ROWS])} at {_rows(rows)}; "
             "set the data set's min_group_size to 1 to keep them (hierarchical models pool them)"
         )
+    problem = _spread_problem(values, labels, x, y, group, min_group_size)
+    if problem:
+        raise DataError(f"{at}: {problem}")
     order = sorted(counts.index, key=_label_order)
     index = {label: i for i, label in enumerate(order)}
     return pd.DataFrame(
@@ -220,6 +251,47 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
             "is_outlier": False,
         }
     )[DATASET_COLUMNS]
+
+
+def _source(path: Path, name: str | None) -> str:
+    """How every message of `read_user_csv` names the data set: the config's name first
+    when there is one (several data sets may share a file, and the name is what the user
+    edits in the config), then the file."""
+    return f"data set {name!r} ({path})" if name is not None else str(path)
+
+
+def _spread_problem(values: dict[str, pd.Series], labels: pd.Series, x: str, y: str, group: str,
+                    min_group_size: int) -> str | None:
+    """What is wrong with the spread of x and y within groups (the message after the data
+    set's name), or None.
+
+    x must vary within at least one group, whatever min_group_size: the variants compare
+    slopes within groups (one per group, or drawn around a population mean), and where x
+    varies only between groups a slope cannot be told from the groups' intercepts. A
+    single group with one x value (no slope of its own) or one y value (no spread of its
+    own) is refused only where min_group_size >= 2 asks for groups that stand on their
+    own; with min_group_size 1 it is kept, and a hierarchical model takes its slope or
+    spread from the pool. The radon data need that: counties of one home, and counties
+    whose homes were all measured on the same floor."""
+    by_group = pd.DataFrame({"x": values["x"], "y": values["y"], "label": labels}).groupby("label", sort=False)
+    distinct = by_group.nunique()
+    if (distinct["x"] == 1).all():
+        return (f"column {x!r} (x): a single distinct value within every group of column {group!r} (group); "
+                "slopes within groups cannot be estimated (x varies only between groups)")
+    if min_group_size < 2:
+        return None
+    sizes = by_group.size()
+    problems = []
+    for role, column, lacking, own in (("y", y, "the same value at every row", "no spread"),
+                                       ("x", x, "a single distinct value", "no slope")):
+        flat = sorted(distinct.index[(distinct[role] == 1) & (sizes >= 2)], key=_label_order)
+        if flat:
+            problems.append(f"column {column!r} ({role}) has {lacking} in {len(flat)} group(s) of column {group!r} "
+                            f"(group), e.g. {flat[:FIRST_ROWS]} at {_rows(labels.isin(flat))} ({own} of their own)")
+    if not problems:
+        return None
+    return ("; ".join(problems) + "; set the data set's min_group_size to 1 to keep such groups "
+            "(a hierarchical model then pools them; their own slope or spread comes from the pool)")
 
 
 def _duplicated_header(path: Path) -> list[str]:

@@ -23,13 +23,14 @@ import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
-from poolbench.data import DatasetTable, Truth, model_arrays
+from poolbench.data import DataError, DatasetTable, Truth, model_arrays
 from poolbench.figures import PPC_DRAWS, PPC_POINTS
-from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed
+from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed, prior_predictive_seed
 from poolbench.paths import loo_path
+from poolbench.priors import ScaleError, model_inputs
 from poolbench.runtime import progress, release_memory
 from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
-from poolbench.variants import OBSERVED
+from poolbench.variants import LIKELIHOODS, OBSERVED, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class FitBatch:
         self.hdi_prob, self.master_seed, self.data = hdi_prob, master_seed, data
         self.cache = fit_cache.FitCache(cache_dir)
         self.models = CompiledModels(spec, prior, settings)
+        self._prior_checks: dict[tuple, list[dict]] = {}
 
     def run(self, tasks: list[FitTask]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Fit every task; return the per-fit table and the per-group table."""
@@ -154,7 +156,10 @@ class FitBatch:
     def fit_one(self, task: FitTask) -> tuple[dict, list[dict], bool]:
         key, spec, settings = task.key, self.spec, self.settings
         data, truth, n_groups = self.data.dataset(key)
-        arrays = model_arrays(data)
+        try:
+            arrays = model_inputs(model_arrays(data), spec.variant, self.prior)
+        except ScaleError as exc:  # the data, not the model: no fit could use it
+            raise DataError(f"{key.scenario} ({key.outliers}, seed {key.seed}): {exc}") from exc
         seed = fit_seed(self.master_seed, key, spec)
         fit_identity = identity(key, spec, settings.backend)
         replicate = key.source == REAL and key.target_accept == self.check_target_accept
@@ -170,7 +175,7 @@ class FitBatch:
             fit_cache.arrays_digest(arrays), n_groups, model, self.prior,
             settings.decides_draws(), key.target_accept, seed,
         )
-        record = fit_identity | _design(truth) | {
+        record = fit_identity | _design(truth) | {"n_groups": n_groups} | {
             "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
             "hdi_prob": self.hdi_prob, "random_seed": seed, "compile_seconds": 0.0,
         }
@@ -183,7 +188,7 @@ class FitBatch:
                 stale_loo = key.source == REAL and not _loo_current(hit)
                 if stale_metrics or stale_loo:  # recompute from the cached draws, do not resample
                     tree = storage.read_posterior(hit.posterior)
-                    update = self.metrics(tree, data, truth, n_groups, metrics_inputs) if stale_metrics else {}
+                    update = self.metrics(tree, key, data, arrays, truth, n_groups, metrics_inputs) if stale_metrics else {}
                     extras = {}
                     if stale_loo:  # the LOO code changed: its log-likelihood again, from the draws
                         loo = _pointwise_loo(tree, self.models.get(arrays, n_groups), arrays)
@@ -225,7 +230,7 @@ class FitBatch:
         tree = posterior_tree(tree, arrays, attrs)
         try:
             storage.write_posterior(tree, task.posterior)
-            computed = self.metrics(tree, data, truth, n_groups, metrics_inputs)
+            computed = self.metrics(tree, key, data, arrays, truth, n_groups, metrics_inputs)
             extras = _write_loo(loo, task.posterior, computed) if loo is not None else {}
             self.cache.put(cache_key, fit_identity, Path(task.posterior), sampling, computed, extras)
         except Exception as exc:
@@ -234,16 +239,43 @@ class FitBatch:
             raise
         return record | sampling | computed["record"], computed["groups"], False
 
-    def metrics(self, tree: xr.DataTree, data: pd.DataFrame, truth: Truth | None, n_groups: int,
-                inputs: str) -> dict:
+    def metrics(self, tree: xr.DataTree, key: FitKey, data: pd.DataFrame, arrays: dict, truth: Truth | None,
+                n_groups: int, inputs: str) -> dict:
         """Everything a record says about a posterior, with the version of the code that
         said it and what else it was computed from (`inputs`, `metrics_inputs`; stored in
-        the cache beside the posterior)."""
+        the cache beside the posterior): diagnostics, estimates, and the model check's
+        inputs (prior sensitivity, prior predictive check)."""
         sizes, labels = _group_facts(data, n_groups)
         groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
-        record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary}
+        sampler = self.models.get(arrays, n_groups)
+        log_prior, log_likelihood = log_densities(sampler, self.spec.variant)(tree["posterior"].to_dataset(), arrays)
+        sensitivity = metrics.prior_sensitivity(tree["posterior"].to_dataset(), log_prior, log_likelihood,
+                                                VARIANTS[self.spec.variant].read + LIKELIHOODS[self.spec.likelihood].parameters)
+        checks = self.prior_predictive(sampler, key, arrays, n_groups)
+        groups = [row | check for row, check in zip(groups, checks)]
+        record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary, **sensitivity,
+                  "prior_predictive_outside": int(sum(check["prior_outside"] for check in checks)),
+                  "prior_predictive_checked": int(sum(np.isfinite([c["prior_mean_lower"], c["prior_sd_lower"]]).sum()
+                                                      for c in checks))}
         return {"metrics_version": fit_cache.metrics_code_version(),
                 "metrics_inputs": inputs, "record": record, "groups": groups}
+
+    def prior_predictive(self, sampler: Sampler, key: FitKey, arrays: dict, n_groups: int) -> list[dict]:
+        """The prior predictive check of one dataset (`metrics.prior_predictive_check`):
+        the same at every target_accept, so drawn once per dataset, from a seed of the
+        dataset and the model."""
+        dataset = (key.scenario, key.outliers, key.seed)
+        if dataset not in self._prior_checks:
+            if not hasattr(sampler, "prior_simulator"):  # compiled once per model
+                from poolbench.models import PriorSimulator
+
+                sampler.prior_simulator = PriorSimulator(sampler.model, [])
+            seed = prior_predictive_seed(self.master_seed, key, self.spec)
+            with progress(log, f"prior predictive check of {len(arrays['y'])} observations"):
+                replicated = sampler.prior_simulator.replicates(arrays, seed, metrics.PRIOR_PREDICTIVE_DRAWS)
+                self._prior_checks[dataset] = metrics.prior_predictive_check(
+                    arrays["y"], arrays["group_idx"], n_groups, replicated)
+        return self._prior_checks[dataset]
 
     def metrics_inputs(self, data: pd.DataFrame, truth: Truth | None, n_groups: int) -> str:
         """What the metrics depend on besides the draws: the cache key covers x, y and the
@@ -292,6 +324,16 @@ def _write_loo(loo, posterior: str, entry: dict) -> dict[str, Path]:
 def _loo_current(hit: fit_cache.CachedFit) -> bool:
     """Whether a real-data entry's pointwise LOO was computed by the current metrics code."""
     return LOO_FILE in hit.extras and hit.entry.get("loo_version") == fit_cache.metrics_code_version()
+
+
+def log_densities(sampler: Sampler, variant: str):
+    """The model's per-draw log prior and log-likelihood (`poolbench.models.LogDensities`),
+    compiled once per model."""
+    if not hasattr(sampler, "log_densities"):
+        from poolbench.models import LogDensities
+
+        sampler.log_densities = LogDensities(sampler.model, variant)
+    return sampler.log_densities
 
 
 def _pointwise_loo(tree: xr.DataTree, sampler: Sampler, arrays: dict):

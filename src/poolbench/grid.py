@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from poolbench.variants import LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
+from poolbench.variants import DATA_RULE, FIXED_RULE, LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
 
 DEFAULT_PRIOR = "default"
 SIMULATED = "simulated"
@@ -127,10 +127,40 @@ def prior_sets(config: dict) -> list[str]:
     return [DEFAULT_PRIOR, *config["models"]["prior_sets"]]
 
 
-def specs(variants: list[str], config: dict) -> list[ModelSpec]:
+# Keys of a prior set that say how and where it applies; every other key names a variant.
+PRIOR_SET_SCOPE = ("rule", "scenarios", "datasets", "variants")
+
+
+def prior_set_covers(config: dict, prior: str, *, variant: str | None = None,
+                     scenario: str | None = None, dataset: str | None = None) -> bool:
+    """Whether prior set `prior` is fitted to this variant, simulated scenario (its name in
+    the config, or one of its `vary` expansions) or real data set: everywhere unless the
+    set lists `variants`, `scenarios` or `datasets`. The default set applies everywhere."""
+    if prior == DEFAULT_PRIOR:
+        return True
+    scope = config["models"]["prior_sets"][prior]
+    if variant is not None and "variants" in scope and variant not in scope["variants"]:
+        return False
+    if scenario is not None and "scenarios" in scope:
+        return scenario_base(config, scenario) in scope["scenarios"]
+    if dataset is not None and "datasets" in scope:
+        return dataset in scope["datasets"]
+    return True
+
+
+def scenario_base(config: dict, scenario: str) -> str:
+    """The config's name of a scenario, also of one of its `vary` expansions."""
+    if scenario in config["scenarios"]:
+        return scenario
+    return next((name for name in config["scenarios"] if scenario.startswith(f"{name}_")), scenario)
+
+
+def specs(variants: list[str], config: dict, **where) -> list[ModelSpec]:
     """Every compiled model for these variants: parameterisations (where the variant has
-    hierarchical terms), likelihoods and prior sets."""
+    hierarchical terms), likelihoods and the prior sets fitted there (`where`: a
+    `dataset=` or, with `simulated=True`, on some simulated scenario)."""
     models = config["models"]
+    simulated = where.pop("simulated", False)
     out = []
     for variant in variants:
         allowed = VARIANTS[variant].parameterisations
@@ -138,16 +168,20 @@ def specs(variants: list[str], config: dict) -> list[ModelSpec]:
         for parameterisation, likelihood, prior in itertools.product(
             parameterisations, models["likelihoods"], prior_sets(config)
         ):
+            if not prior_set_covers(config, prior, variant=variant, **where):
+                continue
+            if simulated and not any(prior_set_covers(config, prior, scenario=s) for s in config["scenarios"]):
+                continue
             out.append(ModelSpec(variant, parameterisation, likelihood, prior))
     return out
 
 
 def simulated_specs(config: dict) -> list[ModelSpec]:
-    return specs(config["models"]["variants"], config) if config["scenarios"] else []
+    return specs(config["models"]["variants"], config, simulated=True) if config["scenarios"] else []
 
 
 def dataset_specs(config: dict, dataset: str) -> list[ModelSpec]:
-    return specs(config["datasets"][dataset]["variants"], config)
+    return specs(config["datasets"][dataset]["variants"], config, dataset=dataset)
 
 
 def model_specs(config: dict) -> list[ModelSpec]:
@@ -156,16 +190,30 @@ def model_specs(config: dict) -> list[ModelSpec]:
     return list(dict.fromkeys(every))
 
 
-def priors(config: dict, spec: ModelSpec) -> dict:
-    """The prior hyperparameters of one model: the registry's defaults, the config's
-    `models/priors`, the prior set's overrides, then the likelihood's own, keys sorted."""
-    models = config["models"]
-    merged = dict(VARIANTS[spec.variant].priors)
-    merged |= models["priors"].get(spec.variant, {})
-    if spec.prior != DEFAULT_PRIOR:
-        merged |= models["prior_sets"][spec.prior].get(spec.variant, {})
+def priors(config: dict, spec: ModelSpec, dataset: str | None = None) -> dict:
+    """The prior of one model on simulated data (`dataset` None) or on a real data set:
+    its `rule` (variants.PRIOR_RULES) and its hyperparameters, keys sorted.
+
+    The default prior set reads fixed numbers on simulated data (the registry's, the
+    tutorial's, then the config's `models/priors`) and the data rule on real data (the
+    registry's DATA_RULE_PRIORS), unless the data set's `priors` block sets `rule: fixed`;
+    that block's variant keys then override. A named prior set has its own `rule` (fixed
+    unless it says `data`) and overrides the defaults of that rule. Last come the
+    likelihood's own priors (scale-free: the same under either rule)."""
+    models, variant = config["models"], VARIANTS[spec.variant]
+    if spec.prior == DEFAULT_PRIOR:
+        block = config["datasets"][dataset].get("priors", {}) if dataset is not None else {}
+        rule = block.get("rule", DATA_RULE if dataset is not None else FIXED_RULE)
+    else:
+        block = models["prior_sets"][spec.prior]
+        rule = block.get("rule", FIXED_RULE)
+    if rule == DATA_RULE:
+        merged = variant.data_priors
+    else:
+        merged = dict(variant.priors) | models["priors"].get(spec.variant, {})
+    merged |= block.get(spec.variant, {})
     merged |= LIKELIHOODS[spec.likelihood].priors | models["likelihood_priors"].get(spec.likelihood, {})
-    return {key: merged[key] for key in sorted(merged)}
+    return {"rule": rule} | {key: merged[key] for key in sorted(merged)}
 
 
 def fit_keys(config: dict, spec: ModelSpec) -> list[FitKey]:
@@ -175,7 +223,8 @@ def fit_keys(config: dict, spec: ModelSpec) -> list[FitKey]:
     keys = []
     if spec in simulated_specs(config):
         levels = list(outlier_levels(config))
-        for scenario, outliers, seed, ta in itertools.product(scenarios(config), levels, seeds(config), tas):
+        covered = [s for s in scenarios(config) if prior_set_covers(config, spec.prior, scenario=s)]
+        for scenario, outliers, seed, ta in itertools.product(covered, levels, seeds(config), tas):
             keys.append(FitKey(SIMULATED, scenario, outliers, seed, ta))
     for dataset in config["datasets"]:
         if spec in dataset_specs(config, dataset):
@@ -183,19 +232,21 @@ def fit_keys(config: dict, spec: ModelSpec) -> list[FitKey]:
     return keys
 
 
-def sbc_keys(config: dict) -> list[SbcKey]:
-    """Every simulation of one calibration model (the same for every model)."""
+def sbc_keys(config: dict, spec: ModelSpec) -> list[SbcKey]:
+    """Every simulation of one calibration model: on the calibration's scenarios that its
+    prior set is fitted to."""
     sbc = config["sbc"]
+    covered = [s for s in sbc["scenarios"] if prior_set_covers(config, spec.prior, scenario=s)]
     return [
         SbcKey(scenario, simulation, ta)
-        for scenario, ta, simulation in itertools.product(
-            sbc["scenarios"], sbc["target_accept"], range(sbc["simulations"])
-        )
+        for scenario, ta, simulation in itertools.product(covered, sbc["target_accept"], range(sbc["simulations"]))
     ]
 
 
 def sbc_specs(config: dict) -> list[ModelSpec]:
-    return simulated_specs(config) if config["sbc"]["simulations"] and config["sbc"]["scenarios"] else []
+    if not (config["sbc"]["simulations"] and config["sbc"]["scenarios"]):
+        return []
+    return [spec for spec in simulated_specs(config) if sbc_keys(config, spec)]
 
 
 def parts(fit_keys: list[FitKey], sbc_keys: list[SbcKey], fits_per_job: int) -> dict[str, tuple[list, list]]:
@@ -241,6 +292,12 @@ def fit_seed(master_seed: int, key: FitKey, spec: ModelSpec) -> int:
     return derive_seed(
         master_seed, "fit", key.scenario, key.outliers, key.seed, *_model_coordinates(spec), key.target_accept
     )
+
+
+def prior_predictive_seed(master_seed: int, key: FitKey, spec: ModelSpec) -> int:
+    """The seed of one dataset's prior predictive check under one model (the same at every
+    target_accept)."""
+    return derive_seed(master_seed, "prior-predictive", key.scenario, key.outliers, key.seed, *_model_coordinates(spec))
 
 
 def sbc_seeds(master_seed: int, key: SbcKey, spec: ModelSpec) -> tuple[int, int, int]:

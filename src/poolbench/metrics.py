@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from poolbench import records
 from poolbench.data import Truth
 from poolbench.variants import (
     INTERCEPT, MU, NU, OBSERVED, SIGMA, SLOPE, VARIANTS, population_mean, population_sd,
@@ -225,6 +226,125 @@ def trust_verdict(fits: pd.DataFrame, trust: dict) -> pd.DataFrame:
     failing.loc[~ok, [c for c in TRUST_CHECKS if c != "failed"]] = False
     reasons = failing.apply(lambda row: ",".join(row.index[row]), axis=1) if len(fits) else pd.Series(dtype=str)
     return fits.assign(trusted=~failing.any(axis=1), untrusted_because=reasons.astype(str))
+
+
+# Model checks (issue #25): power-scaling sensitivity (Kallioinen et al. 2023) of the
+# variables a user reads. A sensitivity at or above this (the authors' and ArviZ's
+# `psense_summary` threshold) means power-scaling the prior (or the likelihood) by
+# 0.99..1.01 moves that posterior noticeably.
+SENSITIVITY_THRESHOLD = 0.05
+# A group-level spread is estimated from as many values as there are groups: with few
+# groups its prior always shows (measured on the hard regime, 8 groups, priors that follow
+# the data: 0.04-0.05; the tutorial's Exp(13) there: 0.36-0.45). Up to this prior
+# sensitivity a spread is "weakly identified by G groups", a note, not a failed check.
+WEAK_SPREAD_SENSITIVITY = 0.2
+# The variables checked, each a column prefix: population means and spreads, pooled
+# coefficients, unpooled per-group coefficients (the largest sensitivity over groups),
+# the noise and Student-t's nu.
+CHECKED_VARIABLES = records.CHECKED
+CONFLICT, PRIOR_DOMINATED, WEAKLY_IDENTIFIED = "prior-data conflict", "prior-dominated", "weakly identified"
+# The prior predictive check: the observed mean and sd of y in each group against the
+# central PRIOR_PREDICTIVE_PROB of their prior predictive distribution.
+PRIOR_PREDICTIVE_PROB = 0.99
+PRIOR_PREDICTIVE_DRAWS = 1000
+
+
+def prior_sensitivity(posterior: xr.Dataset, log_prior: np.ndarray, log_likelihood: np.ndarray,
+                      names: tuple[str, ...]) -> dict:
+    """`{name}_prior_sensitivity` and `{name}_likelihood_sensitivity` of each variable in
+    `names` (the largest over its groups for a per-group one), by ArviZ's power-scaling
+    (`arviz_stats.psense`), from per-draw sums of the log prior and the log-likelihood
+    (`poolbench.models.LogDensities`): nothing per observation is needed or kept."""
+    from arviz_stats import psense
+
+    names = [name for name in names if name in posterior]
+    tree = xr.DataTree.from_dict({
+        "posterior": posterior[names],
+        "log_prior": xr.Dataset({"prior": (SAMPLE_DIMS, log_prior)}),
+        "log_likelihood": xr.Dataset({OBSERVED: (SAMPLE_DIMS, log_likelihood)}),
+    })
+    out = {}
+    for component in ("prior", "likelihood"):
+        values = psense(tree, var_names=names, group=component)
+        for name in names:
+            out[f"{name}_{component}_sensitivity"] = float(np.nanmax(np.asarray(values[name])))
+    return out
+
+
+def _diagnosis(name: str, prior: float, likelihood: float) -> str:
+    if not prior >= SENSITIVITY_THRESHOLD:  # NaN: nothing to say
+        return ""
+    if name.startswith("sigma_") and prior < WEAK_SPREAD_SENSITIVITY:
+        return WEAKLY_IDENTIFIED
+    if likelihood >= SENSITIVITY_THRESHOLD:
+        return CONFLICT
+    # Data without outliers cannot say how heavy the tails are: Student-t's nu then
+    # follows its prior, which says nothing against the rest of the model.
+    return WEAKLY_IDENTIFIED if name == NU else PRIOR_DOMINATED
+
+
+def model_verdict(fits: pd.DataFrame) -> pd.DataFrame:
+    """The model check of every fit, apart from the sampler's `trusted`: per checked
+    variable its diagnosis (`{name}_diagnosis`: prior-data conflict when both the prior
+    and the likelihood are sensitive, prior-dominated when only the prior is, weakly
+    identified for a group-level spread with moderate prior sensitivity), then `model_ok`
+    (no conflict, no prior domination, prior predictive check passed) and `model_flags`,
+    readable ("; "-separated)."""
+    flags = [[] for _ in range(len(fits))]
+    bad = np.zeros(len(fits), dtype=bool)
+    out = {}
+    for name in CHECKED_VARIABLES:
+        prior = fits.get(f"{name}_prior_sensitivity", pd.Series(np.nan, index=fits.index)).to_numpy(float)
+        likelihood = fits.get(f"{name}_likelihood_sensitivity", pd.Series(np.nan, index=fits.index)).to_numpy(float)
+        diagnoses = [_diagnosis(name, p, lik) for p, lik in zip(prior, likelihood)]
+        out[f"{name}_diagnosis"] = diagnoses
+        for i, diagnosis in enumerate(diagnoses):
+            if diagnosis == WEAKLY_IDENTIFIED:
+                groups = fits["n_groups"].iloc[i] if "n_groups" in fits else np.nan
+                by = f" by {int(groups)} groups" if name.startswith("sigma_") and groups == groups else ""
+                flags[i].append(f"{name}: {WEAKLY_IDENTIFIED}{by} (prior {prior[i]:.2f})")
+            elif diagnosis:
+                bad[i] = True
+                flags[i].append(f"{name}: {diagnosis} (prior {prior[i]:.2f}, likelihood {likelihood[i]:.2f})")
+    outside = fits.get("prior_predictive_outside", pd.Series(np.nan, index=fits.index)).to_numpy(float)
+    checked = fits.get("prior_predictive_checked", pd.Series(np.nan, index=fits.index)).to_numpy(float)
+    for i, (k, n) in enumerate(zip(outside, checked)):
+        if k > 0:
+            bad[i] = True
+            flags[i].append(f"prior predictive: {int(k)} of {int(n)} group statistics outside its "
+                            f"central {PRIOR_PREDICTIVE_PROB:.0%}")
+    ok = fits["status"].to_numpy() == "ok"
+    return fits.assign(**out, model_ok=ok & ~bad, model_flags=["; ".join(f) for f in flags])
+
+
+def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, replicated) -> list[dict]:
+    """Per group: the observed mean and sd of y and the central PRIOR_PREDICTIVE_PROB of
+    their prior predictive distribution (`replicated`: an iterable of prior predictive y),
+    and whether the observed value of either lies outside. A group of one row has no sd."""
+    def stats(values):
+        count = np.bincount(group_idx, minlength=n_groups)
+        total = np.bincount(group_idx, weights=values, minlength=n_groups)
+        mean = total / np.maximum(count, 1)
+        squares = np.bincount(group_idx, weights=(values - mean[group_idx]) ** 2, minlength=n_groups)
+        sd = np.where(count > 1, np.sqrt(squares / np.maximum(count - 1, 1)), np.nan)
+        return np.where(count > 0, mean, np.nan), sd
+
+    draws = [stats(np.asarray(values, dtype=float)) for values in replicated]
+    means, sds = np.array([d[0] for d in draws]), np.array([d[1] for d in draws])
+    tail = (1 - PRIOR_PREDICTIVE_PROB) / 2
+    observed_mean, observed_sd = stats(np.asarray(y, dtype=float))
+    rows = []
+    for g in range(n_groups):
+        row = {"group": g, "observed_mean": float(observed_mean[g]), "observed_sd": float(observed_sd[g])}
+        for stat, values, observed in (("mean", means[:, g], observed_mean[g]), ("sd", sds[:, g], observed_sd[g])):
+            finite = values[np.isfinite(values)]
+            lower, upper = (np.quantile(finite, [tail, 1 - tail]) if len(finite) and observed == observed
+                            else (np.nan, np.nan))
+            row |= {f"prior_{stat}_lower": float(lower), f"prior_{stat}_upper": float(upper),
+                    f"_{stat}_outside": bool(observed < lower or observed > upper)}
+        row["prior_outside"] = bool(row.pop("_mean_outside") | row.pop("_sd_outside"))
+        rows.append(row)
+    return rows
 
 
 # A calibration cell is miscalibrated when one of its parameters' uniformity p-values falls

@@ -11,12 +11,14 @@ import numpy as np
 import pymc as pm
 
 from poolbench.grid import ModelSpec
+from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
 from poolbench.variants import (
-    CENTERED, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NU, OBSERVED, POOLED, SLOPE, UNPOOLED,
-    VARIANTS, common, population_mean, population_sd, standardised,
+    CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NU, OBSERVED, POOLED,
+    SLOPE, UNPOOLED, VARIANTS, common, population_mean, population_sd, standardised,
 )
 
 DATA_NAMES = ("x", "y", "group_idx")
+OBSERVED_DATA = "y"
 
 
 def _prior_key(coefficient: str, key: str) -> str:
@@ -30,23 +32,68 @@ def _spread(name: str, prior: dict, coefficient: str):
     return pm.Exponential(name, prior[_prior_key(coefficient, "sigma_rate")])
 
 
-def pooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
-    value = pm.Normal(common(coefficient), 0.0, prior[f"{coefficient}_sd"])
+def scaled_name(name: str) -> str:
+    """A data-rule model's free parameter in the data's own scale, e.g. 'mu_slope_std'."""
+    return f"{name}_std"
+
+
+class Units:
+    """Where a model's parameters are sampled. Fixed rule: in the data's units, under the
+    names the posterior shows (the tutorial's models, unchanged). Data rule: in units of
+    the data's scale (`poolbench.priors`), as `{name}_std`, each also kept in the data's
+    units as a Deterministic of its name: centre + unit * value. The sampler then sees
+    the same geometry whatever the units of x and y, and the log-likelihood stays that
+    of the data as given (PSIS-LOO, predictive checks)."""
+
+    def __init__(self, rule: str, scales: dict | None):
+        self.scaled = rule == DATA_RULE
+        self.scales = scales
+
+    def name(self, name: str) -> str:
+        return scaled_name(name) if self.scaled else name
+
+    def unit(self, coefficient: str):
+        if coefficient == SLOPE:
+            return self.scales[Y_SCALE] / self.scales[X_SCALE]
+        return self.scales[Y_SCALE]  # intercepts and the noise: the response's unit
+
+    def shown(self, name: str, value, coefficient: str, centred: bool, dims=None, deterministic=False):
+        """`value` in the data's units under `name` (as it is, with the fixed rule, unless
+        it must become a named Deterministic)."""
+        if self.scaled:
+            value = self.unit(coefficient) * value
+            if centred and coefficient == INTERCEPT:
+                value = self.scales[Y_CENTER] + value
+        elif not deterministic:
+            return value
+        return pm.Deterministic(name, value, dims=dims)
+
+
+def pooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
+    raw = pm.Normal(units.name(common(coefficient)), 0.0, prior[f"{coefficient}_sd"])
+    value = units.shown(common(coefficient), raw, coefficient, centred=True)
     return pm.Deterministic(coefficient, value * pm.math.ones(n_groups), dims="group")
 
 
-def unpooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
-    return pm.Normal(coefficient, 0.0, prior[f"{coefficient}_sd"], dims="group")
+def unpooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
+    raw = pm.Normal(units.name(coefficient), 0.0, prior[f"{coefficient}_sd"], dims="group")
+    return units.shown(coefficient, raw, coefficient, centred=True, dims="group")
 
 
-def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int):
+def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
     """Centered: coefficient_g ~ N(mu, sigma). Non-centered: mu + sigma * z_g, z_g ~ N(0, 1)."""
-    mu = pm.Normal(population_mean(coefficient), 0.0, prior[_prior_key(coefficient, "mu_sd")])
-    sigma = _spread(population_sd(coefficient), prior, coefficient)
+    mean, spread = population_mean(coefficient), population_sd(coefficient)
+    mu = pm.Normal(units.name(mean), 0.0, prior[_prior_key(coefficient, "mu_sd")])
+    sigma = _spread(units.name(spread), prior, coefficient)
     if parameterisation == CENTERED:
-        return pm.Normal(coefficient, mu, sigma, dims="group")
-    z = pm.Normal(standardised(coefficient), 0.0, 1.0, dims="group")
-    return pm.Deterministic(coefficient, mu + sigma * z, dims="group")
+        raw = pm.Normal(units.name(coefficient), mu, sigma, dims="group")
+        value = units.shown(coefficient, raw, coefficient, centred=True, dims="group")
+    else:
+        z = pm.Normal(standardised(coefficient), 0.0, 1.0, dims="group")
+        value = units.shown(coefficient, mu + sigma * z, coefficient, centred=True, dims="group", deterministic=True)
+    units.shown(mean, mu, coefficient, centred=True)
+    units.shown(spread, sigma, coefficient, centred=False)
+    return value
 
 
 TERM_BUILDERS = {POOLED: pooled_term, UNPOOLED: unpooled_term, HIERARCHICAL: hierarchical_term}
@@ -66,24 +113,126 @@ assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOODS), "every registered likelihoo
 
 
 def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_groups: int) -> pm.Model:
-    """PyMC model of `spec` on `arrays` (poolbench.data.model_arrays); `prior` holds the
-    variant's and the likelihood's prior hyperparameters (poolbench.grid.priors)."""
+    """PyMC model of `spec` on `arrays` (poolbench.data.model_arrays; with the data rule's
+    scales, poolbench.priors.model_inputs, or they are computed from these arrays);
+    `prior` holds the rule and hyperparameters of poolbench.grid.priors."""
     variant = VARIANTS[spec.variant]
+    rule = prior.get("rule", FIXED_RULE)
+    if rule == DATA_RULE and not {Y_SCALE, X_SCALE} <= set(arrays):
+        arrays = model_inputs(arrays, spec.variant, prior)
     # No fixed coords for observations: one compiled model then fits datasets of any size.
     with pm.Model(coords={"group": np.arange(n_groups)}) as model:
         x = pm.Data("x", arrays["x"])
         y = pm.Data("y", arrays["y"])
         group_idx = pm.Data("group_idx", arrays["group_idx"])
+        scales = {name: pm.Data(name, arrays[name]) for name in SCALE_NAMES if name in arrays} if rule == DATA_RULE else None
+        units = Units(rule, scales)
         terms = {
-            coefficient: TERM_BUILDERS[kind](coefficient, prior, spec.parameterisation, n_groups)
+            coefficient: TERM_BUILDERS[kind](coefficient, prior, spec.parameterisation, n_groups, units)
             for coefficient, kind in variant.terms.items()
         }
         mean = terms[SLOPE][group_idx] * x
         if INTERCEPT in terms:
             mean = terms[INTERCEPT][group_idx] + mean
-        noise = pm.Exponential(NOISE, prior["noise_rate"])
+        noise = units.shown(NOISE, pm.Exponential(units.name(NOISE), prior["noise_rate"]), NOISE, centred=False)
         LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, y, prior, x.shape)
     return model
+
+
+def group_level(variant: str) -> set[str]:
+    """Free parameters of a model's group level: its hierarchical coefficients (centered)
+    and their offsets (non-centered), in either rule's names."""
+    names = set()
+    for coefficient, kind in VARIANTS[variant].terms.items():
+        if kind == HIERARCHICAL:
+            names |= {coefficient, scaled_name(coefficient), standardised(coefficient)}
+    return names
+
+
+class LogDensities:
+    """Per posterior draw, the log density of the model's top-level priors and its
+    log-likelihood summed over the observations: what power-scaling sensitivity
+    (`poolbench.metrics.prior_sensitivity`) reweights, and the log-likelihood that
+    calibration ranks as a test quantity. Compiled once per model; evaluated on every draw
+    at once (the graph vectorised over draws), never stored per observation.
+
+    The group level (a centered coefficient's N(mu, sigma), a non-centered offset's N(0, 1))
+    is not power-scaled: scaling it would judge the parameterisation, not the prior
+    (the two forms' group-level densities differ by a Jacobian), and it is the population
+    model the hyperparameters' prior is about (Kallioinen et al. 2023 power-scale the
+    top-level priors of hierarchical models)."""
+
+    def __init__(self, model: pm.Model, variant: str):
+        import pytensor
+        import pytensor.tensor as pt
+        from pymc.model.transform.conditioning import remove_value_transforms
+        from pytensor.graph.replace import vectorize_graph
+
+        self.model = remove_value_transforms(model)
+        skip = group_level(variant)
+        priors = [rv for rv in self.model.free_RVs if rv.name not in skip]
+        values = [self.model.rvs_to_values[rv] for rv in self.model.free_RVs]
+        log_prior = pt.sum([term.sum() for term in self.model.logp(vars=priors, sum=False)])
+        log_likelihood = self.model.logp(vars=[self.model[OBSERVED]], sum=True)
+        self.names = [value.name for value in values]
+        # One leading draw dimension on every parameter: one call evaluates every draw.
+        batched = [pt.tensor(name=v.name, dtype=v.dtype, shape=(None, *(None,) * v.ndim)) for v in values]
+        outputs = vectorize_graph([log_prior, log_likelihood], replace=dict(zip(values, batched)))
+        self.function = pytensor.function(batched, outputs, on_unused_input="ignore", mode=self.MODE)
+
+    MODE = "FAST_COMPILE"
+
+    def __call__(self, posterior, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(log prior, log-likelihood), each of shape (chain, draw), for `posterior` (an
+        xarray Dataset of the fit's draws) on the data `arrays` (pm.Data values)."""
+        pm.set_data(arrays, model=self.model)
+        chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        inputs = [np.asarray(posterior[name].values, dtype=self.model[name].dtype).reshape(chains * draws, *posterior[name].shape[2:])
+                  for name in self.names]
+        # Draws in chunks of at most LOG_DENSITY_ELEMENTS draw-observation terms: a million
+        # rows by 4000 draws at once would take 32 GB.
+        step = max(1, self.LOG_DENSITY_ELEMENTS // max(len(arrays[OBSERVED_DATA]), 1))
+        parts = [self.function(*(values[start:start + step] for values in inputs))
+                 for start in range(0, chains * draws, step)]
+        log_prior = np.concatenate([part[0] for part in parts])
+        log_likelihood = np.concatenate([part[1] for part in parts])
+        return log_prior.reshape(chains, draws), log_likelihood.reshape(chains, draws)
+
+    LOG_DENSITY_ELEMENTS = 4_000_000
+
+
+class PriorSimulator:
+    """Draws of named variables and of y from a model's prior, for given data (its design:
+    groups and x; and, under the data rule, the scales). Compiled once (PyTensor's Python
+    linker: quick to build, and the draws do not depend on a compiler); reseeded for every
+    call, so a draw depends only on its own seed. Calibration draws its true values with
+    it, the prior predictive check its replicated datasets."""
+
+    def __init__(self, model: pm.Model, names: list[str], mode: str = "FAST_COMPILE"):
+        from pymc.pytensorf import collect_default_updates, compile
+
+        self.model, self.names = model, names
+        outputs = [model[name] for name in names] + [model[OBSERVED]]
+        self.rngs = list(collect_default_updates(inputs=[], outputs=outputs))
+        with model:
+            self.draw = compile(inputs=[], outputs=outputs, random_seed=False, mode=mode)
+
+    def __call__(self, arrays: dict, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from pymc.pytensorf import reseed_rngs
+
+        pm.set_data(arrays, model=self.model)
+        reseed_rngs(self.rngs, seed)
+        *values, y = self.draw()
+        return dict(zip(self.names, values)), y
+
+    def replicates(self, arrays: dict, seed: int, draws: int):
+        """`draws` prior predictive datasets (y only), one after another from one seed."""
+        from pymc.pytensorf import reseed_rngs
+
+        pm.set_data(arrays, model=self.model)
+        reseed_rngs(self.rngs, seed)
+        for _ in range(draws):
+            yield self.draw()[-1]
 
 
 def render_model_graph(model: pm.Model, svg: str, png: str) -> None:

@@ -40,8 +40,19 @@ TRUTH_ERRORS = [
 LOO = ["elpd_loo", "elpd_loo_se", "p_loo", "n_pareto_k_bad"]
 # The verdict, computed at aggregation from DIAGNOSTICS and the config's `trust` block.
 VERDICT = ["trusted", "untrusted_because"]
+# The model check's inputs (poolbench.metrics): power-scaling sensitivity of each variable
+# a user reads, and the prior predictive check's count of group statistics outside.
+CHECKED = ("mu_slope", "sigma_slope", "mu_intercept", "sigma_intercept", "common_slope",
+           "common_intercept", "slope", "intercept", "noise", "nu")
+SENSITIVITY = [f"{name}_{component}_sensitivity" for name in CHECKED for component in ("prior", "likelihood")]
+PRIOR_PREDICTIVE = ["prior_predictive_outside", "prior_predictive_checked"]
+# The model verdict, computed at aggregation from SENSITIVITY and PRIOR_PREDICTIVE
+# (poolbench.metrics.model_verdict); apart from the sampler's.
+DIAGNOSES = [f"{name}_diagnosis" for name in CHECKED]
+MODEL_VERDICT = ["model_ok", "model_flags", *DIAGNOSES]
 
-FIT_COLUMNS = IDENTITY + DESIGN + SETTINGS + STATUS + TIMING + DIAGNOSTICS + POPULATION + TRUTH_ERRORS + LOO
+FIT_COLUMNS = (IDENTITY + DESIGN + SETTINGS + STATUS + TIMING + DIAGNOSTICS + POPULATION + TRUTH_ERRORS + LOO
+               + SENSITIVITY + PRIOR_PREDICTIVE)
 
 GROUP_COLUMNS = IDENTITY + [
     "group", "group_label", "n_obs", "is_minority",
@@ -49,6 +60,10 @@ GROUP_COLUMNS = IDENTITY + [
     "hdi_covers_truth",
     "true_intercept", "intercept_mean", "intercept_sd", "intercept_hdi_lower", "intercept_hdi_upper",
     "intercept_error",
+    # The prior predictive check: the group's observed mean and sd of y, and the central
+    # 99 % of their prior predictive distribution.
+    "observed_mean", "observed_sd", "prior_mean_lower", "prior_mean_upper", "prior_sd_lower",
+    "prior_sd_upper", "prior_outside",
 ]
 
 # Simulation-based calibration: one row per simulation and scalar parameter.
@@ -58,10 +73,11 @@ RANK_COLUMNS = SBC_IDENTITY + ["parameter", "rank", "n_ranks", "true_value"]
 SBC_FIT_COLUMNS = SBC_IDENTITY + SETTINGS + STATUS + TIMING + DIAGNOSTICS
 
 _TEXT = {"source", "scenario", "outliers", "model", "variant", "parameterisation", "likelihood",
-         "prior", "backend", "status", "error", "group_label", "parameter", "untrusted_because"}
+         "prior", "backend", "status", "error", "group_label", "parameter", "untrusted_because",
+         "model_flags", *DIAGNOSES}
 _INTEGER = {"seed", "outlier_count", "draws", "tune", "chains", "random_seed", "n_divergent",
-            "group", "n_obs", "simulation", "rank", "n_ranks"}
-_BOOLEAN = {"is_minority", "hdi_covers_truth", "trusted"}
+            "group", "n_obs", "simulation", "rank", "n_ranks", *PRIOR_PREDICTIVE}
+_BOOLEAN = {"is_minority", "hdi_covers_truth", "trusted", "prior_outside", "model_ok"}
 
 
 def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:

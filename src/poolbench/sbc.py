@@ -24,39 +24,18 @@ import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
-from poolbench.fit import environment_fault, error_message
+from poolbench.fit import environment_fault, error_message, log_densities
 from poolbench.grid import ModelSpec, SbcKey, sbc_seeds
+from poolbench.models import PriorSimulator
 from poolbench.samplers import CompiledModels, SamplerSettings
 from poolbench.simulate import design
-from poolbench.variants import LIKELIHOODS, OBSERVED, VARIANTS
+from poolbench.priors import design_scales
+from poolbench.variants import DATA_RULE, LIKELIHOODS, VARIANTS
+
+# The calibration's derived test quantity, reported in the ranks table like a parameter.
+LOG_LIKELIHOOD = "log_likelihood"
 
 log = logging.getLogger(__name__)
-
-
-class PriorSimulator:
-    """Draws of every calibrated parameter and of y from a model's prior, for a given
-    design. Compiled once (PyTensor's Python linker: quick to build, and the draws do not
-    depend on a compiler); reseeded for every simulation, so a simulation's draw depends
-    only on its own seed."""
-
-    def __init__(self, model, names: list[str]):
-        import pymc as pm
-        from pymc.pytensorf import collect_default_updates, compile
-
-        self.model, self.names = model, names
-        outputs = [model[name] for name in names] + [model[OBSERVED]]
-        self.rngs = list(collect_default_updates(inputs=[], outputs=outputs))
-        with model:
-            self.draw = compile(inputs=[], outputs=outputs, random_seed=False, mode="FAST_COMPILE")
-        self._pm = pm
-
-    def __call__(self, arrays: dict, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        from pymc.pytensorf import reseed_rngs
-
-        self._pm.set_data(arrays, model=self.model)
-        reseed_rngs(self.rngs, seed)
-        *values, y = self.draw()
-        return dict(zip(self.names, values)), y
 
 
 def ranks(tree: xr.DataTree, truth: dict[str, np.ndarray], thin: int) -> list[dict]:
@@ -103,7 +82,9 @@ class SbcBatch:
             from poolbench.models import build_model
 
             model = build_model(self.spec, self.generating_prior or self.fit_prior, arrays, n_groups)
-            self.simulators[n_groups] = PriorSimulator(model, self.names)
+            # The free parameters too: the log-likelihood's true value is computed from them.
+            free = [rv.name for rv in model.free_RVs if rv.name not in self.names]
+            self.simulators[n_groups] = PriorSimulator(model, self.names + free)
         return self.simulators[n_groups]
 
     def run(self, keys: list[SbcKey]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -131,8 +112,12 @@ class SbcBatch:
         design_seed, prior_seed, fit_seed = sbc_seeds(self.master_seed, key, spec)
         groups, x = design(scenario, design_seed)
         arrays = {"x": x, "y": np.zeros_like(x), "group_idx": groups.astype("int64")}
+        if self.fit_prior.get("rule") == DATA_RULE:
+            arrays |= design_scales(scenario, x, VARIANTS[spec.variant].has_intercept)
         n_groups = scenario["n_groups"]
-        truth, y = self.simulator(arrays, n_groups)(arrays, prior_seed)
+        drawn, y = self.simulator(arrays, n_groups)(arrays, prior_seed)
+        truth = {name: drawn[name] for name in self.names}
+        free = {name: value for name, value in drawn.items() if name not in self.names}
         arrays["y"] = np.asarray(y, dtype="float64")
         identity = {
             "model": spec.name, "variant": spec.variant, "parameterisation": spec.parameterisation,
@@ -162,7 +147,7 @@ class SbcBatch:
             return record | {"status": "failed", "error": error_message(exc),
                              "sampling_seconds": time.perf_counter() - start}, [], False
         sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", time.perf_counter() - start))}
-        computed = self.metrics(tree, truth)
+        computed = self.metrics(tree, truth, self.log_likelihood_rank(sampler, tree, free | truth, arrays))
         try:
             self.cache.put_record(cache_key, identity, sampling, computed)
         except Exception as exc:
@@ -171,10 +156,24 @@ class SbcBatch:
             raise
         return record | sampling | computed["record"], computed["ranks"], False
 
-    def metrics(self, tree: xr.DataTree, truth: dict) -> dict:
+    def metrics(self, tree: xr.DataTree, truth: dict, log_likelihood: dict) -> dict:
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree)}
         return {"metrics_version": fit_cache.metrics_code_version(), "metrics_inputs": self.metrics_inputs(truth),
-                "record": record, "ranks": ranks(tree, truth, self.thin)}
+                "record": record, "ranks": ranks(tree, truth, self.thin) + [log_likelihood]}
+
+    def log_likelihood_rank(self, sampler, tree: xr.DataTree, true_values: dict, arrays: dict) -> dict:
+        """The rank of a derived test quantity (Modrák et al. 2023): the log-likelihood of
+        the simulated data at the true parameters among its values at the thinned
+        posterior draws. Miscalibration that no single parameter shows (a wrong
+        dependence between them, a misspecified likelihood) shows in it."""
+        densities = log_densities(sampler, self.spec.variant)
+        posterior = tree["posterior"].to_dataset().isel(draw=slice(None, None, self.thin))
+        _, draws = densities(posterior, arrays)
+        true_point = xr.Dataset({name: (("chain", "draw", *(f"{name}_dim_{i}" for i in range(np.ndim(value)))),
+                                        np.asarray(value)[None, None]) for name, value in true_values.items()})
+        _, true = densities(true_point, arrays)
+        return {"parameter": LOG_LIKELIHOOD, "rank": int((draws < true.item()).sum()), "n_ranks": int(draws.size),
+                "true_value": float(true.item())}
 
     def metrics_inputs(self, truth: dict) -> str:
         """What the ranks depend on besides the draws: the thinning (a changed `sbc/thin`

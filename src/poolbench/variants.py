@@ -58,6 +58,26 @@ MU = population_mean(SLOPE)
 SIGMA = population_sd(SLOPE)
 SPREAD_PRIORS = ("exponential", "halfnormal")
 
+# How a model's prior hyperparameters are read (config/README.md, "Priors that follow the
+# data"). FIXED: as numbers in the data's units (the tutorial's priors). DATA: in units of
+# the data's own scale, after rstanarm's autoscaling (Gabry & Goodrich, "Prior
+# distributions for rstanarm models") and Gelman et al. (2008): with s_y = sd(y), s_x =
+# sd(x) and m_y = mean(y) (0 for a model without intercept, whose line passes through the
+# origin), a coefficient is m + u * c with c ~ the prior below, in the coefficient's unit
+# u = s_y / s_x (slopes) or s_y (intercepts, noise). Multiplying y or x by a constant then
+# multiplies the estimates accordingly and leaves what the sampler sees unchanged.
+FIXED_RULE = "fixed"
+DATA_RULE = "data"
+PRIOR_RULES = (FIXED_RULE, DATA_RULE)
+# The data rule's defaults, in those units: every normal prior on a coefficient (or on a
+# population mean) has sd 2.5, every spread and the noise an exponential prior of mean 1
+# (rstanarm: normal(0, 2.5) coefficients, exponential(1) auxiliary, both autoscaled).
+DATA_RULE_PRIORS = {
+    "slope_sd": 2.5, "intercept_sd": 2.5, "mu_sd": 2.5, "intercept_mu_sd": 2.5,
+    "sigma_dist": "exponential", "sigma_rate": 1.0, "sigma_sd": 1.0,
+    "intercept_sigma_rate": 1.0, "intercept_sigma_sd": 1.0, "noise_rate": 1.0,
+}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -69,6 +89,15 @@ class Variant:
     intercepts: str  # ABSENT, POOLED, UNPOOLED or HIERARCHICAL
     priors: dict  # prior keys with their defaults (the tutorial's for the tutorial's variants)
     figure: str = "dist"  # the tutorial figure: "dist" (posterior densities) or "forest"
+
+    @property
+    def data_priors(self) -> dict:
+        """This variant's prior keys with the data rule's defaults (DATA_RULE_PRIORS)."""
+        return {key: DATA_RULE_PRIORS[key] for key in self.priors}
+
+    @property
+    def has_intercept(self) -> bool:
+        return self.intercepts != ABSENT
 
     @property
     def terms(self) -> dict[str, str]:
@@ -107,6 +136,15 @@ class Variant:
         return pooled + self.hyperparameters + tuple(
             c for c, kind in self.terms.items() if kind != POOLED
         )
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        """Variables a user reads whose prior sensitivity is checked: population means and
+        spreads, pooled coefficients and unpooled ones (per group), the noise."""
+        coefficients = tuple(
+            common(c) if kind == POOLED else c for c, kind in self.terms.items() if kind != HIERARCHICAL
+        )
+        return self.hyperparameters + coefficients + (NOISE,)
 
     def calibrated(self, likelihood: "Likelihood") -> tuple[str, ...]:
         """Variables whose ranks simulation-based calibration checks: every parameter

@@ -46,12 +46,11 @@ SHOWCASE_OUTLIERS = grid.showcase_outlier_label(config) if SCENARIOS else None
 
 SPEC_KEYS = {spec: grid.fit_keys(config, spec) for spec in SPECS}
 SBC_SPECS = grid.sbc_specs(config)
-SBC_KEYS = grid.sbc_keys(config)
 
 
 def spec_parts(spec):
     """The jobs of one model: part label -> (its fits, its calibration simulations)."""
-    sbc = SBC_KEYS if spec in SBC_SPECS else []
+    sbc = grid.sbc_keys(config, spec) if spec in SBC_SPECS else []
     return grid.parts(SPEC_KEYS[spec], sbc, FITS_PER_JOB)
 
 
@@ -135,10 +134,14 @@ def get_fit_truths(wildcards):
 
 
 def get_priors(wildcards):
+    """The job's prior: a job fits simulated data or one real data set (grid.parts), whose
+    own prior rule applies."""
     spec = grid.ModelSpec.from_name(
         wildcards.model, wildcards.likelihood, wildcards.prior
     )
-    return canonical(grid.priors(config, spec))
+    keys = FIT_JOBS[_job_key(wildcards)][1]
+    real = {key.scenario for key in keys if key.source == grid.REAL}
+    return canonical(grid.priors(config, spec, next(iter(real), None)))
 
 
 def get_sampler_settings():

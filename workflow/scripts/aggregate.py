@@ -6,14 +6,14 @@ from poolbench import records
 import pandas as pd
 
 from poolbench.aggregate import collect, parameterisation_table, summarise, with_loo, with_provenance
-from poolbench.metrics import calibration, trust_verdict
+from poolbench.metrics import calibration, model_verdict, trust_verdict
 from poolbench.report import provenance
 from poolbench.storage import write_table
 
 inputs, outputs, trust = snakemake.input, snakemake.output, snakemake.params.trust
 stamp = provenance(snakemake.params.config, snakemake.params.repo)
 fits = with_loo(collect(inputs.fits, records.FIT_COLUMNS), pd.read_parquet(inputs.loo))
-fits = trust_verdict(fits, trust)
+fits = model_verdict(trust_verdict(fits, trust))
 groups = collect(inputs.groups, records.GROUP_COLUMNS)
 write_table(with_provenance(fits, stamp), outputs.fits, outputs.fits_csv)
 write_table(with_provenance(groups, stamp), outputs.groups, outputs.groups_csv)

@@ -1,0 +1,72 @@
+"""The data rule's scales: what a prior that follows the data is scaled by.
+
+Under the data rule (`poolbench.variants.DATA_RULE`; config/README.md, "Priors that follow
+the data") a model's priors are read in units of the data's own scale. The scales enter
+the model as data (`pm.Data`), so one compiled model serves every dataset, and the
+sampler sees the data in those units whatever the user's: a response in milliseconds or
+in millions gives the same geometry, the same verdict and, in the data's units, the same
+answer. Nothing here imports PyMC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poolbench.variants import DATA_RULE, VARIANTS
+
+# The pm.Data names of the scales in a data-rule model.
+Y_CENTER, Y_SCALE, X_SCALE = "y_center", "y_scale", "x_scale"
+SCALE_NAMES = (Y_CENTER, Y_SCALE, X_SCALE)
+# Beyond this |value| the squares behind a standard deviation overflow a float64 (1e308).
+LARGEST_VALUE = 1e150
+
+
+class ScaleError(ValueError):
+    """Data whose scale the data rule cannot take: constant, or too large."""
+
+
+def _sd(values: np.ndarray, what: str) -> float:
+    values = np.asarray(values, dtype="float64")
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ScaleError(f"{what}: empty or non-finite values; the data rule needs finite numbers")
+    if np.abs(values).max() > LARGEST_VALUE:
+        raise ScaleError(f"{what}: values beyond ±{LARGEST_VALUE:g}; their spread overflows. "
+                         "Rescale the column (other units) first")
+    sd = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    if not (np.isfinite(sd) and sd > 0):
+        raise ScaleError(f"{what}: the same value everywhere (sd 0); the data rule scales priors by "
+                         "its spread, and nothing varies to be modelled")
+    return sd
+
+
+def data_scales(x: np.ndarray, y: np.ndarray, has_intercept: bool) -> dict[str, np.ndarray]:
+    """The data rule's scales of one dataset: s_y = sd(y), s_x = sd(x) (sample sds) and
+    the centre m_y = mean(y) of a model with an intercept (none without one: its line
+    passes through the origin, which centring would move)."""
+    scales = {Y_SCALE: np.asarray(_sd(y, "y")), X_SCALE: np.asarray(_sd(x, "x"))}
+    if has_intercept:
+        scales[Y_CENTER] = np.asarray(float(np.mean(y)))
+    return scales
+
+
+def model_inputs(arrays: dict[str, np.ndarray], variant: str, prior: dict) -> dict[str, np.ndarray]:
+    """The `pm.Data` values of one fit: the data arrays, plus their scales where the prior
+    follows the data."""
+    if prior.get("rule") != DATA_RULE:
+        return arrays
+    return arrays | data_scales(arrays["x"], arrays["y"], VARIANTS[variant].has_intercept)
+
+
+def design_scales(scenario: dict, x: np.ndarray, has_intercept: bool) -> dict[str, np.ndarray]:
+    """The data rule's scales for calibration, where y is drawn from the prior and cannot
+    set it (a prior that depends on the data it generates is no generative model): those
+    of the scenario's design, s_x = sd(x) of the design and s_y the sd of y its nominal
+    parameters imply, sqrt(noise^2 + (slope_mean^2 + slope_sd^2) var(x) + intercept_sd^2),
+    centred at its intercept mean."""
+    s_x = _sd(x, "x of the design")
+    var_y = (scenario["noise"] ** 2 + (scenario["slope_mean"] ** 2 + scenario["slope_sd"] ** 2) * s_x**2
+             + scenario.get("intercept_sd", 0.0) ** 2)
+    scales = {Y_SCALE: np.asarray(float(np.sqrt(var_y))), X_SCALE: np.asarray(s_x)}
+    if has_intercept:
+        scales[Y_CENTER] = np.asarray(float(scenario.get("intercept_mean", 0.0)))
+    return scales
