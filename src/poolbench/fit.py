@@ -247,11 +247,11 @@ class FitBatch:
         inputs (prior sensitivity, prior predictive check)."""
         sizes, labels = _group_facts(data, n_groups)
         groups, summary = metrics.estimates(tree, self.spec.variant, self.hdi_prob, sizes, labels, truth)
-        sampler = self.models.get(arrays, n_groups)
-        log_prior, log_likelihood = log_densities(sampler, self.spec.variant)(tree["posterior"].to_dataset(), arrays)
+        model = self.models.model(arrays, n_groups)
+        log_prior, log_likelihood = log_densities(model, self.spec.variant)(tree["posterior"].to_dataset(), arrays)
         sensitivity = metrics.prior_sensitivity(tree["posterior"].to_dataset(), log_prior, log_likelihood,
                                                 VARIANTS[self.spec.variant].read + LIKELIHOODS[self.spec.likelihood].parameters)
-        checks = self.prior_predictive(sampler, key, arrays, n_groups)
+        checks = self.prior_predictive(model, key, arrays, n_groups)
         groups = [row | check for row, check in zip(groups, checks)]
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary, **sensitivity,
                   "prior_predictive_outside": int(sum(check["prior_outside"] for check in checks)),
@@ -260,19 +260,19 @@ class FitBatch:
         return {"metrics_version": fit_cache.metrics_code_version(),
                 "metrics_inputs": inputs, "record": record, "groups": groups}
 
-    def prior_predictive(self, sampler: Sampler, key: FitKey, arrays: dict, n_groups: int) -> list[dict]:
+    def prior_predictive(self, model, key: FitKey, arrays: dict, n_groups: int) -> list[dict]:
         """The prior predictive check of one dataset (`metrics.prior_predictive_check`):
         the same at every target_accept, so drawn once per dataset, from a seed of the
         dataset and the model."""
         dataset = (key.scenario, key.outliers, key.seed)
         if dataset not in self._prior_checks:
-            if not hasattr(sampler, "prior_simulator"):  # compiled once per model
+            if not hasattr(model, "prior_simulator"):  # compiled once per model
                 from poolbench.models import PriorSimulator
 
-                sampler.prior_simulator = PriorSimulator(sampler.model, [])
+                model.prior_simulator = PriorSimulator(model, [])
             seed = prior_predictive_seed(self.master_seed, key, self.spec)
             with progress(log, f"prior predictive check of {len(arrays['y'])} observations"):
-                replicated = sampler.prior_simulator.replicates(arrays, seed, metrics.PRIOR_PREDICTIVE_DRAWS)
+                replicated = model.prior_simulator.replicates(arrays, seed, metrics.PRIOR_PREDICTIVE_DRAWS)
                 self._prior_checks[dataset] = metrics.prior_predictive_check(
                     arrays["y"], arrays["group_idx"], n_groups, replicated)
         return self._prior_checks[dataset]
@@ -326,14 +326,14 @@ def _loo_current(hit: fit_cache.CachedFit) -> bool:
     return LOO_FILE in hit.extras and hit.entry.get("loo_version") == fit_cache.metrics_code_version()
 
 
-def log_densities(sampler: Sampler, variant: str):
-    """The model's per-draw log prior and log-likelihood (`poolbench.models.LogDensities`),
-    compiled once per model."""
-    if not hasattr(sampler, "log_densities"):
+def log_densities(model, variant: str):
+    """The per-draw log prior and log-likelihood of a PyMC model
+    (`poolbench.models.LogDensities`), compiled once per model."""
+    if not hasattr(model, "poolbench_log_densities"):
         from poolbench.models import LogDensities
 
-        sampler.log_densities = LogDensities(sampler.model, variant)
-    return sampler.log_densities
+        model.poolbench_log_densities = LogDensities(model, variant)
+    return model.poolbench_log_densities
 
 
 def _pointwise_loo(tree: xr.DataTree, sampler: Sampler, arrays: dict):

@@ -138,6 +138,7 @@ class CompiledModels:
     def __init__(self, spec, prior: dict, settings: SamplerSettings):
         self.spec, self.prior, self.settings = spec, prior, settings
         self.samplers: dict[int, Sampler | Exception] = {}
+        self.bare: dict[int, object] = {}  # models built for their densities alone
         self.seconds = 0.0
 
     def get(self, arrays: dict, n_groups: int) -> Sampler:
@@ -160,3 +161,16 @@ class CompiledModels:
         if isinstance(sampler, Exception):
             raise sampler
         return sampler
+
+    def model(self, arrays: dict, n_groups: int):
+        """The PyMC model for `n_groups` groups, without compiling a sampler where none was
+        needed (metrics recomputed from cached draws only evaluate densities). Carries the
+        compiled checks (`poolbench.fit.log_densities`, the prior simulator) as attributes."""
+        sampler = self.samplers.get(n_groups)
+        if sampler is not None and not isinstance(sampler, Exception):
+            return sampler.model
+        if n_groups not in self.bare:
+            from poolbench.models import build_model
+
+            self.bare[n_groups] = build_model(self.spec, self.prior, arrays, n_groups)
+        return self.bare[n_groups]

@@ -166,7 +166,7 @@ class SbcBatch:
         the simulated data at the true parameters among its values at the thinned
         posterior draws. Miscalibration that no single parameter shows (a wrong
         dependence between them, a misspecified likelihood) shows in it."""
-        densities = log_densities(sampler, self.spec.variant)
+        densities = log_densities(sampler.model, self.spec.variant)
         posterior = tree["posterior"].to_dataset().isel(draw=slice(None, None, self.thin))
         _, draws = densities(posterior, arrays)
         true_point = xr.Dataset({name: (("chain", "draw", *(f"{name}_dim_{i}" for i in range(np.ndim(value)))),
