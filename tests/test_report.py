@@ -7,6 +7,7 @@ import re
 import zipfile
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -49,7 +50,7 @@ def test_tables_hold_every_fit_and_group_with_its_verdict(tiny_run):
     fits = pd.read_parquet(tiny_run / R / "tables/fits.parquet")
     # 2 scenarios x 2 outlier levels x 2 seeds x 4 models x 2 target_accepts
     assert len(fits) == 64 and (fits["status"] == "ok").all()
-    assert list(fits.columns) == records.FIT_COLUMNS + records.VERDICT + ["experiment"]
+    assert list(fits.columns) == records.FIT_COLUMNS + records.VERDICT + records.MODEL_VERDICT + ["experiment"]
     groups = pd.read_parquet(tiny_run / R / "tables/groups.parquet")
     assert len(groups) == 64 * 8
     from_csv = pd.read_csv(tiny_run / R / "tables/fits.csv", keep_default_na=False, na_values=[""])
@@ -295,3 +296,292 @@ def test_changing_a_hierarchical_prior_reruns_only_hierarchical_fits(tiny_run):
     fits = re.findall(r"rule fit:\n(?:.*\n)*?\s+wildcards: (.*)", planned)
     assert fits and all("model=hierarchical" in w for w in fits)
     assert len(fits) == 2  # the two parameterisations
+
+
+# The model check (issue #25), on synthetic tables: what the headlines, the report and the
+# prior predictive figure make of its columns.
+SHOWCASE = {"seed": 0, "outliers": "2at30", "target_accept": 0.99}
+CHECK_MODELS = {"pooled": ("pooled", "none"), "unpooled": ("unpooled", "none"),
+                "hierarchical_centered": ("hierarchical", "centered"),
+                "hierarchical_noncentered": ("hierarchical", "noncentered")}
+
+
+def checked_fits(sigma_slope: dict[str, str], likelihoods=("normal",), seeds=3) -> pd.DataFrame:
+    """Trusted fits of the hard scenario with their model check: `sigma_slope` maps each
+    prior set to the hierarchical fits' sigma_slope diagnosis (every other variable clean).
+    Group-slope RMSE: hierarchical 0.4 (default priors) or 0.2 (others), the rest 0.6."""
+    rows = []
+    for prior, diagnosis in sigma_slope.items():
+        for likelihood in likelihoods:
+            for model, (variant, parameterisation) in CHECK_MODELS.items():
+                hierarchical = variant == "hierarchical"
+                for target_accept in (0.8, 0.99):
+                    for seed in range(seeds):
+                        row = {"source": "simulated", "scenario": "hard", "outliers": "2at30", "outlier_count": 2,
+                               "seed": seed, "model": model, "variant": variant, "parameterisation": parameterisation,
+                               "likelihood": likelihood, "prior": prior, "backend": "nutpie",
+                               "target_accept": target_accept, "n_groups": 8, "status": "ok", "error": "",
+                               "trusted": True, "untrusted_because": "", "n_divergent": 0, "minority_abs_error": 0.5,
+                               "slope_rmse": (0.4 if prior == "default" else 0.2) if hierarchical else 0.6}
+                        for name in records.CHECKED:
+                            row |= {f"{name}_prior_sensitivity": np.nan, f"{name}_likelihood_sensitivity": np.nan,
+                                    f"{name}_diagnosis": ""}
+                        if hierarchical:
+                            row |= {"sigma_slope_prior_sensitivity": 0.4, "sigma_slope_likelihood_sensitivity": 0.2,
+                                    "sigma_slope_diagnosis": diagnosis, "mu_slope_prior_sensitivity": 0.01,
+                                    "mu_slope_likelihood_sensitivity": 0.01}
+                        flagged = hierarchical and diagnosis in ("prior-data conflict", "prior-dominated")
+                        row["model_ok"] = not flagged
+                        row["model_flags"] = f"sigma_slope: {diagnosis} (prior 0.40, likelihood 0.20)" if hierarchical and diagnosis else ""
+                        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def checked_summary(fits: pd.DataFrame) -> pd.DataFrame:
+    """The summary's columns the headlines read, per grid cell, as the aggregation computes
+    them (over trusted fits)."""
+    from poolbench.aggregate import CELL
+
+    out = []
+    for cell, rows in fits.groupby(CELL, sort=False):
+        trusted = rows[rows["trusted"]]
+        kinds = trusted["model_flags"][trusted["model_flags"] != ""].str.replace(r"^(\w+): ([^(]+) \(.*$", r"\1 \2", regex=True)
+        row = dict(zip(CELL, cell)) | {
+            "n_fits": len(rows), "n_trusted": len(trusted), "share_trusted": len(trusted) / len(rows),
+            "untrusted_reasons": "", "divergences_mean": rows["n_divergent"].mean(), "n_groups": rows["n_groups"].iloc[0],
+            "slope_rmse_mean": trusted["slope_rmse"].mean(), "minority_abs_error_mean": trusted["minority_abs_error"].mean(),
+            "n_model_ok": int(trusted["model_ok"].sum()), "share_model_ok": trusted["model_ok"].mean(),
+            "model_flag_reasons": ", ".join(f"{kind} {n}" for kind, n in kinds.value_counts().items()),
+        }
+        for name in records.CHECKED:
+            checked = trusted[trusted[f"{name}_prior_sensitivity"].notna()]
+            row[f"{name}_prior_flag_share"] = (checked[f"{name}_diagnosis"].isin(["prior-data conflict", "prior-dominated"]).mean()
+                                               if len(checked) else np.nan)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def rendered_headlines(fits: pd.DataFrame) -> dict[str, tuple[str, str, dict]]:
+    """key -> (section, text without markup, the numbers it quotes by data-key)."""
+    import html as html_
+
+    from poolbench.report import headlines, render_headline
+
+    out = {}
+    for headline in headlines(checked_summary(fits), fits):
+        marked = str(render_headline(headline))
+        numbers = {m[1]: float(m[2]) for m in re.finditer(r'data-key="([^"]+)" data-value="([^"]+)"', marked)}
+        out[headline.key] = (headline.section, html_.unescape(re.sub(r"<[^>]+>", "", marked)), numbers)
+    return out
+
+
+CAVEAT = ("; the hierarchical fits' sigma_slope follows its prior there (prior-data conflict or prior-dominated in "
+          "6 of 6 trusted fits of hierarchical_centered, 6 of 6 trusted fits of hierarchical_noncentered), so this "
+          "ranking reflects the prior, not pooling.")
+
+
+@pytest.mark.parametrize("diagnosis", ["prior-data conflict", "prior-dominated"])
+def test_a_ranking_on_a_spread_that_follows_its_prior_says_so_in_the_same_sentence(diagnosis):
+    fits = checked_fits({"default": diagnosis})
+    _, text, numbers = rendered_headlines(fits)["shrinkage:hard:2at30"]
+    assert text.endswith("the lowest group-slope RMSE among mostly trusted models was hierarchical_centered's" + CAVEAT)
+    for model in ("hierarchical_centered", "hierarchical_noncentered"):  # each count traced to the fits table
+        mine = fits[(fits["model"] == model) & fits["trusted"]]
+        assert numbers[f"shrinkage:hard:2at30:{model}:sigma_slope_flagged"] == (mine["sigma_slope_diagnosis"] == diagnosis).sum()
+        assert numbers[f"shrinkage:hard:2at30:{model}:sigma_slope_checked"] == len(mine)
+
+
+def test_both_population_parameters_following_their_prior_are_named_in_one_clause():
+    fits = checked_fits({"default": "prior-data conflict"})
+    fits.loc[fits["variant"] == "hierarchical", "mu_slope_diagnosis"] = "prior-dominated"
+    _, text, numbers = rendered_headlines(fits)["shrinkage:hard:2at30"]
+    assert text.endswith(
+        "; the hierarchical fits' sigma_slope follows its prior there (prior-data conflict or prior-dominated in 6 of 6 "
+        "trusted fits of hierarchical_centered, 6 of 6 trusted fits of hierarchical_noncentered) and so does their "
+        "mu_slope (prior-data conflict or prior-dominated in 6 of 6 trusted fits of hierarchical_centered, 6 of 6 trusted "
+        "fits of hierarchical_noncentered), so this ranking reflects the prior, not pooling.")
+    assert numbers["shrinkage:hard:2at30:hierarchical_centered:mu_slope_flagged"] == 6
+
+
+def test_a_clean_model_check_adds_nothing_to_the_ranking():
+    _, text, _ = rendered_headlines(checked_fits({"default": ""}))["shrinkage:hard:2at30"]
+    assert text.endswith("the lowest group-slope RMSE among mostly trusted models was hierarchical_centered's.")
+    assert "prior" not in text and "note" not in text
+
+
+def test_a_minority_of_flagged_fits_adds_nothing():
+    fits = checked_fits({"default": "prior-data conflict"})
+    flagged = fits["sigma_slope_diagnosis"] != ""
+    fits.loc[flagged & (fits["seed"] > 0), "sigma_slope_diagnosis"] = ""  # 2 of 6 per model
+    _, text, _ = rendered_headlines(fits)["shrinkage:hard:2at30"]
+    assert "follows its prior" not in text
+
+
+def test_a_weakly_identified_spread_is_a_note_not_a_conflict():
+    fits = checked_fits({"default": "weakly identified"})
+    _, text, numbers = rendered_headlines(fits)["shrinkage:hard:2at30"]
+    assert text.endswith("was hierarchical_centered's; note: the spread sigma_slope is weakly identified by 8 groups (in 6 of "
+                         "6 trusted fits of hierarchical_centered, 6 of 6 trusted fits of hierarchical_noncentered).")
+    assert "conflict" not in text and "follows its prior" not in text
+    assert numbers["shrinkage:hard:2at30:n_groups"] == fits["n_groups"].iloc[0]
+    assert numbers["shrinkage:hard:2at30:hierarchical_centered:sigma_slope_weakly_identified"] == 6
+
+
+def test_a_likelihood_comparison_on_a_spread_that_follows_its_prior_says_so():
+    found = rendered_headlines(checked_fits({"default": "prior-data conflict"}, likelihoods=("normal", "student_t")))
+    _, text, _ = found["likelihood:hard:2at30:hierarchical_noncentered"]
+    assert text.endswith("(trusted fits: 6 and 6); the hierarchical fits' sigma_slope follows its prior there (prior-data "
+                         "conflict or prior-dominated in 6 of 6 trusted fits of hierarchical_noncentered, 6 of 6 trusted fits "
+                         "of hierarchical_noncentered (student_t)), so this comparison reflects the prior, not the likelihood alone.")
+    _, text, _ = found["likelihood:hard:2at30:pooled"]
+    assert text.endswith("(trusted fits: 6 and 6).")
+
+
+def test_prior_sets_are_set_side_by_side_with_their_flags_and_errors():
+    fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""})
+    found = rendered_headlines(fits)
+    section, text, numbers = found["priors:hard:2at30:hierarchical_centered"]
+    assert section == "model_checks"
+    assert text == ("In the hard scenario with outliers 2at30, hierarchical_centered by prior set: default priors: model "
+                    "check passed in 0 of 6 trusted fits (flagged for sigma_slope prior-data conflict 6), group-slope RMSE "
+                    "0.40; data_scaled priors: model check passed in 6 of 6 trusted fits (nothing flagged), group-slope "
+                    "RMSE 0.20.")
+    for prior in ("default", "data_scaled"):
+        mine = fits[(fits["model"] == "hierarchical_centered") & (fits["prior"] == prior) & fits["trusted"]]
+        key = f"priors:hard:2at30:hierarchical_centered:{prior}"
+        assert numbers[f"{key}:model_ok"] == mine["model_ok"].sum()
+        assert numbers[f"{key}:trusted"] == len(mine)
+        assert numbers[f"{key}:slope_rmse"] == pytest.approx(mine["slope_rmse"].mean())
+    # The ranking of every model names which of them follow their prior.
+    _, text, _ = found["shrinkage:hard:2at30"]
+    assert "the lowest group-slope RMSE among mostly trusted models was hierarchical_centered [data_scaled priors]'s" in text
+    assert text.endswith(CAVEAT)
+    assert not any(key.startswith("priors:") for key in rendered_headlines(checked_fits({"default": ""})))
+
+
+def render_checked(fits: pd.DataFrame, summary: pd.DataFrame) -> str:
+    from poolbench.report import render_report
+
+    provenance = {"experiment_hash": "h", "git_commit": "c", "packages": {}, "created": "now"}
+    return render_report(summary=summary, fits=fits, figures=[], config=tiny_config(), provenance=provenance)
+
+
+def test_the_summary_and_the_model_checks_show_each_cells_check():
+    from poolbench.report import SUMMARY_COLUMNS
+
+    assert {"share_model_ok": "model check passed (trusted)", "model_flag_reasons": "model flagged for"}.items() <= SUMMARY_COLUMNS.items()
+    fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""})
+    page = render_checked(fits, checked_summary(fits))
+    summary = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
+    header = re.findall(r"<th>(.*?)</th>", summary)
+    assert header[header.index("untrusted because") + 1 : header.index("untrusted because") + 3] == [
+        "model check passed (trusted)", "model flagged for"]
+    assert '<a href="#model-checks">Model checks</a>' in page
+    checks = page.split('<h2 id="model-checks">Model checks</h2>')[1].split("<h2")[0]
+    assert re.findall(r"<th>(.*?)</th>", checks) == [
+        "scenario", "outliers", "model", "likelihood", "prior", "backend", "target_accept", "trusted fits",
+        "model check passed", "share passed", "flagged for", "mu_slope follows its prior", "sigma_slope follows its prior"]
+    flagged = '<tr class="flagged"><td>hard</td><td>2at30</td><td>hierarchical_centered</td><td>normal</td><td>default</td>'
+    assert checks.count(flagged) == 2  # both target_accepts
+    assert "<td>3</td><td>0</td><td>0</td><td>sigma_slope prior-data conflict 3</td><td>0</td><td>1</td></tr>" in checks
+    assert "hierarchical_centered by prior set: default priors" in checks  # the prior sets' headline
+
+
+def test_hostile_model_flags_are_shown_not_run():
+    from markupsafe import escape
+
+    hostile = " ".join(HOSTILE)
+    fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""})
+    real = fits.iloc[[0]].assign(source="real", scenario="radon", outliers="observed", model_flags=hostile, model_ok=False)
+    fits = pd.concat([fits, real], ignore_index=True)
+    summary = checked_summary(fits)
+    summary.loc[summary["model"].str.startswith("hierarchical"), "model_flag_reasons"] = hostile
+    page = render_checked(fits, summary)
+    assert "<script>document" not in page and "onerror=\"document" not in page and "<b id=injected>" not in page
+    shown = str(escape(hostile))
+    checks, real = page.split('<h2 id="model-checks">Model checks</h2>')[1].split("<h2")[0].split("<h3>Real data fits</h3>")
+    assert shown in real  # the real fit's own flags
+    assert checks.count(f"<td>{shown}</td>") == 8  # each hierarchical cell's reasons
+    assert f"(flagged for {shown})" in checks  # in the prior sets' headline
+    assert re.search(r'<table class="summary">.*?</table>', page, re.S).group(0).count(f"<td>{shown}</td>") == 8
+
+
+def groups_with_prior_predictive(scenarios=("hard",), real=("radon",)) -> pd.DataFrame:
+    """Groups rows with the prior predictive columns: every model, both prior sets, both
+    target_accepts; interval bounds that say which row they are."""
+    rows = []
+    datasets = [("simulated", s, 0, "2at30") for s in scenarios] + [("real", d, 0, "observed") for d in real]
+    for d, (source, scenario, seed, outliers) in enumerate(datasets):
+        for m, (model, (variant, parameterisation)) in enumerate(CHECK_MODELS.items()):
+            for p, prior in enumerate(("default", "data_scaled")):
+                for target_accept in (0.8, 0.99):
+                    for group in range(8):
+                        width = (10.0 ** (p + 1)) * (m + 1) + target_accept
+                        rows.append({"source": source, "scenario": scenario, "seed": seed, "outliers": outliers,
+                                     "model": model, "variant": variant, "parameterisation": parameterisation,
+                                     "likelihood": "normal", "prior": prior, "backend": "nutpie",
+                                     "target_accept": target_accept, "group": group, "observed_mean": group + d,
+                                     "observed_sd": 1 + group / 10, "prior_mean_lower": -width - group,
+                                     "prior_mean_upper": width + group, "prior_sd_lower": 0.01 * (m + 1),
+                                     "prior_sd_upper": width / 2, "prior_outside": False})
+    return pd.DataFrame(rows)
+
+
+def drawn_ranges(ax) -> dict[str, set]:
+    """Colour label -> the (x, lower, upper) of the ranges drawn in one panel."""
+    from matplotlib.collections import LineCollection
+
+    return {c.get_label(): {(round(s[0][0], 6), s[0][1], s[1][1]) for s in c.get_segments()}
+            for c in ax.collections if isinstance(c, LineCollection)}
+
+
+def test_the_prior_predictive_figure_draws_each_groups_interval_and_observed_value():
+    from functools import partial
+
+    from poolbench import plots
+
+    groups = groups_with_prior_predictive()
+    fig = plots.prior_predictive_figure(None, groups, None, partial(plots.showcase, **SHOWCASE))
+    assert plots.text_overlaps(fig) == []
+    axes = np.array(fig.axes[:4]).reshape(2, 2)  # rows: mean, sd; columns: hard, radon
+    assert [ax.get_title() for ax in axes[0]] == ["hard · seed 0 · outliers 2at30 · mean",
+                                                 "radon · real data · target_accept 0.99 · mean"]
+    labels = ["pooled · default", "pooled · data_scaled", "unpooled · default", "unpooled · data_scaled",
+              "hierarchical · default", "hierarchical · data_scaled"]  # one parameterisation per variant
+    for col, scenario in enumerate(("hard", "radon")):
+        for row, (lower, upper) in enumerate((("prior_mean_lower", "prior_mean_upper"), ("prior_sd_lower", "prior_sd_upper"))):
+            drawn = drawn_ranges(axes[row][col])
+            assert list(drawn) == labels
+            for label, ranges in drawn.items():
+                variant, prior = label.split(" · ")
+                model = next(m for m, (v, _) in CHECK_MODELS.items() if v == variant)  # the first: centered
+                expected = groups[(groups["scenario"] == scenario) & (groups["model"] == model) & (groups["prior"] == prior)
+                                  & (groups["target_accept"] == 0.99)]
+                assert {(lo, hi) for _, lo, hi in ranges} == set(zip(expected[lower], expected[upper]))
+                assert sorted(round(x) for x, _, _ in ranges) == list(range(8))
+        observed = axes[0][col].collections[-1].get_offsets()
+        expected = groups[groups["scenario"] == scenario].drop_duplicates("group")
+        assert list(observed[:, 1]) == list(expected["observed_mean"])
+
+
+def test_the_prior_predictive_figure_without_its_columns_says_so():
+    from functools import partial
+
+    from poolbench import plots
+
+    showcase = partial(plots.showcase, **SHOWCASE)
+    groups = groups_with_prior_predictive()
+    fig = plots.prior_predictive_figure(None, groups.drop(columns=["prior_sd_upper"]), None, showcase)
+    assert "no prior predictive check (prior_sd_upper)" in fig.axes[0].texts[0].get_text()
+    empty = groups.assign(**{c: np.nan for c in ("prior_mean_lower", "prior_mean_upper", "prior_sd_lower", "prior_sd_upper",
+                                                 "observed_mean", "observed_sd")})
+    assert "nothing to show" in plots.prior_predictive_figure(None, empty, None, showcase).axes[0].texts[0].get_text()
+
+
+def test_many_scenarios_keep_the_real_data_sets_for_the_summary_figures():
+    from poolbench import plots
+
+    groups = groups_with_prior_predictive(scenarios=[f"s{i}" for i in range(plots.MAX_SCENARIOS + 2)])
+    (kept,), note = plots.first_scenarios(groups)
+    assert list(dict.fromkeys(kept["scenario"])) == [f"s{i}" for i in range(plots.MAX_SCENARIOS)] + ["radon"]
+    assert note == f"the first {plots.MAX_SCENARIOS} of {plots.MAX_SCENARIOS + 2} scenarios (all of them are in the tables)"

@@ -25,6 +25,7 @@ SUMMARY = [
     Figure("divergences", "Divergences against target_accept", "divergences.rst", "Figures", "Sampler"),
     Figure("shrinkage", "Shrinkage error by model and outlier level (trusted fits)", "shrinkage.rst", "Figures", "Shrinkage"),
     Figure("estimates", "Estimates against the truth, group by group", "estimates.rst", "Figures", "Shrinkage"),
+    Figure("prior_predictive", "Prior predictive check", "prior_predictive.rst", "Figures", "Model checks"),
     Figure("cost", "Cost: ESS per second and sampling time", "cost.rst", "Figures", "Cost"),
     Figure("backends", "Cost by sampler backend", "backends.rst", "Figures", "Cost"),
 ]

@@ -314,7 +314,8 @@ def model_verdict(fits: pd.DataFrame) -> pd.DataFrame:
             flags[i].append(f"prior predictive: {int(k)} of {int(n)} group statistics outside its "
                             f"central {PRIOR_PREDICTIVE_PROB:.0%}")
     ok = fits["status"].to_numpy() == "ok"
-    return fits.assign(**out, model_ok=ok & ~bad, model_flags=["; ".join(f) for f in flags])
+    # In the order records.MODEL_VERDICT declares.
+    return fits.assign(model_ok=ok & ~bad, model_flags=["; ".join(f) for f in flags], **out)
 
 
 def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, replicated) -> list[dict]:

@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 
 import arviz as az
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -243,6 +245,107 @@ def estimates_figure(fits, groups, summary, showcase):
     return fig
 
 
+# The prior predictive check's columns of the groups table: each group's observed mean and
+# sd of y against the central interval of their prior predictive distribution.
+PRIOR_PREDICTIVE_STATISTICS = {
+    "mean": ("observed_mean", "prior_mean_lower", "prior_mean_upper"),
+    "sd": ("observed_sd", "prior_sd_lower", "prior_sd_upper"),
+}
+# Colours in the prior predictive figure: at most this many model variants × prior sets
+# (× likelihoods), the first in the grid's order; more would be unreadable side by side.
+MAX_PRIOR_PREDICTIVE_LABELS = 6
+
+
+def prior_predictive_rows(groups: pd.DataFrame, showcase) -> pd.DataFrame:
+    """The groups rows the prior predictive figure draws: the showcase dataset of each
+    simulated scenario and each real data set at its highest target_accept, one fit per
+    model variant, likelihood and prior set. The centered and non-centered forms of a
+    model share its prior predictive distribution and the sampler backend does not enter
+    it, so the first parameterisation and the first backend stand for the others."""
+    real = groups[groups["source"] == "real"] if "source" in groups else groups.iloc[:0]
+    real = real[real["target_accept"] == real.groupby("scenario")["target_accept"].transform("max")]
+    rows = pd.concat([showcase(simulated(groups)), real])
+    rows = rows.dropna(subset=[c for columns in PRIOR_PREDICTIVE_STATISTICS.values() for c in columns], how="all")
+    if rows.empty:
+        return rows
+    rows = rows[rows["backend"] == rows["backend"].iloc[0]]
+    cell = ["scenario", "variant", "likelihood", "prior"]
+    return rows[rows["model"] == rows.groupby(cell, sort=False)["model"].transform("first")]
+
+
+def _linear_then_log(ax, largest: float) -> None:
+    """A y axis linear up to `largest` (rounded up to a power of ten) and logarithmic
+    beyond, ticked evenly in the linear part and at powers of ten beyond: a vague prior's
+    interval can be orders of magnitude wider than the data, and both must stay readable."""
+    linear = 10.0 ** np.ceil(np.log10(largest)) if np.isfinite(largest) and largest > 0 else 1.0
+    ax.set_yscale("symlog", linthresh=linear, linscale=2)
+    low, high = ax.get_ylim()
+    decades = range(1, int(np.ceil(np.log10(max(abs(low), abs(high), linear) / linear))) + 1)
+    # Fewer ticks in the linear part where the logarithmic part takes most of the axis.
+    inner = MaxNLocator(nbins=2 if decades else 4, steps=[1, 2, 5, 10]).tick_values(max(low, -linear), min(high, linear))
+    powers = [linear * 10.0**k for k in decades[:: max(1, -(-len(decades) // 4))]]  # at most 4 a side
+    ax.yaxis.set_major_locator(FixedLocator(sorted(t for t in [*inner, *powers, *(-p for p in powers)] if low <= t <= high)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def prior_predictive_figure(fits, groups, summary, showcase):
+    """Per group of the showcase datasets (and real data sets): the central interval of
+    the prior predictive distribution of the group's mean of y (top row) and sd of y
+    (bottom row) as a range per model variant and prior set, the observed value as a
+    point. A column per dataset."""
+    needed = [c for columns in PRIOR_PREDICTIVE_STATISTICS.values() for c in columns]
+    missing = [c for c in needed if c not in groups]
+    if missing:
+        return message_figure(f"The groups table has no prior predictive check ({', '.join(missing)}): nothing to show.")
+    rows = prior_predictive_rows(groups, showcase)
+    if rows.empty:
+        return message_figure("No prior predictive check of the showcase datasets or real data sets: nothing to show.")
+    rows = rows.assign(label=fit_label(rows.assign(model=rows["variant"])))
+    labels = list(dict.fromkeys(rows["label"]))
+    shown = labels[:MAX_PRIOR_PREDICTIVE_LABELS]
+    rows = rows[rows["label"].isin(shown)]
+    palette = dict(zip(shown, sns.color_palette(n_colors=len(shown))))
+    datasets = list(dict.fromkeys(zip(rows["source"], rows["scenario"])))
+    # Wider panels for data sets with many groups, up to three times the width.
+    sizes = [rows.loc[(rows["source"] == source) & (rows["scenario"] == name), "group"].nunique() for source, name in datasets]
+    widths = [float(np.clip(size / 16, 1, 3)) for size in sizes]
+    fig, axes = plt.subplots(
+        len(PRIOR_PREDICTIVE_STATISTICS), len(datasets), figsize=(5.5 * sum(widths) + 2, 7.2), squeeze=False,
+        gridspec_kw={"width_ratios": widths}, layout="constrained",
+    )
+    width = 0.8 / len(shown)
+    for col, (source, name) in enumerate(datasets):
+        panel = rows[(rows["source"] == source) & (rows["scenario"] == name)]
+        first = panel.iloc[0]
+        for row, (statistic, (observed, lower, upper)) in enumerate(PRIOR_PREDICTIVE_STATISTICS.items()):
+            ax = axes[row][col]
+            for i, label in enumerate(shown):
+                ranges = panel[panel["label"] == label].dropna(subset=[lower, upper])
+                x = ranges["group"] + (i - (len(shown) - 1) / 2) * width
+                ax.vlines(x, ranges[lower], ranges[upper], color=palette[label], lw=2.2, label=label)
+            points = panel.drop_duplicates("group").dropna(subset=[observed])
+            ax.scatter(points["group"], points[observed], s=14, color="black", zorder=5, label="observed")
+            _linear_then_log(ax, float(np.nanmax(np.abs(points[observed]))) if len(points) else np.nan)
+            ax.set_ylabel(f"group {statistic} of y")
+            if source == "real":
+                title = f"{name} · real data · target_accept {first['target_accept']:g}"
+                ax.set_xlabel("group")
+            else:
+                title = f"{name} · seed {first['seed']} · outliers {first['outliers']}"
+                ax.set_xlabel("group (last = minority)")
+            ax.set_title(f"{title} · {statistic}", fontsize=9)
+            if panel["group"].nunique() <= 20:
+                ax.set_xticks(sorted(panel["group"].unique()))
+    # Every colour in the legend, whichever panels it was drawn in.
+    handles = [Line2D([], [], color=palette[label], lw=2.2, label=label) for label in shown]
+    handles.append(Line2D([], [], color="black", marker="o", ls="", ms=4, label="observed"))
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+    if len(labels) > len(shown):
+        fig.suptitle(f"Prior predictive ranges of the first {len(shown)} of {len(labels)} models × prior sets", fontsize=10)
+    return fig
+
+
 def cost_figure(fits, groups, summary, showcase):
     """ESS per second and sampling time by model and target_accept."""
     ok = simulated(ok_fits(fits))
@@ -457,13 +560,19 @@ MAX_SCENARIOS = 6
 
 
 def first_scenarios(*tables: pd.DataFrame) -> tuple[list[pd.DataFrame], str]:
-    """The tables restricted to the first MAX_SCENARIOS scenarios, and a note saying so."""
-    scenarios = list(dict.fromkeys(tables[0]["scenario"]))
-    if len(scenarios) <= MAX_SCENARIOS:
+    """The tables restricted to the first MAX_SCENARIOS simulated scenarios and the first
+    MAX_SCENARIOS real data sets, and a note saying so. Counted apart: real data sets come
+    after every scenario in the tables, and the prior predictive figure shows them."""
+    first = tables[0]
+    real = first["source"] == "real" if "source" in first else pd.Series(False, index=first.index)
+    kinds = {"scenarios": list(dict.fromkeys(first.loc[~real, "scenario"])),
+             "real data sets": list(dict.fromkeys(first.loc[real, "scenario"]))}
+    cut = {kind: names for kind, names in kinds.items() if len(names) > MAX_SCENARIOS}
+    if not cut:
         return list(tables), ""
-    kept = scenarios[:MAX_SCENARIOS]
-    note = f"the first {MAX_SCENARIOS} of {len(scenarios)} scenarios (all of them are in the tables)"
-    return [t[t["scenario"].isin(kept)] for t in tables], note
+    kept = {name for names in kinds.values() for name in names[:MAX_SCENARIOS]}
+    note = " and ".join(f"the first {MAX_SCENARIOS} of {len(names)} {kind}" for kind, names in cut.items())
+    return [t[t["scenario"].isin(kept)] for t in tables], f"{note} (all of them are in the tables)"
 
 
 def showcase(table: pd.DataFrame, seed: int, outliers: str, target_accept: float) -> pd.DataFrame:

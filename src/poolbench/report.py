@@ -6,7 +6,12 @@ messages, provenance) reaches the page escaped. Images are embedded.
 No headline ranks a model on untrusted fits: every comparison of errors uses trusted fits,
 says how many each side kept, and never names as best a model whose fits in that cell are
 mostly untrusted. Nor on an unreliable PSIS-LOO: a real data set's finding ranks only the
-trusted fits whose Pareto k are all good, and names the others with their k counts.
+trusted fits whose Pareto k are all good, and names the others with their k counts. Nor
+on a variable that follows its prior: where a hierarchical model's population parameters
+are mostly in prior-data conflict or prior-dominated over its trusted fits (the model
+check, apart from `trusted`), the sentence comparing errors says so; a spread that is only
+weakly identified by few groups gets a note, not a conflict. The headlines about the
+sampler (trust, the funnel, the target_accept trap) compare no estimates and carry neither.
 """
 
 from __future__ import annotations
@@ -26,9 +31,17 @@ import pandas as pd
 import yaml
 from markupsafe import Markup, escape
 
-from poolbench.grid import experiment_hash
-from poolbench.metrics import COMPARISON_COLUMNS
-from poolbench.variants import CENTERED, NONCENTERED, PARAMETERISATIONS
+from poolbench.grid import DEFAULT_PRIOR, experiment_hash
+from poolbench.metrics import (
+    COMPARISON_COLUMNS,
+    CONFLICT,
+    PRIOR_DOMINATED,
+    PRIOR_PREDICTIVE_PROB,
+    SENSITIVITY_THRESHOLD,
+    WEAK_SPREAD_SENSITIVITY,
+    WEAKLY_IDENTIFIED,
+)
+from poolbench.variants import CENTERED, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -42,6 +55,14 @@ MOSTLY_TRUSTED = 0.5
 FEW_DIVERGENCES = 0.5
 # The rule of thumb the parameterisation map is compared with (Stan discourse).
 RULE_OF_THUMB_POINTS = 50
+# The population parameters a comparison of group-slope errors leans on: where a
+# hierarchical model's follow their prior, its shrinkage is the prior's, not the data's.
+POOLING_VARIABLES = (SIGMA, MU)
+# The model check's diagnoses of a posterior that follows its prior.
+FOLLOWS_PRIOR = (CONFLICT, PRIOR_DOMINATED)
+# A variable follows its prior in a regime when more than this share of a model's trusted
+# fits say so; a headline comparing that model then says so too.
+MOSTLY_FLAGGED = 0.5
 
 
 @dataclass
@@ -237,10 +258,79 @@ def _pool(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
+def checked_fits(fits: pd.DataFrame) -> pd.DataFrame | None:
+    """The simulated fits labelled as headlines name their models, where the fits table
+    carries the model check; None where it does not (tables written before it)."""
+    needed = {"model", "likelihood", "prior", "trusted", "n_groups"}
+    needed |= {f"{v}_{c}" for v in POOLING_VARIABLES for c in ("diagnosis", "prior_sensitivity")}
+    return _cells(fits) if needed <= set(fits.columns) else None
+
+
+def prior_following(fits: pd.DataFrame, variable: str) -> pd.DataFrame:
+    """Per model (label) of `fits`: its trusted fits with `variable` checked, how many of
+    them are in prior-data conflict or prior-dominated (as the summary's
+    `{variable}_prior_flag_share` counts them) and how many weakly identified, and the
+    number of groups."""
+    checked = fits[fits["trusted"].astype(bool) & fits[f"{variable}_prior_sensitivity"].notna()]
+    diagnosis, by = checked[f"{variable}_diagnosis"], checked.groupby("label", sort=False)
+    return pd.DataFrame({
+        "checked": by.size(),
+        "flagged": diagnosis.isin(FOLLOWS_PRIOR).groupby(checked["label"], sort=False).sum(),
+        "weakly_identified": diagnosis.eq(WEAKLY_IDENTIFIED).groupby(checked["label"], sort=False).sum(),
+        "n_groups": by["n_groups"].first(),
+    }).rename_axis("label").reset_index()
+
+
+def _counted(headline: Headline, variable: str, counts: pd.DataFrame, column: str) -> str:
+    """'{a} of {b} trusted fits of {model}, ...' over `counts`' rows, their numbers and
+    names added to `headline`."""
+    parts = []
+    for row in counts.itertuples():
+        tag = f"c{len(headline.numbers)}"  # unique: the headline's numbers only grow
+        headline.words[f"{tag}_name"] = row.label
+        headline.numbers |= {
+            f"{tag}_count": Number(f"{headline.key}:{row.label}:{variable}_{column}", getattr(row, column), 0),
+            f"{tag}_checked": Number(f"{headline.key}:{row.label}:{variable}_checked", row.checked, 0),
+        }
+        parts.append(f"{{{tag}_count}} of {{{tag}_checked}} trusted fits of {{{tag}_name}}")
+    return ", ".join(parts)
+
+
+def prior_caveat(headline: Headline, fits: pd.DataFrame | None, consequence: str) -> None:
+    """Append to `headline`, which compares the models of `fits` (one regime's, labelled),
+    what it must say in the same sentence: for each of POOLING_VARIABLES that mostly follows
+    its prior in a model's trusted fits, how often, and `consequence`; where the spread is
+    mostly weakly identified instead, a note saying by how many groups, not a conflict."""
+    if fits is None:
+        return
+    follows, notes = [], []
+    for variable in POOLING_VARIABLES:
+        counts = prior_following(fits, variable)
+        flagged = counts[counts["flagged"] > MOSTLY_FLAGGED * counts["checked"]]
+        if len(flagged):
+            counted = f"({CONFLICT} or {PRIOR_DOMINATED} in " + _counted(headline, variable, flagged, "flagged") + ")"
+            follows.append(f"so does their {variable} {counted}" if follows
+                           else f"the hierarchical fits' {variable} follows its prior there {counted}")
+        weak = counts[(counts["weakly_identified"] > MOSTLY_FLAGGED * counts["checked"]) & ~counts["label"].isin(flagged["label"])]
+        if variable == SIGMA and len(weak):
+            groups = weak["n_groups"].dropna()
+            by = ""
+            if len(groups):
+                headline.numbers["groups"] = Number(f"{headline.key}:n_groups", groups.iloc[0], 0)
+                by = " by {groups} groups"
+            notes.append(f"the spread {variable} is {WEAKLY_IDENTIFIED}{by} (in "
+                         + _counted(headline, variable, weak, "weakly_identified") + ")")
+    if follows:
+        headline.template += "; " + " and ".join(follows) + ", so " + consequence
+    if notes:
+        headline.template += "; note: " + " and ".join(notes)
+
+
+def shrinkage_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None) -> list[Headline]:
     """Per scenario, at its largest outlier level: each model's minority-slope absolute error
     and group-slope RMSE over its trusted fits (with how many it kept), and the best model
-    among those mostly trusted."""
+    among those mostly trusted; with `fits` (`checked_fits`), whether a hierarchical model's
+    population parameters follow their prior there (`prior_caveat`)."""
     out = []
     cells = _cells(summary)
     for scenario in dict.fromkeys(cells["scenario"]):
@@ -262,33 +352,38 @@ def shrinkage_headlines(summary: pd.DataFrame) -> list[Headline]:
         words = {"scenario": scenario, "outliers": outliers} | {f"m{i}_name": r.label for i, r in enumerate(pooled.itertuples())}
         best, passed_over = best_trusted(pooled, "slope_rmse_mean")
         if best is None:
-            ending = "; no model's fits were mostly trusted, so none is named best."
+            ending = "; no model's fits were mostly trusted, so none is named best"
         else:
             ending = "; the lowest group-slope RMSE among mostly trusted models was {best}'s"
             words["best"] = best["label"]
             if passed_over:
                 ending += " ({passed} had lower errors on fits mostly untrusted, so they are not ranked)"
                 words["passed"] = ", ".join(passed_over)
-            ending += "."
-        out.append(Headline(
+        headline = Headline(
             key,
             "In the {scenario} scenario with outliers {outliers}, the minority slope's mean absolute error over "
             "trusted fits was " + ", ".join(parts) + ending,
             numbers, words,
-        ))
+        )
+        regime = None if fits is None else fits[(fits["scenario"] == scenario) & (fits["outliers"] == outliers)]
+        prior_caveat(headline, regime, "these errors reflect the prior, not pooling" if best is None
+                     else "this ranking reflects the prior, not pooling")
+        headline.template += "."
+        out.append(headline)
     return out
 
 
-def likelihood_headlines(summary: pd.DataFrame) -> list[Headline]:
+def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None) -> list[Headline]:
     """Where both likelihoods were fitted: the minority slope's error, normal against
-    Student-t, per scenario and model at the largest outlier level (trusted fits)."""
+    Student-t, per scenario and model at the largest outlier level (trusted fits); with
+    `fits`, whether a hierarchical model's population parameters follow their prior there."""
     out = []
     cells = _cells(summary)
     if cells["likelihood"].nunique() < 2:
         return out
     for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False, dropna=False):
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
-        rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == "default")]
+        rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == DEFAULT_PRIOR)]
         sides = {}
         for likelihood in ("normal", "student_t"):
             side = rows[rows["likelihood"] == likelihood]
@@ -299,15 +394,77 @@ def likelihood_headlines(summary: pd.DataFrame) -> list[Headline]:
             continue
         key = f"likelihood:{scenario}:{outliers}:{model}"
         normal, robust = sides["normal"], sides["student_t"]
-        out.append(Headline(
+        headline = Headline(
             key,
             "With outliers {outliers} in the {scenario} scenario, {model}'s minority slope was off by {normal} with a "
-            "normal likelihood and by {robust} with a Student-t one (trusted fits: {normal_kept} and {robust_kept}).",
+            "normal likelihood and by {robust} with a Student-t one (trusted fits: {normal_kept} and {robust_kept})",
             {"normal": Number(f"{key}:normal", normal["minority_abs_error_mean"], 2),
              "robust": Number(f"{key}:student_t", robust["minority_abs_error_mean"], 2),
              "normal_kept": Number(f"{key}:normal_trusted", normal["n_trusted"], 0),
              "robust_kept": Number(f"{key}:student_t_trusted", robust["n_trusted"], 0)},
             {"scenario": scenario, "outliers": outliers, "model": model},
+        )
+        regime = None if fits is None else fits[
+            (fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["model"] == model)
+            & (fits["prior"] == DEFAULT_PRIOR)]
+        prior_caveat(headline, regime, "this comparison reflects the prior, not the likelihood alone")
+        headline.template += "."
+        out.append(headline)
+    return out
+
+
+def merged_reasons(reasons: pd.Series) -> str:
+    """Cells' reason counts ("sigma_slope prior-data conflict 12, prior predictive 4", as
+    the aggregation writes them) added up over the cells, most frequent first."""
+    counts = {}
+    for text in reasons.dropna():
+        for item in filter(None, (part.strip() for part in str(text).split(","))):
+            reason, _, count = item.rpartition(" ")
+            reason, count = (reason, int(count)) if reason and count.isdigit() else (item, 0)
+            counts[reason] = counts.get(reason, 0) + count
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{reason} {count}" if count else reason for reason, count in ranked)
+
+
+def prior_set_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Where a hierarchical model was fitted with the default priors and another prior set:
+    per scenario at its largest outlier level, each prior set side by side, how many of
+    its trusted fits passed the model check, what the others were flagged for, and its
+    group-slope RMSE."""
+    out = []
+    cells = _cells(summary)
+    if cells["prior"].nunique() < 2 or "n_model_ok" not in cells:
+        return out
+    hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
+    for (scenario, model, likelihood), rows in hierarchical.groupby(["scenario", "model", "likelihood"], sort=False, dropna=False):
+        outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
+        rows = rows[rows["outliers"] == outliers]
+        priors = list(dict.fromkeys(rows["prior"]))
+        if DEFAULT_PRIOR not in priors or len(priors) < 2:
+            continue
+        name = _label({"model": model, "likelihood": likelihood, "prior": DEFAULT_PRIOR})
+        key = f"priors:{scenario}:{outliers}:{name}"
+        numbers, words, parts = {}, {"scenario": scenario, "outliers": outliers, "model": name}, []
+        for i, prior in enumerate([DEFAULT_PRIOR] + [p for p in priors if p != DEFAULT_PRIOR]):
+            side = rows[rows["prior"] == prior]
+            pooled = _pool(side).iloc[0]  # one label: the model with this prior set
+            tag = f"p{i}"
+            words[f"{tag}_prior"] = prior
+            numbers |= {f"{tag}_kept": Number(f"{key}:{prior}:trusted", pooled["n_trusted"], 0),
+                        f"{tag}_n": Number(f"{key}:{prior}:fits", pooled["n_fits"], 0)}
+            if not pooled["n_trusted"]:
+                parts.append(f"{{{tag}_prior}} priors: no trusted fit ({{{tag}_kept}} of {{{tag}_n}})")
+                continue
+            reasons = merged_reasons(side["model_flag_reasons"]) if "model_flag_reasons" in side else ""
+            words[f"{tag}_flags"] = f"flagged for {reasons}" if reasons else "nothing flagged"
+            numbers |= {f"{tag}_ok": Number(f"{key}:{prior}:model_ok", side["n_model_ok"].sum(), 0),
+                        f"{tag}_rmse": Number(f"{key}:{prior}:slope_rmse", pooled["slope_rmse_mean"], 2)}
+            parts.append(f"{{{tag}_prior}} priors: model check passed in {{{tag}_ok}} of {{{tag}_kept}} trusted fits "
+                         f"({{{tag}_flags}}), group-slope RMSE {{{tag}_rmse}}")
+        out.append(Headline(
+            key,
+            "In the {scenario} scenario with outliers {outliers}, {model} by prior set: " + "; ".join(parts) + ".",
+            numbers, words, section="model_checks",
         ))
     return out
 
@@ -515,12 +672,14 @@ def headlines(summary: pd.DataFrame, fits: pd.DataFrame) -> list[Headline]:
     # With several sampler backends, each gets its own findings: pooled, one sampler's
     # divergences and trusted fits would be averaged into another's.
     backends = list(dict.fromkeys(summary["backend"]))
+    checked = checked_fits(fits)
     found = []
     for backend in backends:
         cells = summary[summary["backend"] == backend]
+        here = None if checked is None else checked[checked["backend"] == backend]
         found_here = [
             *trust_headlines(cells), *trap_headlines(cells), *funnel_headlines(cells),
-            *shrinkage_headlines(cells), *likelihood_headlines(cells),
+            *shrinkage_headlines(cells, here), *likelihood_headlines(cells, here), *prior_set_headlines(cells),
         ]
         found += [for_backend(h, backend) for h in found_here] if len(backends) > 1 else found_here
     return [*found, failure_headline(fits)]
@@ -587,12 +746,50 @@ SUMMARY_COLUMNS = {
     "max_rhat": "max R-hat",
     "min_ess_bulk": "min bulk ESS",
     "untrusted_reasons": "untrusted because",
+    "share_model_ok": "model check passed (trusted)",
+    "model_flag_reasons": "model flagged for",
     "slope_rmse_mean": "slope RMSE (trusted)",
     "minority_abs_error_mean": "|minority error| (trusted)",
     "minority_bias_mean": "minority bias (trusted)",
     "hdi_coverage_mean": "HDI coverage (trusted)",
     "ess_bulk_per_second_median": "ESS/s (median)",
 }
+
+
+# The model check per cell, over its trusted fits; then each checked variable's share of
+# them following its prior (`model_check_columns`).
+MODEL_CHECK_COLUMNS = {
+    "scenario": "scenario",
+    "outliers": "outliers",
+    "model": "model",
+    "likelihood": "likelihood",
+    "prior": "prior",
+    "backend": "backend",
+    "target_accept": "target_accept",
+    "n_trusted": "trusted fits",
+    "n_model_ok": "model check passed",
+    "share_model_ok": "share passed",
+    "model_flag_reasons": "flagged for",
+}
+# A real data set's fits, one by one, with their flags in full.
+REAL_MODEL_CHECK_COLUMNS = {
+    "scenario": "data set",
+    "model": "model",
+    "likelihood": "likelihood",
+    "prior": "prior",
+    "backend": "backend",
+    "target_accept": "target_accept",
+    "trusted": "trusted",
+    "model_ok": "model check passed",
+    "model_flags": "flagged for",
+}
+
+
+def model_check_columns(summary: pd.DataFrame) -> dict[str, str]:
+    """MODEL_CHECK_COLUMNS, then `{V}_prior_flag_share` of every checked variable some
+    cell's model has."""
+    shares = [c for c in summary.columns if c.endswith("_prior_flag_share") and summary[c].notna().any()]
+    return MODEL_CHECK_COLUMNS | {c: f"{c.removesuffix('_prior_flag_share')} follows its prior" for c in shares}
 
 
 def _format(value) -> str:
@@ -651,6 +848,11 @@ def render_report(
                      "weight": "weight", "n_pareto_k_bad": "Pareto k > 0.7", "n_obs": "observations",
                      "pareto_k_threshold": "k threshold", "n_pareto_k_high": "Pareto k > threshold",
                      "loo_reliable": "PSIS-LOO reliable", "not_ranked_because": "not ranked because"})
+    model_checked = "share_model_ok" in summary
+    model_check_header, model_check_rows = table_rows(summary, model_check_columns(summary))
+    flagged = [bool(v < MOSTLY_TRUSTED) for v in summary.get("share_model_ok", pd.Series(dtype=float)).fillna(1)]
+    real_fits = fits[fits["source"] == "real"] if "source" in fits else fits.iloc[:0]
+    real_check_header, real_check_rows = table_rows(real_fits, REAL_MODEL_CHECK_COLUMNS if "model_ok" in fits else {})
     study = config.get("study", {})
     all_headlines = headlines(summary, fits)
     if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
@@ -682,6 +884,13 @@ def render_report(
         calibration_rows=calibration_rows,
         comparison_header=comparison_header,
         comparison_rows=comparison_rows,
+        model_checked=model_checked,
+        model_check_header=model_check_header,
+        model_check_rows=list(zip(model_check_rows, flagged)),
+        real_check_header=real_check_header,
+        real_check_rows=real_check_rows,
+        model_check={"sensitivity": SENSITIVITY_THRESHOLD, "weak_spread": WEAK_SPREAD_SENSITIVITY,
+                     "prior_predictive": f"{PRIOR_PREDICTIVE_PROB:.0%}", "mostly_flagged": f"{MOSTLY_FLAGGED:.0%}"},
         config_yaml=yaml.safe_dump(config, sort_keys=False),
         provenance=provenance,
         n_fits=len(fits),
