@@ -730,7 +730,8 @@ def render_caption(path: str | Path, **wildcards) -> Markup:
     return Markup(re.sub(r"``(.+?)``", r"<code>\1</code>", escaped))
 
 
-SUMMARY_COLUMNS = {
+# Which grid cell a row of the summary is, in every table of cells.
+CELL_COLUMNS = {
     "scenario": "scenario",
     "outliers": "outliers",
     "model": "model",
@@ -738,6 +739,10 @@ SUMMARY_COLUMNS = {
     "prior": "prior",
     "backend": "backend",
     "target_accept": "target_accept",
+}
+
+SUMMARY_COLUMNS = {
+    **CELL_COLUMNS,
     "n_fits": "fits",
     "n_failed": "failed",
     "share_trusted": "trusted",
@@ -759,13 +764,7 @@ SUMMARY_COLUMNS = {
 # The model check per cell, over its trusted fits; then each checked variable's share of
 # them following its prior (`model_check_columns`).
 MODEL_CHECK_COLUMNS = {
-    "scenario": "scenario",
-    "outliers": "outliers",
-    "model": "model",
-    "likelihood": "likelihood",
-    "prior": "prior",
-    "backend": "backend",
-    "target_accept": "target_accept",
+    **CELL_COLUMNS,
     "n_trusted": "trusted fits",
     "n_model_ok": "model check passed",
     "share_model_ok": "share passed",
