@@ -210,10 +210,12 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
 
 
 @pytest.mark.slow
-def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(real_run):
+def test_the_comparison_rebuilds_each_fits_loo_from_the_loo_jobs_table_to_rounding(real_run):
     """The fit jobs compute each real-data fit's PSIS-LOO and keep its pointwise terms, not
     its log-likelihood; the comparison rebuilds ArviZ's result from them: ArviZ's result on
-    the posterior with PyMC's own log-likelihood, to the last digit."""
+    the posterior with PyMC's own log-likelihood, to rounding: under the data rule the mean
+    is computed from the standardised parameters, and the fit job's compiled function and
+    `pm.compute_log_likelihood` may round a term's last bit differently (measured: 1 ulp)."""
     import arviz as az
 
     from poolbench.metrics import LOO_FIELDS, loo_from_table, pointwise_loo
@@ -225,16 +227,19 @@ def test_the_comparison_rebuilds_each_fits_loo_exactly_from_the_loo_jobs_table(r
         stored = loo_from_table(rows)
         direct = pointwise_loo(with_log_likelihood(real_run.parents[1] / path))
         for field in LOO_FIELDS:
-            np.testing.assert_array_equal(getattr(stored, field), getattr(direct, field), err_msg=field)
-        np.testing.assert_array_equal(stored.elpd_i.values, np.ravel(direct.elpd_i))
-        np.testing.assert_array_equal(stored.pareto_k.values, np.ravel(direct.pareto_k))
+            if isinstance(getattr(direct, field), float):
+                np.testing.assert_allclose(getattr(stored, field), getattr(direct, field), rtol=1e-12, err_msg=field)
+            else:
+                np.testing.assert_array_equal(getattr(stored, field), getattr(direct, field), err_msg=field)
+        np.testing.assert_allclose(stored.elpd_i.values, np.ravel(direct.elpd_i), rtol=1e-12)
+        np.testing.assert_allclose(stored.pareto_k.values, np.ravel(direct.pareto_k), rtol=1e-9)
     # And so is the comparison: ArviZ's on the rebuilt results is ArviZ's on the posteriors.
     radon = {path: loo_from_table(rows) for path, rows in pointwise.groupby("posterior") if "/radon/" in path}
     labels = dict(enumerate(radon))
     on_tables = az.compare({label: radon[path] for label, path in labels.items()}, method="stacking", round_to="none")
     on_posteriors = az.compare({label: with_log_likelihood(real_run.parents[1] / path) for label, path in labels.items()},
                                method="stacking", var_name="y_obs", round_to="none")
-    pd.testing.assert_frame_equal(on_tables, on_posteriors, check_exact=True)
+    pd.testing.assert_frame_equal(on_tables, on_posteriors, check_exact=False, rtol=1e-12)
 
 
 def test_with_two_backends_the_comparison_lists_each_model_once_from_the_first_backend():
@@ -470,9 +475,10 @@ def test_a_failed_real_data_fit_is_listed_unranked_and_the_comparison_goes_on(tm
     trial = user_csv(tmp_path / "trial.csv")
     datasets = {"trial": {"csv": str(trial), "x": "dose", "y": "response", "group": "clinic",
                           "variants": ["pooled_intercept", "unpooled_intercepts"]}}
+    # An initial noise of ~1e-300 makes the log density -inf: initialisation fails. Fixed
+    # numbers, not the data rule (the default for real data), so the rate is taken as written.
+    datasets["trial"]["priors"] = {"rule": "fixed", "unpooled_intercepts": {"noise_rate": 1e300}}
     config = real_config(datasets)
-    # An initial noise of ~1e-300 makes the log density -inf: initialisation fails.
-    config["models"]["priors"] = {"unpooled_intercepts": {"intercept_sd": 10.0, "slope_sd": 10.0, "noise_rate": 1e300}}
     config.setdefault("trust", {})["max_rhat"] = 1.1  # the short chains of tests; the ranking path is what is tested
     snakemake(tmp_path, config)
     table = pd.read_csv(tmp_path / "results/real/tables/comparison.csv", keep_default_na=False, na_values=[""]).set_index("model")

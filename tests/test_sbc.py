@@ -76,7 +76,7 @@ def sbc_run(tmp_path_factory):
 
 def test_the_workflow_writes_ranks_calibration_figures_and_report(sbc_run):
     ranks = pd.read_parquet(sbc_run / R / "sbc/ranks.parquet")
-    assert set(ranks["parameter"]) == {"common_slope", "noise"} and ranks["simulation"].nunique() == 12
+    assert set(ranks["parameter"]) == {"common_slope", "noise", "log_likelihood"} and ranks["simulation"].nunique() == 12
     assert ranks["rank"].between(0, ranks["n_ranks"]).all() and (ranks["n_ranks"] == 2 * 50).all()
     table = pd.read_csv(sbc_run / R / "tables/calibration.csv", keep_default_na=False, na_values=[""])
     from arviz_stats.base import array_stats
