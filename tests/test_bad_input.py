@@ -85,20 +85,17 @@ ADVICE = ("; set the data set's min_group_size to 1 to keep such groups (a hiera
           "their own slope or spread comes from the pool)")
 
 
-def test_a_group_with_a_constant_y_is_refused_naming_it_unless_min_group_size_1(tmp_path):
-    flat = lambda f: in_clinics(f, "response", 0.5, ["clinic C"])  # noqa: E731
+@pytest.mark.parametrize("flat, expected", [
+    (lambda f: in_clinics(f, "response", 0.5, ["clinic C"]),
+     "bad.csv: column 'response' (y) has the same value at every row in 1 group(s) of column 'clinic' (group), "
+     "e.g. ['clinic C'] at line 32, line 33, line 34, line 35, line 36 and 10 more (no spread of their own)"),
+    (lambda f: in_clinics(in_clinics(f, "dose", 1.0, ["clinic E"]), "dose", 0.2, ["clinic B"]),
+     "bad.csv: column 'dose' (x) has a single distinct value in 2 group(s) of column 'clinic' (group), "
+     "e.g. ['clinic B', 'clinic E'] at line 17, line 18, line 19, line 20, line 21 and 25 more (no slope of their own)"),
+], ids=["constant y in a group", "a single dose in two groups"])
+def test_flat_groups_are_refused_naming_them_unless_min_group_size_1(tmp_path, flat, expected):
     message = refused(tmp_path, flat)
-    assert ("bad.csv: column 'response' (y) has the same value at every row in 1 group(s) of column 'clinic' (group), "
-            "e.g. ['clinic C'] at line 32, line 33, line 34, line 35, line 36 and 10 more (no spread of their own)") in message
-    assert message.endswith(ADVICE)
-    assert len(accepted(tmp_path, flat, min_group_size=1)) == 90
-
-
-def test_groups_with_a_single_dose_are_refused_naming_them_unless_min_group_size_1(tmp_path):
-    flat = lambda f: in_clinics(in_clinics(f, "dose", 1.0, ["clinic E"]), "dose", 0.2, ["clinic B"])  # noqa: E731
-    message = refused(tmp_path, flat)
-    assert ("bad.csv: column 'dose' (x) has a single distinct value in 2 group(s) of column 'clinic' (group), "
-            "e.g. ['clinic B', 'clinic E'] at line 17, line 18, line 19, line 20, line 21 and 25 more (no slope of their own)") in message
+    assert expected in message
     assert message.endswith(ADVICE)
     assert len(accepted(tmp_path, flat, min_group_size=1)) == 90
 

@@ -289,6 +289,32 @@ def hand_made_comparison(dataset, models, n=30, seed=0):
     return compare_real(pd.DataFrame(fits), loos, "nutpie")
 
 
+def test_a_ranked_fit_whose_model_check_fails_says_so_in_the_ranking_sentence():
+    """Issue #25: a ranking must not rest on a prior unannounced. The best fit's flags (a
+    prior-dominated spread) are named in the sentence that ranks it; a weak-identification
+    note (model_ok still true) and a clean fit add nothing."""
+    from poolbench.metrics import compare_real
+
+    table = hand_made_comparison("survey", {"pooled_intercept": (-1.6, 0, 3.0, True),
+                                            "varying_intercepts_noncentered": (-1.0, 0, 8.0, True)})
+    clean = finding(table)[1]
+    assert "model check" not in clean and "varying_intercepts_noncentered" in clean
+    flags = {"varying_intercepts_noncentered": (False, "sigma_intercept: prior-dominated (prior 0.31, likelihood 0.01)"),
+             "pooled_intercept": (True, "noise: weakly identified")}
+    table = table.assign(model_ok=table["model"].map(lambda m: flags[m][0]),
+                         model_flags=table["model"].map(lambda m: flags[m][1]))
+    headline, text = finding(table)
+    sentence = next(s for s in text.split(". ") if "predicts best" in s)
+    assert "the model check flags varying_intercepts_noncentered: sigma_intercept: prior-dominated (prior 0.31" in sentence
+    assert "weakly identified" not in text
+    # compare_real carries the fits' verdict into the comparison table.
+    fits = pd.DataFrame([{"source": "real", "scenario": "survey", "target_accept": 0.99, "model": "pooled_intercept",
+                          "likelihood": "normal", "prior": "default", "backend": "nutpie", "trusted": False,
+                          "untrusted_because": "rhat", "elpd_loo": np.nan, "elpd_loo_se": np.nan, "p_loo": np.nan,
+                          "n_pareto_k_bad": 0, "model_ok": False, "model_flags": "noise: prior-dominated"}])
+    assert compare_real(fits, {}, "nutpie")[["model_ok", "model_flags"]].values.tolist() == [[False, "noise: prior-dominated"]]
+
+
 def finding(comparison):
     from poolbench.report import real_headlines, render_headline
 

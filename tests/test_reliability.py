@@ -90,6 +90,15 @@ def slow_config() -> dict:
     return config
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_slow_run(tmp_path_factory) -> Path:
+    """The tables of `slow_config` run without interruption, which the interrupted runs must
+    reproduce (up to the tables: the figures are not what is compared)."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    snakemake(workdir, slow_config(), "--until", "aggregate")
+    return workdir
+
+
 def running_fits(process):
     return [
         p for p in psutil.Process(process.pid).children(recursive=True)
@@ -110,7 +119,7 @@ def jobs_half_way(run: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_path):
+def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_path, uninterrupted_slow_run):
     run = tmp_path / "killed"
     run.mkdir()
     process = start_snakemake(run, slow_config())
@@ -129,13 +138,11 @@ def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_
         reused = re.findall(r"8 fits, (\d) from the cache", log.read_text())[-1]
         assert int(reused) >= 1, log.read_text()
     assert_no_partial_or_broken_files(run)
-    uninterrupted = tmp_path / "uninterrupted"
-    snakemake(uninterrupted, slow_config())
-    pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
+    pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted_slow_run))
 
 
 @pytest.mark.slow
-def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_path):
+def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_path, uninterrupted_slow_run):
     """Issue #12, item 9: SIGKILL of the top-level Snakemake. Its fit jobs notice and stop
     (no orphan races the rerun); the rerun after `--unlock` completes with the tables of an
     uninterrupted run and leaves no '.partial' file."""
@@ -154,9 +161,7 @@ def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_pa
     snakemake(run, slow_config())
     assert_no_partial_or_broken_files(run)
     assert not list((run / "results/cache").rglob("*.partial"))
-    uninterrupted = tmp_path / "uninterrupted"
-    snakemake(uninterrupted, slow_config())
-    pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted))
+    pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted_slow_run))
 
 
 @pytest.mark.slow
@@ -173,7 +178,7 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
     parallel = snakemake(tmp_path / "parallel", config, cores=8, env=fresh_caches)
     assert job_counts(parallel.stdout + parallel.stderr)["fit"] == 8
     assert (tmp_path / "pytensor").is_dir()  # the jobs really compiled into the fresh cache
-    snakemake(tmp_path / "serial", config, cores=1)
+    snakemake(tmp_path / "serial", config, "--until", "aggregate", cores=1)  # the tables are compared
     pd.testing.assert_frame_equal(fits_table(tmp_path / "parallel"), fits_table(tmp_path / "serial"))
     # The same two-backend run's report states each finding per backend, never pooled.
     findings = re.findall(r"<li>(.*?)</li>", (tmp_path / "parallel" / R / "report.html").read_text(), re.S)
@@ -188,7 +193,7 @@ def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_
 
 @pytest.mark.slow
 def test_full_runs_with_one_and_two_cores_give_identical_tables(tmp_path, tiny_run):
-    snakemake(tmp_path, tiny_config(), cores=1)
+    snakemake(tmp_path, tiny_config(), "--until", "aggregate", cores=1)  # the tables are compared
     pd.testing.assert_frame_equal(fits_table(tmp_path), fits_table(tiny_run))  # tiny_run: --cores 2
     groups = [pd.read_parquet(d / R / "tables/groups.parquet") for d in (tmp_path, tiny_run)]
     pd.testing.assert_frame_equal(*groups)
@@ -445,7 +450,7 @@ def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_comple
     assert (fits["status"] == "ok").all()
     assert_no_partial_or_broken_files(run)
     clean = tmp_path / "clean"
-    snakemake(clean, small_config())
+    snakemake(clean, small_config(), "--until", "aggregate")  # the tables are compared
     pd.testing.assert_frame_equal(fits_table(run), fits_table(clean))
 
 

@@ -124,13 +124,15 @@ def test_the_target_accept_trap_is_called_out():
 @pytest.fixture(scope="module")
 def trust_run(tmp_path_factory):
     """The default config's regimes and sampler settings on a smaller grid (2 seeds, the
-    lowest and highest target_accept, the normal likelihood; no real data, no calibration)."""
+    lowest and highest target_accept, the normal likelihood; no real data, no calibration,
+    and the tutorial's priors only: the verdicts tested are the sampler's)."""
     config = copy.deepcopy(DEFAULT)
     config["study"]["name"] = "trust"
     config["seeds"] = 2
     config["sampler"]["target_accept"] = [0.8, 0.99]
     config["models"]["likelihoods"] = ["normal"]
     config["datasets"] = {}
+    config["models"]["prior_sets"] = {}
     config["sbc"]["simulations"] = 0
     workdir = tmp_path_factory.mktemp("trust_run")
     snakemake(workdir, config)

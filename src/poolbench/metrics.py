@@ -408,7 +408,7 @@ def pit_tree(ranks: pd.DataFrame) -> xr.DataTree:
 COMPARISON_COLUMNS = [
     "dataset", "model", "likelihood", "prior", "backend", "trusted", "untrusted_because", "rank", "elpd_loo",
     "elpd_loo_se", "elpd_diff", "elpd_diff_se", "p_loo", "weight", "n_pareto_k_bad",
-    "n_obs", "pareto_k_threshold", "n_pareto_k_high", "loo_reliable", "not_ranked_because",
+    "n_obs", "pareto_k_threshold", "n_pareto_k_high", "loo_reliable", "not_ranked_because", "model_ok", "model_flags",
 ]
 
 
@@ -450,7 +450,9 @@ def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataF
             row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior, "backend": backend,
                    "trusted": bool(fit.trusted), "untrusted_because": fit.untrusted_because,
                    "elpd_loo": fit.elpd_loo, "elpd_loo_se": fit.elpd_loo_se, "p_loo": fit.p_loo,
-                   "n_pareto_k_bad": fit.n_pareto_k_bad, "loo_reliable": False}
+                   "n_pareto_k_bad": fit.n_pareto_k_bad, "loo_reliable": False,
+                   # The model check travels with the ranking: a ranked fit may follow its prior.
+                   "model_ok": getattr(fit, "model_ok", np.nan), "model_flags": getattr(fit, "model_flags", "")}
             if label in loos:
                 row |= loo_reliability(loos[label])
             if not fit.trusted:
@@ -474,4 +476,5 @@ def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataF
     table = pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
     table["loo_reliable"] = table["loo_reliable"].astype(bool)
     table["not_ranked_because"] = table["not_ranked_because"].fillna("").astype(str)
+    table["model_flags"] = table["model_flags"].fillna("").astype(str)
     return table.sort_values(["dataset", "rank"], na_position="last", kind="stable").reset_index(drop=True)

@@ -534,6 +534,19 @@ def _loo_unreliable(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[flagged & rows["n_pareto_k_high"].notna()]
 
 
+def _ranked_model_flags(compared: pd.DataFrame, words: dict) -> str:
+    """What the same sentence must say when a model it ranks fails its model check (a
+    variable in prior-data conflict or prior-dominated, or a prior predictive misfit): what
+    it is flagged for."""
+    flagged = compared[compared["model_flags"].fillna("").astype(str) != ""] if "model_flags" in compared else compared.iloc[:0]
+    if "model_ok" in flagged:
+        flagged = flagged[~flagged["model_ok"].fillna(True).astype(bool)]
+    if flagged.empty:
+        return ""
+    words["flagged"] = "; ".join(f"{r.label}: {r.model_flags}" for r in flagged.itertuples())
+    return "; the model check flags {flagged}"
+
+
 def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
     """Per real data set: which model predicts best among the trusted fits whose PSIS-LOO is
     reliable, by how much in standard errors; which trusted fits were not ranked because
@@ -582,7 +595,7 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
                 ratio = -second["elpd_diff"] / second["elpd_diff_se"] if second["elpd_diff_se"] > 0 else np.inf
                 numbers["ratio"] = Number(f"{key}:diff_in_se", ratio, 1)
                 template += ", ahead of {second} by {diff} (SE {se}, {ratio} standard errors)"
-            template += "."
+            template += _ranked_model_flags(ranked.head(2), words) + "."
             if parts:
                 template += " Not ranked, PSIS-LOO unreliable: " + "; ".join(parts) + "."
                 higher = unreliable[unreliable["elpd_loo"] > best["elpd_loo"]]
