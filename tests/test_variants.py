@@ -90,3 +90,60 @@ def test_a_variant_name_with_underscores_runs_end_to_end(tmp_path):
     html = (tmp_path / TINY_RESULTS / "report.html").read_text()
     assert "varying_intercepts_noncentered" in html
     assert (tmp_path / TINY_RESULTS / "figures/posterior/varying_intercepts_noncentered.png").stat().st_size > 1000
+
+
+def _digests(config: dict) -> dict[str, str]:
+    from poolbench.models import build_model, specification_digest
+
+    arrays = model_arrays(pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [1.0, 2, 3, 4], "group": [0, 0, 1, 1]}))
+    out = {}
+    for name in ("pooled", "unpooled", "hierarchical_noncentered", "varying_intercepts_centered"):
+        spec = grid.ModelSpec.from_name(name)
+        out[name] = specification_digest(build_model(spec, grid.priors(config, spec), arrays, 2))
+    return out
+
+
+def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkeypatch):
+    """Issue #26, item 4: the fit cache keys a fit by its own model (the built graph), not by
+    the file that declares all of them; a title is no model fact."""
+    import dataclasses
+
+    from poolbench import cache
+
+    config = {"models": {"priors": {}, "likelihood_priors": {}, "prior_sets": {}}}
+    before = _digests(config)
+    assert before == _digests(config) and len(set(before.values())) == len(before)  # stable, distinct
+    assert "variants.py" not in cache.SAMPLING_MODULES
+    hierarchical = variants.VARIANTS["hierarchical"]
+    monkeypatch.setitem(variants.VARIANTS, "hierarchical", dataclasses.replace(hierarchical, priors=hierarchical.priors | {"mu_sd": 2.0}))
+    monkeypatch.setitem(variants.VARIANTS, "pooled", dataclasses.replace(variants.VARIANTS["pooled"], title="renamed"))
+    after = _digests(config)
+    assert {name for name in before if before[name] != after[name]} == {"hierarchical_noncentered"}
+    # A setting of the config changes only its model's digest too (the prior's numbers are in the graph).
+    edited = {"models": {"priors": {"unpooled": {"slope_sd": 5.0, "noise_rate": 10.0}}, "likelihood_priors": {}, "prior_sets": {}}}
+    assert {name for name, d in _digests(edited).items() if d != after[name]} == {"unpooled"}
+
+
+@pytest.mark.slow
+def test_after_a_registry_edit_only_that_variants_fits_are_sampled_again(tmp_path, monkeypatch, caplog):
+    import dataclasses
+
+    from conftest import DEFAULT
+
+    source = simulated_source(tmp_path / "data", {"hard": DEFAULT["scenarios"]["hard"]}, [0])
+    keys = fit_keys("hard", [0])
+    cache = tmp_path / "cache"
+
+    def run(name, directory):
+        """Whether the fit came from the cache; its priors the registry's defaults."""
+        caplog.clear()
+        caplog.set_level("INFO", logger="poolbench")
+        prior = grid.priors({"models": {"priors": {}, "likelihood_priors": {}, "prior_sets": {}}}, grid.ModelSpec.from_name(name))
+        fit(name, keys, source, tmp_path / directory, draws=100, tune=100, cache=cache, prior=prior)
+        return "1 fits, 1 from the cache" in caplog.text
+
+    assert not run("pooled", "first") and not run("hierarchical_noncentered", "first")
+    hierarchical = variants.VARIANTS["hierarchical"]
+    monkeypatch.setitem(variants.VARIANTS, "hierarchical", dataclasses.replace(hierarchical, priors=hierarchical.priors | {"mu_sd": 2.0}))
+    assert run("pooled", "again")  # served from the cache
+    assert not run("hierarchical_noncentered", "again")  # its model changed: sampled again

@@ -40,8 +40,10 @@ from poolbench import storage
 log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).parent
-# Modules whose code decides a fit's draws: part of every key.
-SAMPLING_MODULES = ("samplers.py", "models.py", "variants.py", "priors.py", "nutpie_callbacks.py", "numerics.py")
+# Modules whose code decides a fit's draws: part of every key. Not the registry
+# (variants.py), which declares every model: what it says about a fit's own model reaches
+# that fit's key through the built model (`poolbench.models.specification_digest`).
+SAMPLING_MODULES = ("samplers.py", "models.py", "priors.py", "nutpie_callbacks.py", "numerics.py")
 SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
 # Modules whose code decides the metrics computed from a posterior.
 METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "variants.py")

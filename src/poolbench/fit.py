@@ -165,7 +165,8 @@ class FitBatch:
         replicate = key.source == REAL and key.target_accept == self.check_target_accept
         # Whether the posterior holds replicated datasets is part of what is stored: a fit
         # cached without them must not serve the predictive check.
-        model = {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate}
+        model = {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate,
+                 "specification": self.models.specification(arrays, n_groups)}
         if key.source == REAL:
             # A real-data entry keeps its pointwise LOO instead of its log-likelihood, and
             # replicated datasets capped at what the check draws (issue #24): entries made

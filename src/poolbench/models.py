@@ -235,6 +235,29 @@ class PriorSimulator:
             yield self.draw()[-1]
 
 
+def specification_digest(model: pm.Model) -> str:
+    """The digest of what one built model is: its log density and its deterministics as
+    PyTensor graphs of the value variables (terms, priors and their numbers, likelihood,
+    transforms), with the names and dims of its variables. Part of the fit cache's key in
+    place of the registry's file: editing one variant's entry in `poolbench.variants`
+    changes the keys of that variant's fits only. Deterministic across processes (the
+    graph printer labels nodes in traversal order; no addresses, no random generators)."""
+    import hashlib
+    import json
+
+    from pytensor.printing import debugprint
+
+    outputs = [model.logp(), *model.replace_rvs_by_values(model.deterministics)]
+    graph = debugprint(outputs, file="str", print_type=True)
+    names = {
+        "free": [rv.name for rv in model.free_RVs],
+        "observed": [rv.name for rv in model.observed_RVs],
+        "deterministic": [v.name for v in model.deterministics],
+        "dims": {name: list(dims or ()) for name, dims in model.named_vars_to_dims.items()},
+    }
+    return hashlib.sha256((graph + json.dumps(names, sort_keys=True)).encode()).hexdigest()
+
+
 def render_model_graph(model: pm.Model, svg: str, png: str) -> None:
     """Plate diagram of a model as SVG and PNG, rendered by Graphviz's `dot`."""
     import shutil

@@ -139,6 +139,7 @@ class CompiledModels:
         self.spec, self.prior, self.settings = spec, prior, settings
         self.samplers: dict[int, Sampler | Exception] = {}
         self.bare: dict[int, object] = {}  # models built for their densities alone
+        self.digests: dict[int, str] = {}  # their specifications, for the cache key
         self.seconds = 0.0
 
     def get(self, arrays: dict, n_groups: int) -> Sampler:
@@ -161,6 +162,22 @@ class CompiledModels:
         if isinstance(sampler, Exception):
             raise sampler
         return sampler
+
+    def specification(self, arrays: dict, n_groups: int) -> str:
+        """`poolbench.models.specification_digest` of the model for `n_groups` groups, for
+        the fit cache's key; "unbuildable" where the model cannot be built (its fits fail
+        when they ask for the sampler, `get`, and are never served from the cache)."""
+        from poolbench.models import specification_digest
+        from poolbench.storage import is_environment_error
+
+        if n_groups not in self.digests:
+            try:
+                self.digests[n_groups] = specification_digest(self.model(arrays, n_groups))
+            except Exception as exc:
+                if is_environment_error(exc):
+                    raise
+                self.digests[n_groups] = "unbuildable"
+        return self.digests[n_groups]
 
     def model(self, arrays: dict, n_groups: int):
         """The PyMC model for `n_groups` groups, without compiling a sampler where none was

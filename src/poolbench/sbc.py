@@ -127,7 +127,8 @@ class SbcBatch:
         record = identity | {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
                              "hdi_prob": np.nan, "random_seed": fit_seed, "compile_seconds": 0.0, "_cached": False}
         cache_key = fit_cache.fit_key(
-            fit_cache.arrays_digest(arrays), n_groups, {"model": spec.name, "likelihood": spec.likelihood},
+            fit_cache.arrays_digest(arrays), n_groups,
+            {"model": spec.name, "likelihood": spec.likelihood, "specification": self.models.specification(arrays, n_groups)},
             self.fit_prior, settings.decides_draws(), key.target_accept, fit_seed,
         )
         hit = self.cache.get(cache_key, identity, posterior_required=False)
