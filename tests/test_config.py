@@ -291,6 +291,13 @@ def test_schema_enums_and_prior_defaults_come_from_the_variant_registry():
         if likelihood.priors:
             block = models["likelihood_priors"]["properties"][name]["properties"]
             assert {key: spec["default"] for key, spec in block.items()} == likelihood.priors
+    # Every other enum of a model fact: parameterisations, spread priors, prior rules, backends.
+    from poolbench.samplers import SAMPLERS
+
+    assert models["parameterisations"]["items"]["enum"] == list(variants.PARAMETERISATIONS)
+    assert schema["definitions"]["spread_prior"]["enum"] == list(variants.SPREAD_PRIORS)
+    assert schema["definitions"]["prior_rule"]["enum"] == list(variants.PRIOR_RULES)
+    assert schema["properties"]["sampler"]["properties"]["backends"]["items"]["enum"] == list(SAMPLERS)
 
 
 @pytest.mark.parametrize(
