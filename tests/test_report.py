@@ -435,6 +435,8 @@ def test_a_likelihood_comparison_on_a_spread_that_follows_its_prior_says_so():
                          "of hierarchical_noncentered (student_t)), so this comparison reflects the prior, not the likelihood alone.")
     _, text, _ = found["likelihood:hard:2at30:pooled"]
     assert text.endswith("(trusted fits: 6 and 6).")
+    # The likelihoods named as the registry labels them.
+    assert re.search(r"off by [\d.]+ with a normal likelihood and by [\d.]+ with a Student-t one", text), text
 
 
 def test_prior_sets_are_set_side_by_side_with_their_flags_and_errors():

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from poolbench.variants import DATA_RULE, FIXED_RULE, LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
+from poolbench.variants import DATA_RULE, DEFAULT_LIKELIHOOD, FIXED_RULE, LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
 
 DEFAULT_PRIOR = "default"
 SIMULATED = "simulated"
@@ -31,7 +31,7 @@ class ModelSpec:
 
     variant: str
     parameterisation: str = NO_PARAMETERISATION
-    likelihood: str = "normal"
+    likelihood: str = DEFAULT_LIKELIHOOD
     prior: str = DEFAULT_PRIOR
 
     @property
@@ -47,7 +47,7 @@ class ModelSpec:
         return f"{self.name}/{self.likelihood}/{self.prior}"
 
     @classmethod
-    def from_name(cls, name: str, likelihood: str = "normal", prior: str = DEFAULT_PRIOR) -> "ModelSpec":
+    def from_name(cls, name: str, likelihood: str = DEFAULT_LIKELIHOOD, prior: str = DEFAULT_PRIOR) -> "ModelSpec":
         """Parse a model name against the registry (variant names may hold underscores)."""
         if name in MODEL_NAMES:
             return cls(*MODEL_NAMES[name], likelihood=likelihood, prior=prior)
@@ -282,7 +282,7 @@ def derive_seed(master_seed: int, *keys: object) -> int:
 def _model_coordinates(spec: ModelSpec) -> tuple:
     """The model's part of a sampler seed. Likelihood and prior set enter only when they
     are not the defaults, so the seeds of the tutorial's models never changed."""
-    extra = () if spec.likelihood == "normal" else (spec.likelihood,)
+    extra = () if spec.likelihood == DEFAULT_LIKELIHOOD else (spec.likelihood,)
     extra += () if spec.prior == DEFAULT_PRIOR else (spec.prior,)
     return (spec.name, *extra)
 

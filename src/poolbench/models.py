@@ -13,7 +13,7 @@ import pymc as pm
 from poolbench.grid import ModelSpec
 from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
 from poolbench.variants import (
-    CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NU, OBSERVED, POOLED,
+    CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NORMAL, NU, OBSERVED, POOLED, STUDENT_T,
     SLOPE, UNPOOLED, VARIANTS, common, population_mean, population_sd, standardised,
 )
 
@@ -108,7 +108,7 @@ def student_t_likelihood(mean, noise, y, prior: dict, n_obs):
     return pm.StudentT(OBSERVED, nu=nu, mu=mean, sigma=noise, observed=y, shape=n_obs)
 
 
-LIKELIHOOD_BUILDERS = {"normal": normal_likelihood, "student_t": student_t_likelihood}
+LIKELIHOOD_BUILDERS = {NORMAL: normal_likelihood, STUDENT_T: student_t_likelihood}
 assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOODS), "every registered likelihood needs a builder"
 
 

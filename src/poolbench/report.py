@@ -41,7 +41,7 @@ from poolbench.metrics import (
     WEAK_SPREAD_SENSITIVITY,
     WEAKLY_IDENTIFIED,
 )
-from poolbench.variants import CENTERED, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
+from poolbench.variants import CENTERED, DEFAULT_LIKELIHOOD, LIKELIHOODS, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -100,9 +100,9 @@ def render_headline(headline: Headline) -> Markup:
 def _label(row) -> str:
     """A model with its likelihood and prior set, as headlines name it."""
     text = row["model"]
-    if row.get("likelihood", "normal") != "normal":
+    if row.get("likelihood", DEFAULT_LIKELIHOOD) != DEFAULT_LIKELIHOOD:
         text += f" ({row['likelihood']})"
-    if row.get("prior", "default") != "default":
+    if row.get("prior", DEFAULT_PRIOR) != DEFAULT_PRIOR:
         text += f" [{row['prior']} priors]"
     return text
 
@@ -158,8 +158,8 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
 
 
 def _axes_note(likelihood: str, prior: str) -> str:
-    parts = [] if likelihood == "normal" else [f"{likelihood} likelihood"]
-    parts += [] if prior == "default" else [f"{prior} priors"]
+    parts = [] if likelihood == DEFAULT_LIKELIHOOD else [f"{likelihood} likelihood"]
+    parts += [] if prior == DEFAULT_PRIOR else [f"{prior} priors"]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -181,7 +181,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
         centered, noncentered, centered_high = mean(CENTERED, low), mean(NONCENTERED, low), mean(CENTERED, high)
         if centered is None or noncentered is None:
             continue
-        key = f"funnel:{scenario}" + ("" if (likelihood, prior) == ("normal", "default") else f":{likelihood}:{prior}")
+        key = f"funnel:{scenario}" + ("" if (likelihood, prior) == (DEFAULT_LIKELIHOOD, DEFAULT_PRIOR) else f":{likelihood}:{prior}")
         if centered == noncentered == 0:
             opening = "In the {scenario} scenario{variant}, neither parameterisation diverged at target_accept {low} ({centered} centered, {noncentered} non-centered per fit)"
         else:
@@ -374,42 +374,46 @@ def shrinkage_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None)
 
 
 def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None) -> list[Headline]:
-    """Where both likelihoods were fitted: the minority slope's error, normal against
-    Student-t, per scenario and model at the largest outlier level (trusted fits); with
-    `fits`, whether a hierarchical model's population parameters follow their prior there."""
+    """Where the default likelihood and a robust one (the registry's `robust`) were both
+    fitted: the minority slope's error under each, per scenario and model at the largest
+    outlier level (trusted fits); with `fits`, whether a hierarchical model's population
+    parameters follow their prior there."""
     out = []
     cells = _cells(summary)
-    if cells["likelihood"].nunique() < 2:
-        return out
+    robust_likelihoods = [name for name, likelihood in LIKELIHOODS.items() if likelihood.robust]
     for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False, dropna=False):
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
         rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == DEFAULT_PRIOR)]
         sides = {}
-        for likelihood in ("normal", "student_t"):
+        for likelihood in (DEFAULT_LIKELIHOOD, *robust_likelihoods):
             side = rows[rows["likelihood"] == likelihood]
             pooled = _pool(side.assign(label=model)) if len(side) else pd.DataFrame()
             if len(pooled) and pooled["n_trusted"].iloc[0] > 0:
                 sides[likelihood] = pooled.iloc[0]
-        if len(sides) < 2:
-            continue
-        key = f"likelihood:{scenario}:{outliers}:{model}"
-        normal, robust = sides["normal"], sides["student_t"]
-        headline = Headline(
-            key,
-            "With outliers {outliers} in the {scenario} scenario, {model}'s minority slope was off by {normal} with a "
-            "normal likelihood and by {robust} with a Student-t one (trusted fits: {normal_kept} and {robust_kept})",
-            {"normal": Number(f"{key}:normal", normal["minority_abs_error_mean"], 2),
-             "robust": Number(f"{key}:student_t", robust["minority_abs_error_mean"], 2),
-             "normal_kept": Number(f"{key}:normal_trusted", normal["n_trusted"], 0),
-             "robust_kept": Number(f"{key}:student_t_trusted", robust["n_trusted"], 0)},
-            {"scenario": scenario, "outliers": outliers, "model": model},
-        )
-        regime = None if fits is None else fits[
-            (fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["model"] == model)
-            & (fits["prior"] == DEFAULT_PRIOR)]
-        prior_caveat(headline, regime, "this comparison reflects the prior, not the likelihood alone")
-        headline.template += "."
-        out.append(headline)
+        for robust_name in robust_likelihoods:
+            if DEFAULT_LIKELIHOOD not in sides or robust_name not in sides:
+                continue
+            key = f"likelihood:{scenario}:{outliers}:{model}"
+            if len(robust_likelihoods) > 1:
+                key += f":{robust_name}"
+            base, robust = sides[DEFAULT_LIKELIHOOD], sides[robust_name]
+            headline = Headline(
+                key,
+                "With outliers {outliers} in the {scenario} scenario, {model}'s minority slope was off by {normal} with a "
+                "{base_label} likelihood and by {robust} with a {robust_label} one (trusted fits: {normal_kept} and {robust_kept})",
+                {"normal": Number(f"{key}:{DEFAULT_LIKELIHOOD}", base["minority_abs_error_mean"], 2),
+                 "robust": Number(f"{key}:{robust_name}", robust["minority_abs_error_mean"], 2),
+                 "normal_kept": Number(f"{key}:{DEFAULT_LIKELIHOOD}_trusted", base["n_trusted"], 0),
+                 "robust_kept": Number(f"{key}:{robust_name}_trusted", robust["n_trusted"], 0)},
+                {"scenario": scenario, "outliers": outliers, "model": model,
+                 "base_label": LIKELIHOODS[DEFAULT_LIKELIHOOD].label, "robust_label": LIKELIHOODS[robust_name].label},
+            )
+            regime = None if fits is None else fits[
+                (fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["model"] == model)
+                & (fits["prior"] == DEFAULT_PRIOR)]
+            prior_caveat(headline, regime, "this comparison reflects the prior, not the likelihood alone")
+            headline.template += "."
+            out.append(headline)
     return out
 
 

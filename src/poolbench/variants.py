@@ -159,8 +159,16 @@ class Variant:
 class Likelihood:
     name: str
     title: str
+    label: str  # as a sentence names it: "a {label} likelihood"
     priors: dict = field(default_factory=dict)
     parameters: tuple[str, ...] = ()  # its own parameters beyond the mean and the noise
+    robust: bool = False  # heavy tails: compared with the default likelihood where outliers are
+
+
+NORMAL, STUDENT_T = "normal", "student_t"
+# The likelihood a model has unless the config says otherwise: names and seeds mention
+# only the others.
+DEFAULT_LIKELIHOOD = NORMAL
 
 
 VARIANTS: dict[str, Variant] = {
@@ -231,14 +239,16 @@ VARIANTS: dict[str, Variant] = {
 LIKELIHOODS: dict[str, Likelihood] = {
     lik.name: lik
     for lik in [
-        Likelihood("normal", "normal noise"),
+        Likelihood(NORMAL, "normal noise", "normal"),
         # nu ~ Gamma(2, 0.1) (Juárez & Steel 2010; the Stan prior-choice wiki's default):
         # mean 20, so it behaves like a normal likelihood unless the data say otherwise.
         Likelihood(
-            "student_t",
+            STUDENT_T,
             "Student-t noise (robust to outliers)",
+            "Student-t",
             priors={"nu_alpha": 2.0, "nu_beta": 0.1},
             parameters=(NU,),
+            robust=True,
         ),
     ]
 }
