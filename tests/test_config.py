@@ -99,6 +99,23 @@ BAD = {
     "unknown trust key": ("trust/max_rhatt", 1.1, ["'max_rhatt' was unexpected", "trust"]),
     # Calibration and real data.
     "calibration of an unknown scenario": ("sbc/scenarios", ["nowhere"], ["sbc/scenarios: 'nowhere' is not one of the scenarios"]),
+    "unknown default prior key": (
+        "models/priors", {"hierarchical": {"sigma_sdd": 1.0}},
+        ["models/priors/hierarchical/sigma_sdd: unknown prior key; hierarchical has ['mu_sd', 'noise_rate', 'sigma_dist', 'sigma_rate', 'sigma_sd']"],
+    ),
+    "negative default prior": (
+        "models/priors", {"pooled": {"slope_sd": -1.0}},
+        ["models/priors/pooled/slope_sd: -1.0 must be a positive number"],
+    ),
+    "unknown spread prior": (
+        "models/priors", {"hierarchical": {"sigma_dist": "cauchy"}},
+        ["models/priors/hierarchical/sigma_dist: 'cauchy' is not one of ['exponential', 'halfnormal']"],
+    ),
+    "unknown likelihood prior key": (
+        "models/likelihood_priors", {"student_t": {"nu_mean": 3.0}},
+        ["models/likelihood_priors/student_t/nu_mean: unknown prior key; student_t has ['nu_alpha', 'nu_beta']"],
+    ),
+    "prior block of an unknown variant": ("models/priors", {"hierarchal": {}}, ["'hierarchal' is not one of"]),
     "prior set with an unknown key": (
         "models/prior_sets", {"weak": {"hierarchical": {"sigma_sdd": 1.0}}},
         ["models/prior_sets/weak/hierarchical/sigma_sdd: unknown prior key"],
@@ -278,19 +295,16 @@ def test_schema_defaults_equal_the_default_config():
     walk(schema, DEFAULT, "")
 
 
-def test_schema_enums_and_prior_defaults_come_from_the_variant_registry():
-    """The registry declares each variant and likelihood once; the schema agrees with it."""
+def test_schema_enums_come_from_the_registry_and_prior_keys_are_only_there():
+    """The registry declares each variant, likelihood and prior key once; the schema's
+    enums agree with it, and its prior blocks are open objects (no key, no default restated)."""
     schema = yaml.safe_load(open(SCHEMA))
     assert schema["definitions"]["variant"]["enum"] == list(variants.VARIANTS)
+    assert schema["definitions"]["likelihood"]["enum"] == list(variants.LIKELIHOODS)
     models = schema["properties"]["models"]["properties"]
-    assert models["likelihoods"]["items"]["enum"] == list(variants.LIKELIHOODS)
-    for name, variant in variants.VARIANTS.items():
-        block = models["priors"]["properties"][name]["properties"]
-        assert {key: spec["default"] for key, spec in block.items()} == variant.priors, name
-    for name, likelihood in variants.LIKELIHOODS.items():
-        if likelihood.priors:
-            block = models["likelihood_priors"]["properties"][name]["properties"]
-            assert {key: spec["default"] for key, spec in block.items()} == likelihood.priors
+    assert models["likelihoods"]["items"] == {"$ref": "#/definitions/likelihood"}
+    for block in ("priors", "likelihood_priors"):
+        assert "properties" not in models[block] and models[block]["additionalProperties"] == {"$ref": "#/definitions/prior_keys"}
     # Every other enum of a model fact: parameterisations, spread priors, prior rules, backends.
     from poolbench.samplers import SAMPLERS
 

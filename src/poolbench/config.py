@@ -209,16 +209,21 @@ def _thin_problems(config: dict) -> list[str]:
 
 
 def _prior_set_problems(config: dict) -> list[str]:
-    """Prior blocks (prior sets and data sets' own) against the registry's prior keys, and
-    the places a prior set is fitted against the config's scenarios and data sets."""
+    """Prior blocks (the models' defaults, prior sets and data sets' own) against the
+    registry's prior keys (the schema leaves them open: the registry declares them once),
+    and the places a prior set is fitted against the config's scenarios and data sets."""
     problems = []
-    blocks = {f"models/prior_sets/{name}": block for name, block in config["models"]["prior_sets"].items()}
+    blocks = {"models/priors": config["models"]["priors"]}
+    blocks |= {f"models/prior_sets/{name}": block for name, block in config["models"]["prior_sets"].items()}
     blocks |= {f"datasets/{name}/priors": d.get("priors", {}) for name, d in config["datasets"].items()}
     for where, block in blocks.items():
         for variant, keys in block.items():
             if variant in grid.PRIOR_SET_SCOPE:
                 continue
-            problems += _prior_key_problems(f"{where}/{variant}", variant, keys)
+            problems += _prior_key_problems(f"{where}/{variant}", variant, keys, variants.VARIANTS[variant].priors)
+    for likelihood, keys in config["models"]["likelihood_priors"].items():
+        problems += _prior_key_problems(f"models/likelihood_priors/{likelihood}", likelihood, keys,
+                                        variants.LIKELIHOODS[likelihood].priors)
     for name, block in config["models"]["prior_sets"].items():
         for scope, known in (("scenarios", config["scenarios"]), ("datasets", config["datasets"])):
             for item in block.get(scope, []):
@@ -227,12 +232,14 @@ def _prior_set_problems(config: dict) -> list[str]:
     return problems
 
 
-def _prior_key_problems(where: str, variant: str, keys: dict) -> list[str]:
+def _prior_key_problems(where: str, owner: str, keys: dict, allowed: dict) -> list[str]:
+    """`keys` of a prior block against `allowed`, the registry's keys of `owner` (a variant
+    or a likelihood) with their defaults."""
     problems = []
-    allowed = variants.VARIANTS[variant].priors
     for key, value in keys.items():
         if key not in allowed:
-            problems.append(f"{where}/{key}: unknown prior key; {variant} has {sorted(allowed)}")
+            known = f"{owner} has {sorted(allowed)}" if allowed else f"{owner} has no prior keys"
+            problems.append(f"{where}/{key}: unknown prior key; {known}")
         elif isinstance(allowed[key], str):
             if key.endswith("_dist") and value not in variants.SPREAD_PRIORS:
                 problems.append(f"{where}/{key}: {value!r} is not one of {list(variants.SPREAD_PRIORS)}")

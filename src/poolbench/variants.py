@@ -1,13 +1,14 @@
 """The model variants and likelihoods poolbench can fit: each declared once, here.
 
 A variant is a combination of *terms* (how slopes and intercepts are pooled) with its prior
-keys and their defaults. Everything else reads this registry: the config schema is checked
-against it (tests/test_variants.py), the grid enumerates model names from it, `models`
+keys and their defaults. Everything else reads this registry: the config schema's enums are
+checked against it (tests/test_config.py) and its prior keys by `poolbench.config`, the grid
+enumerates model names from it, `models`
 builds PyMC models from its terms, `metrics` scores the variables it lists, `plots` draws
 the figure it names and the report describes it with its title.
 
-Adding a variant made of existing terms is one `Variant(...)` entry below, its prior block
-in `workflow/schemas/config.schema.yaml` and a line in `config/README.md`. A new kind of
+Adding a variant made of existing terms is one `Variant(...)` entry below, its name in the
+schema's `variant` enum and a line in `config/README.md`. A new kind of
 term also needs its builder in `poolbench.models.TERM_BUILDERS`.
 
 This module imports nothing heavy: plot and report jobs read it without PyMC.
