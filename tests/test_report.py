@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import TINY, TINY_RESULTS, snakemake, tiny_config
+from conftest import REPO, TINY, TINY_RESULTS, snakemake, tiny_config
 from poolbench import figures, records
 
 R = TINY_RESULTS
@@ -587,3 +587,20 @@ def test_many_scenarios_keep_the_real_data_sets_for_the_summary_figures():
     (kept,), note = plots.first_scenarios(groups)
     assert list(dict.fromkeys(kept["scenario"])) == [f"s{i}" for i in range(plots.MAX_SCENARIOS)] + ["radon"]
     assert note == f"the first {plots.MAX_SCENARIOS} of {plots.MAX_SCENARIOS + 2} scenarios (all of them are in the tables)"
+
+
+# What the captions used to state as results, whatever the study's data said (issue #27, item 4).
+FORMER_CAPTION_CLAIMS = (
+    "rarely trusted", "mixes worse", "divergences persist", "removes them", "unpooled follows its outliers",
+    "Partial pooling shrinks", "ignores the outliers", "turns the funnel into", "pull small groups",
+)
+
+
+def test_captions_describe_the_figures_and_claim_no_result():
+    """A caption holds for any study; a result is a computed finding (the report's
+    headlines, traced to the tables). None of the former claims is left."""
+    captions = {path.name: path.read_text() for path in (REPO / "workflow/report").glob("*.rst")}
+    assert len(captions) >= 10
+    for name, text in captions.items():
+        flat = " ".join(text.split())
+        assert not [claim for claim in FORMER_CAPTION_CLAIMS if claim in flat], name
