@@ -12,6 +12,7 @@ from poolbench import grid, metrics, priors
 from poolbench.variants import DATA_RULE, FIXED_RULE, VARIANTS
 
 NO_OUTLIERS = {"count": 0, "value": 30.0}
+TWO_OUTLIERS = {"count": 2, "value": 30.0}
 
 
 def config_with(**datasets) -> dict:
@@ -79,11 +80,13 @@ def test_the_prior_predictive_check_flags_an_observed_group_outside_its_central_
 
 @pytest.fixture(scope="module")
 def hard_fits(tmp_path_factory):
-    """The hard regime (0 outliers, seed 0, every target_accept of the default study), non-
-    centered, with the tutorial's priors and with the data rule: the pipeline's own seeds."""
+    """The default study's hard regime, non-centered with the normal likelihood: its four
+    seeds at both outlier levels and every target_accept (24 fits, the pipeline's own
+    seeds), with the tutorial's priors and with the data rule."""
     directory = tmp_path_factory.mktemp("hard")
-    source = simulated_source(directory, {"hard": grid.scenarios(DEFAULT)["hard"]}, [0], [NO_OUTLIERS])
-    keys = fit_keys("hard", [0], tuple(DEFAULT["sampler"]["target_accept"]), level=NO_OUTLIERS)
+    seeds, levels = [0, 1, 2, 3], [NO_OUTLIERS, TWO_OUTLIERS]
+    source = simulated_source(directory, {"hard": grid.scenarios(DEFAULT)["hard"]}, seeds, levels)
+    keys = [key for level in levels for key in fit_keys("hard", seeds, tuple(DEFAULT["sampler"]["target_accept"]), level=level)]
     data_rule = {"rule": DATA_RULE, **VARIANTS["hierarchical"].data_priors}
     tutorial = fit("hierarchical_noncentered", keys, source, directory / "tutorial")[0]
     scaled = fit("hierarchical_noncentered", keys, source, directory / "scaled", prior=data_rule)[0]
@@ -93,17 +96,17 @@ def hard_fits(tmp_path_factory):
 @pytest.mark.slow
 def test_the_tutorials_priors_in_the_hard_regime_are_flagged_and_the_data_rule_clears_mu_and_noise(hard_fits):
     tutorial, scaled = hard_fits
+    assert len(tutorial) == len(scaled) == 24
     follows = (metrics.CONFLICT, metrics.PRIOR_DOMINATED)
-    # Sensitivities are Monte Carlo estimates: judged over the regime's three fits.
-    for name in ("sigma_slope", "noise"):
-        assert tutorial[f"{name}_diagnosis"].isin(follows).mean() > 0.5, tutorial[f"{name}_prior_sensitivity"].tolist()
+    # Sensitivities are Monte Carlo estimates: judged over the regime's fits. mu_slope's
+    # N(0, 1) against a true mean of 2 is the mildest (measured: flagged in 21 of 24; seed
+    # 0 without outliers gives 0.037-0.043, under the 0.05 threshold).
+    for name in ("sigma_slope", "noise", "mu_slope"):
+        assert tutorial[f"{name}_diagnosis"].isin(follows).mean() > 0.75, (name, tutorial[f"{name}_prior_sensitivity"].tolist())
     assert not tutorial["model_ok"].any()
-    # mu_slope's N(0, 1) against a true mean of 2: with the top-level priors power-scaled
-    # (not the group level, see config/README.md) its sensitivity lies just under the 0.05
-    # threshold (measured 0.037-0.042), not flagged; the data rule still cuts it by half.
-    assert scaled["mu_slope_prior_sensitivity"].median() <= tutorial["mu_slope_prior_sensitivity"].median() / 2
     for name in ("mu_slope", "noise"):
         assert (scaled[f"{name}_diagnosis"] == "").all(), scaled[f"{name}_prior_sensitivity"].tolist()
+    assert scaled["mu_slope_prior_sensitivity"].median() <= tutorial["mu_slope_prior_sensitivity"].median() / 2
     assert scaled["sigma_slope_prior_sensitivity"].median() <= tutorial["sigma_slope_prior_sensitivity"].median() / 2
     # And the spread is no longer held at the prior's mean of 0.077 (the truth is 1).
     assert scaled["sigma_slope_mean"].median() > 3 * tutorial["sigma_slope_mean"].median()
