@@ -1,5 +1,7 @@
 # The README's entry points. Each sets up .venv first (a no-op when it is up to date).
-CORES ?= 8
+# As many jobs at once as the machine has cores: more would share them, and the rules'
+# cost-ordered priorities would no longer decide what runs first (issue #27).
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
 VENV := .venv
 SNAKEMAKE := $(VENV)/bin/snakemake
 
