@@ -29,7 +29,11 @@ config = yaml.safe_load(open(config_path))
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 sampler = config["sampler"]
-priors = config["models"]["priors"]
+# Its priors are the config's, each key the config leaves out at the registry's default
+# (the schema does not restate the registry's defaults; poolbench.grid.priors merges them).
+from poolbench.variants import VARIANTS  # noqa: E402
+
+priors = {name: VARIANTS[name].priors | config["models"]["priors"].get(name, {}) for name in ("pooled", "unpooled", "hierarchical")}
 
 
 def build(variant, parameterisation, likelihood, x, y, group_idx, n_groups):

@@ -119,6 +119,15 @@ def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkey
     monkeypatch.setitem(variants.VARIANTS, "pooled", dataclasses.replace(variants.VARIANTS["pooled"], title="renamed"))
     after = _digests(config)
     assert {name for name in before if before[name] != after[name]} == {"hierarchical_noncentered"}
+    # A fact that never reaches the prior dict, here the name of the non-centered offsets
+    # (what a stored posterior holds), still changes that model's key and only its.
+    from poolbench import models
+
+    monkeypatch.setattr(models, "standardised", lambda coefficient: f"offset_{coefficient}")
+    renamed = _digests(config)
+    assert {name for name in after if renamed[name] != after[name]} == {"hierarchical_noncentered"}
+    monkeypatch.undo()
+    after = _digests(config)
     # A setting of the config changes only its model's digest too (the prior's numbers are in the graph).
     edited = {"models": {"priors": {"unpooled": {"slope_sd": 5.0, "noise_rate": 10.0}}, "likelihood_priors": {}, "prior_sets": {}}}
     assert {name for name, d in _digests(edited).items() if d != after[name]} == {"unpooled"}

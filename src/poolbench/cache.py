@@ -45,8 +45,9 @@ PACKAGE = Path(__file__).parent
 # that fit's key through the built model (`poolbench.models.specification_digest`).
 SAMPLING_MODULES = ("samplers.py", "models.py", "priors.py", "nutpie_callbacks.py", "numerics.py")
 SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
-# Modules whose code decides the metrics computed from a posterior.
-METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "variants.py")
+# Modules whose code decides the metrics computed from a posterior. Not the registry: what
+# it says about a fit's own model enters the fit's metrics inputs (`Variant.metrics_facts`).
+METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py")
 METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
 
 

@@ -283,7 +283,8 @@ class FitBatch:
         group index, not the HDI probability, the groups' labels or the truth."""
         sizes, labels = _group_facts(data, n_groups)
         return fit_cache.metrics_inputs(hdi_prob=self.hdi_prob, sizes=sizes.tolist(), labels=labels,
-                                        truth=truth.to_json() if truth else None)
+                                        truth=truth.to_json() if truth else None,
+                                        registry=VARIANTS[self.spec.variant].metrics_facts(LIKELIHOODS[self.spec.likelihood]))
 
 
 def _group_facts(data: pd.DataFrame, n_groups: int) -> tuple:

@@ -151,6 +151,7 @@ class CompiledModels:
             try:
                 model = build_model(self.spec, self.prior, arrays, n_groups)
                 self.samplers[n_groups] = SAMPLERS[self.settings.backend](model, self.settings)
+                self.bare.pop(n_groups, None)  # the sampler's model serves from now on
             except Exception as exc:
                 if is_environment_error(exc):
                     raise
@@ -172,11 +173,14 @@ class CompiledModels:
 
         if n_groups not in self.digests:
             try:
-                self.digests[n_groups] = specification_digest(self.model(arrays, n_groups))
+                model = self.model(arrays, n_groups)
             except Exception as exc:
                 if is_environment_error(exc):
                     raise
-                self.digests[n_groups] = "unbuildable"
+                model = None
+            # A failure of the digest itself is a bug here, not a model that cannot be
+            # built: it stops the job rather than key fits by a placeholder.
+            self.digests[n_groups] = "unbuildable" if model is None else specification_digest(model)
         return self.digests[n_groups]
 
     def model(self, arrays: dict, n_groups: int):

@@ -179,4 +179,5 @@ class SbcBatch:
     def metrics_inputs(self, truth: dict) -> str:
         """What the ranks depend on besides the draws: the thinning (a changed `sbc/thin`
         must not keep ranks of the old one) and the true values."""
-        return fit_cache.metrics_inputs(thin=self.thin, truth={name: np.asarray(value).tolist() for name, value in truth.items()})
+        return fit_cache.metrics_inputs(thin=self.thin, truth={name: np.asarray(value).tolist() for name, value in truth.items()},
+                                        registry=VARIANTS[self.spec.variant].metrics_facts(LIKELIHOODS[self.spec.likelihood]))

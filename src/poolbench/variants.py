@@ -147,6 +147,13 @@ class Variant:
         )
         return self.hyperparameters + coefficients + (NOISE,)
 
+    def metrics_facts(self, likelihood: "Likelihood") -> dict:
+        """What the metrics of this variant's fits read from the registry (the variables
+        scored, checked for prior sensitivity and calibrated): part of a cached fit's
+        metrics inputs, so an edit elsewhere in the registry recomputes nothing of it."""
+        return {"scored": self.scored, "read": self.read + likelihood.parameters,
+                "calibrated": self.calibrated(likelihood), "has_intercept": self.has_intercept}
+
     def calibrated(self, likelihood: "Likelihood") -> tuple[str, ...]:
         """Variables whose ranks simulation-based calibration checks: every parameter
         drawn from the prior (a pooled coefficient once, not once per group)."""
