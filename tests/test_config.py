@@ -305,6 +305,11 @@ def test_schema_enums_come_from_the_registry_and_prior_keys_are_only_there():
     assert models["likelihoods"]["items"] == {"$ref": "#/definitions/likelihood"}
     for block in ("priors", "likelihood_priors"):
         assert "properties" not in models[block] and models[block]["additionalProperties"] == {"$ref": "#/definitions/prior_keys"}
+    # The default config writes its priors out for users to edit: the registry's numbers.
+    for name, block in DEFAULT["models"]["priors"].items():
+        assert block == variants.VARIANTS[name].priors, name
+    for name, block in DEFAULT["models"]["likelihood_priors"].items():
+        assert block == variants.LIKELIHOODS[name].priors, name
     # Every other enum of a model fact: parameterisations, spread priors, prior rules, backends.
     from poolbench.samplers import SAMPLERS
 

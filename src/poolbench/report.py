@@ -547,7 +547,10 @@ def _ranked_model_flags(compared: pd.DataFrame, words: dict) -> str:
         flagged = flagged[~flagged["model_ok"].fillna(True).astype(bool)]
     if flagged.empty:
         return ""
-    words["flagged"] = "; ".join(f"{r.label}: {r.model_flags}" for r in flagged.itertuples())
+    # The failed checks only: a weak-identification note fails nothing.
+    words["flagged"] = "; ".join(
+        f"{r.label} ({', '.join(f for f in r.model_flags.split('; ') if WEAKLY_IDENTIFIED not in f)})"
+        for r in flagged.itertuples())
     return "; the model check flags {flagged}"
 
 
