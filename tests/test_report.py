@@ -3,6 +3,7 @@ browser) and Snakemake's report."""
 
 from __future__ import annotations
 
+import html
 import re
 import zipfile
 from html.parser import HTMLParser
@@ -167,6 +168,25 @@ def test_headline_numbers_equal_the_tables(tiny_run, report):
     assert report.numbers["failed:count"] == 0 and report.numbers["failed:total"] == len(fits)
 
 
+def test_the_findings_table_holds_every_finding_of_the_report_with_its_numbers(tiny_run, report):
+    """Issue #27, item 1: the findings as data, one row per finding in the report's order;
+    each row's sentence is the report's and its numbers are the report's, traced by key."""
+    import json
+
+    findings = pd.read_parquet(tiny_run / R / "tables/findings.parquet")
+    html_text = html.unescape(re.sub(r"<[^>]+>", "", (tiny_run / R / "report.html").read_text()))
+    assert findings["key"].is_unique and set(findings["kind"]) >= {"trust", "funnel", "shrinkage", "failed"}
+    quoted = {}
+    for row in findings.itertuples():
+        assert " ".join(row.text.split()) in " ".join(html_text.split()), row.key
+        for number in json.loads(row.numbers).values():
+            quoted[number["key"]] = number["value"]
+    assert quoted and quoted == {key: value for key, value in report.numbers.items() if key in quoted}
+    assert set(report.numbers) == set(quoted)  # and the report quotes no number the table lacks
+    csv = pd.read_csv(tiny_run / R / "tables/findings.csv", keep_default_na=False, na_values=[""])
+    assert csv["key"].tolist() == findings["key"].tolist()
+
+
 def chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
@@ -267,6 +287,7 @@ def test_snakemake_report_builds_with_figures_and_captions(tiny_run):
         assert f"Plate diagram of the {model} model" in page
         assert f"tutorial's figure for {model}" in page
     assert "from this pipeline's own posteriors of the hard" in page  # the funnel's caption
+    assert "findings.csv" in files and "The study's findings as data" in page  # the findings table is an item
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import base64
 import datetime as dt
 import html
 import importlib.metadata
+import json
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -831,6 +832,55 @@ def table_rows(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[list[str],
     return [columns[c] for c in present], [[_format(v) for v in row] for row in frame[present].itertuples(index=False)]
 
 
+def all_findings(
+    *,
+    summary: pd.DataFrame,
+    fits: pd.DataFrame,
+    config: dict,
+    calibration: pd.DataFrame | None = None,
+    comparison: pd.DataFrame | None = None,
+    parameterisation: pd.DataFrame | None = None,
+    sbc_fits: pd.DataFrame | None = None,
+) -> list[Headline]:
+    """Every finding of a study, from its tables, in the report's order."""
+    calibration = calibration if calibration is not None else pd.DataFrame()
+    comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
+    found = headlines(summary, fits)
+    if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
+        found.append(calibration_failure_headline(sbc_fits))
+    if len(calibration):
+        found += calibration_headlines(calibration)
+    if len(comparison):
+        real = real_headlines(comparison)
+        if fits["backend"].nunique() > 1:  # the comparison holds one backend's fits (the first)
+            real = [for_backend(h, comparison["backend"].iloc[0]) for h in real]
+        found += real
+    if config.get("study", {}).get("parameterisation_map") and parameterisation is not None:
+        found += map_headlines(parameterisation)
+    return found
+
+
+FINDING_COLUMNS = ["key", "kind", "backend", "section", "text", "numbers", "words"]
+
+
+def findings_table(found: list[Headline]) -> pd.DataFrame:
+    """The findings as data (`tables/findings.parquet`): one row per finding with its key,
+    kind (the key's first part: trust, funnel, shrinkage, likelihood, real, ...), report
+    section, the sentence as shown (plain text), and as JSON the numbers it quotes (name ->
+    the table-traced key and the exact value) and the words it names."""
+    rows = []
+    for headline in found:
+        text = html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
+        backend = headline.words.get("backend", "")  # set where each backend has its own findings
+        key = headline.key.removeprefix(f"{backend}:") if backend else headline.key
+        rows.append({
+            "key": headline.key, "kind": key.split(":", 1)[0], "backend": backend, "section": headline.section, "text": text,
+            "numbers": json.dumps({name: {"key": n.key, "value": float(n.value)} for name, n in headline.numbers.items()}),
+            "words": json.dumps(headline.words),
+        })
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
+
+
 def render_report(
     *,
     summary: pd.DataFrame,
@@ -842,10 +892,12 @@ def render_report(
     comparison: pd.DataFrame | None = None,
     parameterisation: pd.DataFrame | None = None,
     sbc_fits: pd.DataFrame | None = None,
+    found: list[Headline] | None = None,
 ) -> str:
     """`figures`: dicts with section, title, path and caption. `provenance`: the tables' own
     (experiment hash, package versions, commit), so the report states where its numbers
-    came from even when it is rebuilt later for a plot change."""
+    came from even when it is rebuilt later for a plot change. `found`: the findings
+    (`all_findings`), computed from the tables here when not given."""
     calibration = calibration if calibration is not None else pd.DataFrame()
     comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
     failed = failed_fits(fits, sbc_fits)
@@ -873,18 +925,9 @@ def render_report(
     real_fits = fits[fits["source"] == "real"] if "source" in fits else fits.iloc[:0]
     real_check_header, real_check_rows = table_rows(real_fits, REAL_MODEL_CHECK_COLUMNS if "model_ok" in fits else {})
     study = config.get("study", {})
-    all_headlines = headlines(summary, fits)
-    if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
-        all_headlines.append(calibration_failure_headline(sbc_fits))
-    if len(calibration):
-        all_headlines += calibration_headlines(calibration)
-    if len(comparison):
-        found = real_headlines(comparison)
-        if fits["backend"].nunique() > 1:  # the comparison holds one backend's fits (the first)
-            found = [for_backend(h, comparison["backend"].iloc[0]) for h in found]
-        all_headlines += found
-    if study.get("parameterisation_map") and parameterisation is not None:
-        all_headlines += map_headlines(parameterisation)
+    all_headlines = found if found is not None else all_findings(
+        summary=summary, fits=fits, config=config, calibration=calibration, comparison=comparison,
+        parameterisation=parameterisation, sbc_fits=sbc_fits)
     by_section = {}
     for headline in all_headlines:
         by_section.setdefault(headline.section, []).append(render_headline(headline))

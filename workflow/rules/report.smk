@@ -19,6 +19,13 @@ rule html_report:
         model_graphs=rules.model_graph.output.graphs,
     output:
         html=P.report,
+        findings=report(
+            P.table("findings", "csv"),
+            caption="../report/findings.rst",
+            category="Findings",
+            labels={"table": "findings"},
+        ),
+        findings_parquet=P.table("findings"),
     log:
         P.log("html_report"),
     benchmark:
