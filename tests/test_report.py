@@ -175,7 +175,16 @@ def test_the_findings_table_holds_every_finding_of_the_report_with_its_numbers(t
 
     findings = pd.read_parquet(tiny_run / R / "tables/findings.parquet")
     html_text = html.unescape(re.sub(r"<[^>]+>", "", (tiny_run / R / "report.html").read_text()))
-    assert findings["key"].is_unique and set(findings["kind"]) >= {"trust", "funnel", "shrinkage", "failed"}
+    assert findings["key"].is_unique and set(findings["kind"]) >= {"story", "trust", "funnel", "shrinkage", "failed"}
+    # The tutorial's story comes first, on the first screen, its numbers the fits table's.
+    story = findings.iloc[0]
+    assert story["kind"] == "story" and story["section"] == "story"
+    fits = pd.read_parquet(tiny_run / R / "tables/fits.parquet")
+    unpooled = fits[(fits["model"] == "unpooled") & (fits["scenario"] == "tutorial") & (fits["seed"] == 0)
+                    & (fits["outliers"] == "2at30") & (fits["target_accept"] == max(TINY["sampler"]["target_accept"]))]
+    assert json.loads(story["numbers"])["unpooled"]["value"] == unpooled["minority_slope_mean"].iloc[0]
+    page = (tiny_run / R / "report.html").read_text()
+    assert page.index('class="story"') < page.index('id="findings"')
     quoted = {}
     for row in findings.itertuples():
         assert " ".join(row.text.split()) in " ".join(html_text.split()), row.key
@@ -625,3 +634,46 @@ def test_captions_describe_the_figures_and_claim_no_result():
     for name, text in captions.items():
         flat = " ".join(text.split())
         assert not [claim for claim in FORMER_CAPTION_CLAIMS if claim in flat], name
+
+
+def tutorial_fits(trusted_centered: bool = True) -> pd.DataFrame:
+    """The tutorial dataset's fits at the highest target_accept, hand-made with the
+    tutorial's numbers (true minority slope 1.85)."""
+    rows = []
+    for variant, parameterisation, likelihood, slope, mu in [
+        ("unpooled", "none", "normal", 15.3, np.nan), ("hierarchical", "centered", "normal", 8.6, 3.0),
+        ("hierarchical", "noncentered", "normal", 8.5, 2.9), ("hierarchical", "centered", "student_t", 1.9, 2.1),
+        ("pooled", "none", "normal", 2.4, np.nan),
+    ]:
+        model = variant if parameterisation == "none" else f"{variant}_{parameterisation}"
+        ok = trusted_centered or parameterisation != "centered"
+        rows.append({"scenario": "tutorial", "outliers": "2at30", "seed": 0, "target_accept": 0.99, "prior": "default",
+                     "backend": "nutpie", "variant": variant, "parameterisation": parameterisation, "model": model,
+                     "likelihood": likelihood, "status": "ok", "trusted": ok, "untrusted_because": "" if ok else "rhat",
+                     "minority_slope_mean": slope, "minority_bias": slope - 1.85, "mu_slope_mean": mu})
+    return pd.DataFrame(rows)
+
+
+def story_text(fits, config) -> str:
+    from poolbench.report import render_headline, tutorial_story
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(h)))) for h in tutorial_story(fits, config))
+
+
+def test_the_tutorials_story_is_told_in_three_numbers_with_the_truth():
+    """Issue #27, item 2: for a study that fits the tutorial's own dataset."""
+    from conftest import DEFAULT
+
+    text = story_text(tutorial_fits(), DEFAULT)
+    assert text == ("On the tutorial's own dataset (tutorial scenario, seed 0, outliers 2at30; target_accept 0.99) the minority "
+                    "group's slope is 15.3 without pooling (unpooled), 8.6 with partial pooling (hierarchical_centered; "
+                    "population mean mu 3.0) and 1.9 with partial pooling and robust noise (hierarchical_centered "
+                    "(student_t)); its true slope is 1.85.")
+    # An untrusted centered fit gives way to the trusted non-centered one; untrusted alone, it says so.
+    assert "8.5 with partial pooling (hierarchical_noncentered;" in story_text(tutorial_fits(False), DEFAULT)
+    alone = tutorial_fits(False)
+    alone = alone[alone["parameterisation"] != "noncentered"]
+    assert "(hierarchical_centered, untrusted: rhat; population mean mu 3.0)" in story_text(alone, DEFAULT)
+    # A study without the tutorial's dataset (another design, or no seed 0) has no story.
+    other = DEFAULT | {"scenarios": {"tutorial": DEFAULT["scenarios"]["tutorial"] | {"noise": 0.2}}}
+    assert story_text(tutorial_fits(), other) == "" and story_text(tutorial_fits(), DEFAULT | {"seeds": [1, 2]}) == ""

@@ -16,7 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from poolbench.variants import DATA_RULE, DEFAULT_LIKELIHOOD, FIXED_RULE, LIKELIHOODS, NO_PARAMETERISATION, VARIANTS
+from poolbench.variants import (
+    DATA_RULE, DEFAULT_LIKELIHOOD, FIXED_RULE, LIKELIHOODS, NO_PARAMETERISATION, STUDENT_T, VARIANTS,
+)
 
 DEFAULT_PRIOR = "default"
 SIMULATED = "simulated"
@@ -321,6 +323,27 @@ def experiment_hash(config: dict) -> str:
     """Hash of everything that decides the numbers (all but the `plots` block)."""
     experiment = {k: v for k, v in config.items() if k != "plots"}
     return hashlib.sha256(json.dumps(experiment, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# The tutorial's own dataset: its design with the legacy generator, seed 0, two outliers
+# at 30 (config/README.md). Its story is told in three numbers on a report's first screen.
+TUTORIAL_DESIGN = {"rng": "legacy", "n_groups": 8, "points_per_group": 50, "minority_points": 5, "noise": 0.1,
+                   "slope_mean": 2.0, "slope_sd": 1.0}
+TUTORIAL_SEED, TUTORIAL_OUTLIERS = 0, {"count": 2, "value": 30.0}
+# The tutorial's three models: no pooling, partial pooling, partial pooling with robust noise.
+TUTORIAL_MODELS = {"unpooled": ("unpooled", DEFAULT_LIKELIHOOD), "pooled": ("hierarchical", DEFAULT_LIKELIHOOD),
+                   "robust": ("hierarchical", STUDENT_T)}
+
+
+def tutorial_dataset(config: dict) -> tuple[str, str, int] | None:
+    """(scenario, outlier label, seed) of the tutorial's own dataset where the config fits
+    it, else None."""
+    if TUTORIAL_SEED not in seeds(config) or TUTORIAL_OUTLIERS not in config["outlier_levels"]:
+        return None
+    for name, scenario in scenarios(config).items():
+        if all(scenario.get(key) == value for key, value in TUTORIAL_DESIGN.items()) and not scenario.get("intercept_sd"):
+            return name, outlier_label(TUTORIAL_OUTLIERS), TUTORIAL_SEED
+    return None
 
 
 def showcase_target_accept(config: dict) -> float:

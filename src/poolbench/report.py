@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 from markupsafe import Markup, escape
 
+from poolbench import grid
 from poolbench.grid import DEFAULT_PRIOR, experiment_hash
 from poolbench.metrics import (
     COMPARISON_COLUMNS,
@@ -832,6 +833,57 @@ def table_rows(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[list[str],
     return [columns[c] for c in present], [[_format(v) for v in row] for row in frame[present].itertuples(index=False)]
 
 
+def _tutorial_fit(rows: pd.DataFrame, variant: str, likelihood: str):
+    """The fit of `variant` with `likelihood` among the tutorial dataset's `rows`: the first
+    trusted parameterisation in the registry's order, else the first (shown untrusted)."""
+    mine = rows[(rows["variant"] == variant) & (rows["likelihood"] == likelihood) & (rows["status"] == "ok")]
+    if mine.empty:
+        return None
+    mine = mine.assign(_order=mine["parameterisation"].map({p: i for i, p in enumerate(PARAMETERISATIONS)}).fillna(-1))
+    mine = mine.sort_values("_order", kind="stable")
+    trusted = mine[mine["trusted"].astype(bool)]
+    return (trusted if len(trusted) else mine).iloc[0]
+
+
+def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
+    """For a study that fits the tutorial's own dataset: its story in three numbers with the
+    truth (the minority group's slope unpooled, partially pooled with mu, and partially
+    pooled with robust noise), from its fits at the highest target_accept with the default
+    priors and the first backend; a fit that is not trusted says so beside its number."""
+    found = grid.tutorial_dataset(config) if "minority_slope_mean" in fits else None
+    if found is None or fits.empty:
+        return []
+    scenario, outliers, seed = found
+    ta = grid.showcase_target_accept(config)
+    rows = fits[(fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["seed"] == seed)
+                & np.isclose(fits["target_accept"], ta) & (fits["prior"] == DEFAULT_PRIOR)
+                & (fits["backend"] == config["sampler"]["backends"][0])]
+    picked = {role: _tutorial_fit(rows, *model) for role, model in grid.TUTORIAL_MODELS.items()}
+    if picked["unpooled"] is None or picked["pooled"] is None:
+        return []
+    key = f"story:{scenario}:{outliers}:{seed}"
+    numbers, words, parts = {}, {"scenario": scenario, "outliers": outliers}, []
+    for role, fit in picked.items():
+        if fit is None:
+            continue
+        label = _label(fit)
+        numbers[role] = Number(f"{key}:{label}:minority_slope_mean", fit["minority_slope_mean"], 1)
+        words[f"{role}_model"] = label
+        words[f"{role}_verdict"] = "" if fit["trusted"] else f", untrusted: {fit['untrusted_because']}"
+    numbers["seed"] = Number(f"{key}:seed", seed, 0)
+    numbers["ta"] = Number(f"{key}:target_accept", ta, 2)
+    numbers["mu"] = Number(f"{key}:{words['pooled_model']}:mu_slope_mean", picked["pooled"]["mu_slope_mean"], 1)
+    truth = picked["unpooled"]["minority_slope_mean"] - picked["unpooled"]["minority_bias"]
+    numbers["truth"] = Number(f"{key}:true_minority_slope", truth, 2)
+    template = ("On the tutorial's own dataset ({scenario} scenario, seed {seed}, outliers {outliers}; target_accept {ta}) "
+                "the minority group's slope is {unpooled} without pooling ({unpooled_model}{unpooled_verdict}), "
+                "{pooled} with partial pooling ({pooled_model}{pooled_verdict}; population mean mu {mu})")
+    if picked["robust"] is not None:
+        template += " and {robust} with partial pooling and robust noise ({robust_model}{robust_verdict})"
+    template += "; its true slope is {truth}."
+    return [Headline(key, template, numbers, words, section="story")]
+
+
 def all_findings(
     *,
     summary: pd.DataFrame,
@@ -845,7 +897,7 @@ def all_findings(
     """Every finding of a study, from its tables, in the report's order."""
     calibration = calibration if calibration is not None else pd.DataFrame()
     comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
-    found = headlines(summary, fits)
+    found = [*tutorial_story(fits, config), *headlines(summary, fits)]
     if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
         found.append(calibration_failure_headline(sbc_fits))
     if len(calibration):
