@@ -220,6 +220,15 @@ def test_report_renders_in_a_real_browser_with_every_image_loaded(tiny_run):
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
         assert driver.find_element("id", "findings").is_displayed()
+        # Issue #27: at 1400 x 900 the question, the tutorial's story and the overview figure
+        # are on the first screen, and nothing is wider than the window.
+        driver.set_window_size(1400, 900)
+        driver.execute_script("window.scrollTo(0, 0)")
+        height = driver.execute_script("return window.innerHeight")
+        bottom = {name: driver.execute_script(f"return document.querySelector('{selector}').getBoundingClientRect().bottom")
+                  for name, selector in [("question", ".question"), ("story", ".story"), ("overview", "figure.overview img")]}
+        assert all(value <= height for value in bottom.values()), (bottom, height)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         driver.quit()
 
@@ -677,3 +686,23 @@ def test_the_tutorials_story_is_told_in_three_numbers_with_the_truth():
     # A study without the tutorial's dataset (another design, or no seed 0) has no story.
     other = DEFAULT | {"scenarios": {"tutorial": DEFAULT["scenarios"]["tutorial"] | {"noise": 0.2}}}
     assert story_text(tutorial_fits(), other) == "" and story_text(tutorial_fits(), DEFAULT | {"seeds": [1, 2]}) == ""
+
+
+def test_the_overview_marks_each_cell_by_trusted_share_error_and_model_check():
+    """Issue #27, item 2: the verdict matrix's cells, from the summary table."""
+    from poolbench import plots
+
+    rows = []
+    for model, share, rmse, ok in [("pooled", 1.0, 1.1, 1.0), ("hierarchical_centered", 0.0, np.nan, np.nan),
+                                   ("hierarchical_noncentered", 0.75, 0.95, 0.25)]:
+        for ta in (0.99, 0.8):
+            rows.append({"source": "simulated", "scenario": "hard", "outliers": "2at30", "outlier_count": 2,
+                         "target_accept": ta, "model": model, "likelihood": "normal", "prior": "default", "backend": "nutpie",
+                         "share_trusted": share, "slope_rmse_mean": rmse, "share_model_ok": ok})
+    share, labels = plots.overview_table(pd.DataFrame(rows))
+    assert list(share.columns) == ["hard · 2at30 · 0.8", "hard · 2at30 · 0.99"]  # in the grid's order
+    assert list(share.index) == ["pooled", "hierarchical_centered", "hierarchical_noncentered"]
+    assert labels.loc["pooled"].tolist() == ["1.10", "1.10"]
+    assert labels.loc["hierarchical_centered"].tolist() == ["–", "–"]  # no trusted fit, no error
+    assert labels.loc["hierarchical_noncentered"].tolist() == ["0.95!", "0.95!"]  # the model check flags most
+    assert share.loc["hierarchical_noncentered"].tolist() == [0.75, 0.75]

@@ -17,10 +17,13 @@ class Figure:
     caption: str  # file under workflow/report/
     category: str
     subcategory: str
+    section: str = "figures"  # where the HTML report shows it ("overview": its first screen)
 
 
 # Drawn from the tables alone, one file each (PNG and SVG).
 SUMMARY = [
+    Figure("overview", "Overview: trusted share and error, cell by cell", "overview.rst", "Figures", "Overview",
+           section="overview"),
     Figure("trust", "Which fits can be trusted", "trust.rst", "Figures", "Trust"),
     Figure("divergences", "Divergences against target_accept", "divergences.rst", "Figures", "Sampler"),
     Figure("shrinkage", "Shrinkage error by model and outlier level (trusted fits)", "shrinkage.rst", "Figures", "Shrinkage"),

@@ -145,6 +145,51 @@ def _metric_grid(frame: pd.DataFrame, metrics: dict[str, str], x: str, hue: str,
     return grid
 
 
+# The overview's colour: the share of a cell's fits that are trusted.
+OVERVIEW_CMAP = "RdYlGn"
+
+
+def overview_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The overview's cells: rows model (with likelihood, prior set, backend where several),
+    columns scenario · outliers · target_accept; the trusted share of each cell and its
+    label: the group-slope RMSE over trusted fits ("–" where none is trusted), marked "!"
+    where most trusted fits fail the model check."""
+    table = simulated(summary)
+    table = table.assign(
+        row=fit_label(table),
+        column=table["scenario"].astype(str) + " · " + table["outliers"].astype(str) + " · "
+        + table["target_accept"].map(lambda ta: f"{ta:g}"),
+    )
+    flagged = table["share_model_ok"] < 0.5 if "share_model_ok" in table else pd.Series(False, index=table.index)
+    error = table["slope_rmse_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
+    table = table.assign(label=error.where(~flagged.fillna(False), error + "!"))
+    order = list(dict.fromkeys(table.sort_values(["scenario", "outlier_count", "target_accept"])["column"]))
+    rows = list(dict.fromkeys(table["row"]))
+    share = table.pivot(index="row", columns="column", values="share_trusted").reindex(index=rows, columns=order)
+    labels = table.pivot(index="row", columns="column", values="label").reindex(index=rows, columns=order)
+    return share, labels
+
+
+def overview_figure(fits, groups, summary, showcase):
+    """The verdict matrix: every model against every simulated cell, coloured by the share
+    of trusted fits, labelled with the group-slope RMSE over them ("!": the model check
+    flags most of them)."""
+    if simulated(summary).empty:
+        return message_figure("No simulated fits: nothing to show.")
+    share, labels = overview_table(summary)
+    figure, ax = plt.subplots(figsize=(2.2 + 0.85 * share.shape[1], 1.4 + 0.42 * share.shape[0]))
+    sns.heatmap(share, annot=labels.fillna(""), fmt="", cmap=OVERVIEW_CMAP, vmin=0, vmax=1, linewidths=0.5,
+                linecolor="white", cbar_kws={"label": "share of trusted fits", "shrink": 0.8},
+                annot_kws={"fontsize": 8}, ax=ax)
+    ax.set_xlabel("scenario · outliers · target_accept")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", labelrotation=45)
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+    ax.set_title("Trusted share (colour) and group-slope RMSE over trusted fits (! model check flags most)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
 def trust_figure(fits, groups, summary, showcase):
     """Share of trusted fits per model and target_accept, a panel per scenario and outlier level."""
     table = simulated(summary)

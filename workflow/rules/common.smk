@@ -454,7 +454,7 @@ def get_report_figures():
     out = [
         {
             "id": f.name,
-            "section": "figures",
+            "section": f.section,
             "title": f.title,
             "path": P.figure(f.name),
             "caption": str(captions / f.caption),
