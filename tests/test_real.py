@@ -429,7 +429,9 @@ def test_the_report_script_reads_the_comparison_without_guessing_missing_values(
     for name in ("calibration", "parameterisation", "sbc_fits"):
         write_table(pd.DataFrame({"status": pd.Series(dtype=str)}), tables / f"{name}.parquet")
     inputs = {name: tables / f"{name}.parquet" for name in ("summary", "fits", "calibration", "sbc_fits", "parameterisation")}
-    runs = [({"comparison": tables / f"comparison.{suffix}"} | inputs, {"html": tmp_path / f"report-{suffix}.html"})
+    runs = [({"comparison": tables / f"comparison.{suffix}"} | inputs,
+             {"html": tmp_path / f"report-{suffix}.html", "findings": tmp_path / "findings.csv",
+              "findings_parquet": tmp_path / "findings.parquet"})
             for suffix in ("parquet",)]
     rule = (REPO / "workflow/rules/report.smk").read_text()
     assert "comparison=rules.compare_real.output.comparison_parquet," in rule
@@ -438,6 +440,9 @@ def test_the_report_script_reads_the_comparison_without_guessing_missing_values(
         page = outputs["html"].read_text()
         assert "<li>NA: pooled_intercept predicts best among the fits whose PSIS-LOO is reliable" in page, outputs
         assert page.count("<tr><td>NA</td>") == 2
+    # And the findings table keeps it too.
+    real = pd.read_parquet(tmp_path / "findings.parquet").query("kind == 'real'")["text"]
+    assert len(real) and real.str.startswith("NA: ").all()
 
 
 def run_script(name, runs, params, log):

@@ -706,3 +706,30 @@ def test_the_overview_marks_each_cell_by_trusted_share_error_and_model_check():
     assert labels.loc["hierarchical_centered"].tolist() == ["–", "–"]  # no trusted fit, no error
     assert labels.loc["hierarchical_noncentered"].tolist() == ["0.95!", "0.95!"]  # the model check flags most
     assert share.loc["hierarchical_noncentered"].tolist() == [0.75, 0.75]
+
+
+def test_the_headline_findings_come_most_important_first():
+    """Issue #27, item 2: the default likelihood and priors before the other axes, each by
+    kind (report.KIND_ORDER), then the grid's order."""
+    from poolbench.report import KIND_ORDER, _kind, all_findings
+
+    fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""}, likelihoods=("normal", "student_t"))
+    found = [h for h in all_findings(summary=checked_summary(fits), fits=fits, config={"study": {}})
+             if h.section == "findings"]
+    ranks = [(bool(h.words.get("variant")), KIND_ORDER.index(_kind(h))) for h in found]
+    assert ranks == sorted(ranks) and len({kind for _, kind in ranks}) >= 3 and {axis for axis, _ in ranks} == {False, True}
+
+
+def test_at_most_eight_headlines_lead_and_every_link_lands_on_its_target(tiny_run):
+    page = (tiny_run / R / "report.html").read_text()
+    first = page.split('<ul class="headlines">', 1)[1].split("</ul>", 1)[0]
+    from poolbench.report import TOP_FINDINGS
+
+    assert 0 < first.count("<li>") <= TOP_FINDINGS
+    rest = re.search(r'<details class="more"><summary>(\d+) more findings</summary>', page)
+    total = len(pd.read_parquet(tiny_run / R / "tables/findings.parquet").query("section == 'findings'"))
+    assert first.count("<li>") + (int(rest[1]) if rest else 0) == total
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    links = set(re.findall(r'href="#([^"]+)"', page))
+    assert links and links <= ids, links - ids
+    assert 'href="#trust">(figure)' in first

@@ -894,10 +894,12 @@ def all_findings(
     parameterisation: pd.DataFrame | None = None,
     sbc_fits: pd.DataFrame | None = None,
 ) -> list[Headline]:
-    """Every finding of a study, from its tables, in the report's order."""
+    """Every finding of a study, from its tables, in the report's order: the tutorial's
+    story, the headline findings most important first (`ranked_findings`), then those of
+    the model checks, calibration, real data and the map."""
     calibration = calibration if calibration is not None else pd.DataFrame()
     comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
-    found = [*tutorial_story(fits, config), *headlines(summary, fits)]
+    found = [*tutorial_story(fits, config), *ranked_findings(headlines(summary, fits))]
     if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
         found.append(calibration_failure_headline(sbc_fits))
     if len(calibration):
@@ -914,6 +916,35 @@ def all_findings(
 
 FINDING_COLUMNS = ["key", "kind", "backend", "section", "text", "numbers", "words"]
 
+# The headline findings on the first screen: at most this many, the most important first.
+TOP_FINDINGS = 8
+# Importance: findings on the default likelihood and priors before those on the other axes
+# (a likelihood or prior set that is not the default); then by kind: a false trust first
+# (raising target_accept silenced the divergences, not the funnel), which form is trusted,
+# what pooling does to the error, the funnel, robust noise, the count of failed fits; then
+# the grid's order.
+KIND_ORDER = ("trap", "trust", "shrinkage", "funnel", "likelihood", "failed")
+# The figure a finding of each kind is read in (its id in the report).
+KIND_FIGURE = {"trap": "trust", "trust": "trust", "shrinkage": "shrinkage", "funnel": "divergences",
+               "likelihood": "shrinkage", "failed": "failed"}
+
+
+def _kind(headline: Headline) -> str:
+    backend = headline.words.get("backend", "")
+    return (headline.key.removeprefix(f"{backend}:") if backend else headline.key).split(":", 1)[0]
+
+
+def ranked_findings(found: list[Headline]) -> list[Headline]:
+    """The findings section's headlines, most important first: those on a variant axis (a
+    likelihood or prior set that is not the default: their `variant` note) after those on
+    the defaults, each by KIND_ORDER, then in the grid's order."""
+    def rank(item):
+        index, headline = item
+        kind = _kind(headline)
+        return (bool(headline.words.get("variant")), KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), index)
+
+    return [headline for _, headline in sorted(enumerate(found), key=rank)]
+
 
 def findings_table(found: list[Headline]) -> pd.DataFrame:
     """The findings as data (`tables/findings.parquet`): one row per finding with its key,
@@ -923,10 +954,10 @@ def findings_table(found: list[Headline]) -> pd.DataFrame:
     rows = []
     for headline in found:
         text = html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
-        backend = headline.words.get("backend", "")  # set where each backend has its own findings
-        key = headline.key.removeprefix(f"{backend}:") if backend else headline.key
         rows.append({
-            "key": headline.key, "kind": key.split(":", 1)[0], "backend": backend, "section": headline.section, "text": text,
+            # backend: set where each backend has its own findings
+            "key": headline.key, "kind": _kind(headline), "backend": headline.words.get("backend", ""),
+            "section": headline.section, "text": text,
             "numbers": json.dumps({name: {"key": n.key, "value": float(n.value)} for name, n in headline.numbers.items()}),
             "words": json.dumps(headline.words),
         })
@@ -982,13 +1013,20 @@ def render_report(
         parameterisation=parameterisation, sbc_fits=sbc_fits)
     by_section = {}
     for headline in all_headlines:
-        by_section.setdefault(headline.section, []).append(render_headline(headline))
+        by_section.setdefault(headline.section, []).append(headline)
+    findings = by_section.pop("findings", [])  # ranked by all_findings
+    by_section = {section: [render_headline(h) for h in found_here] for section, found_here in by_section.items()}
+    figure_ids = {figure["id"] for figure in figures} | {"failed"}
+    top = [(render_headline(h), KIND_FIGURE.get(_kind(h)) if KIND_FIGURE.get(_kind(h)) in figure_ids else None)
+           for h in findings]
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return environment.get_template("report.html.j2").render(
         title=study.get("title", "poolbench report"),
         question=study.get("question", ""),
         study=study.get("name", ""),
         headlines=by_section,
+        top_findings=top[:TOP_FINDINGS],
+        more_findings=top[TOP_FINDINGS:],
         summary_header=header,
         summary_rows=list(zip(rows, untrusted)),
         failed=failed.to_dict("records"),
