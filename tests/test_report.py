@@ -229,6 +229,27 @@ def test_report_renders_in_a_real_browser_with_every_image_loaded(tiny_run):
                   for name, selector in [("question", ".question"), ("story", ".story"), ("overview", "figure.overview img")]}
         assert all(value <= height for value in bottom.values()), (bottom, height)
         assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        # The summary table filters and sorts in the page (issue #27, item 2).
+        rows = "Array.from(document.getElementById('summary-table').rows).slice(1)"
+        total = driver.execute_script(f"return {rows}.length")
+        box = driver.find_element("id", "summary-filter")
+        box.send_keys("hard 0.99")
+        shown = driver.execute_script(f"return {rows}.filter(r => !r.hidden).map(r => r.textContent)")
+        assert 0 < len(shown) < total and all("hard" in text and "0.99" in text for text in shown)
+        box.clear()
+        driver.execute_script("document.getElementById('summary-filter').dispatchEvent(new Event('input'))")
+        header = driver.execute_script("return Array.from(document.getElementById('summary-table').rows[0].cells).map(c => c.textContent)")
+        column = header.index("trusted")
+        driver.execute_script(f"document.getElementById('summary-table').rows[0].cells[{column}].click()")
+        values = driver.execute_script(f"return {rows}.map(r => r.cells[{column}].textContent)")
+        numbers = [float(v.rstrip("%")) for v in values]
+        assert numbers == sorted(numbers) and len(set(numbers)) > 1
+        # Every navigation anchor lands on its section.
+        for anchor in driver.execute_script("return Array.from(document.querySelectorAll('nav a')).map(a => a.hash)"):
+            driver.execute_script(f"document.querySelector('nav a[href=\"{anchor}\"]').click()")
+            top = driver.execute_script(f"return document.querySelector('{anchor}').getBoundingClientRect().top")
+            assert abs(top) < 5 or driver.execute_script(
+                "return window.scrollY + window.innerHeight >= document.documentElement.scrollHeight - 2"), anchor
     finally:
         driver.quit()
 
@@ -282,7 +303,8 @@ def test_hostile_strings_in_every_user_field_are_shown_not_run(tiny_run, tmp_pat
     try:
         driver.get(page.as_uri())
         assert driver.title != "PWNED" and "<script>" in driver.title  # the title shown as text
-        assert driver.execute_script("return document.scripts.length") == 0
+        # The page's one script is its own (the summary table's sort and filter), none injected.
+        assert driver.execute_script("return Array.from(document.scripts).map(s => s.id)") == ["poolbench-table"]
         assert driver.execute_script("return document.querySelectorAll('#injected, svg[onload], img[onerror]').length") == 0
         assert len(driver.execute_script("return Array.from(document.images)")) == 1  # the one figure
         body = driver.find_element("tag name", "body").text
@@ -513,7 +535,7 @@ def test_the_summary_and_the_model_checks_show_each_cells_check():
     assert {"share_model_ok": "model check passed (trusted)", "model_flag_reasons": "model flagged for"}.items() <= SUMMARY_COLUMNS.items()
     fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""})
     page = render_checked(fits, checked_summary(fits))
-    summary = re.search(r'<table class="summary">(.*?)</table>', page, re.S).group(1)
+    summary = re.search(r'<table class="summary"[^>]*>(.*?)</table>', page, re.S).group(1)
     header = re.findall(r"<th>(.*?)</th>", summary)
     assert header[header.index("untrusted because") + 1 : header.index("untrusted because") + 3] == [
         "model check passed (trusted)", "model flagged for"]
@@ -544,7 +566,7 @@ def test_hostile_model_flags_are_shown_not_run():
     assert shown in real  # the real fit's own flags
     assert checks.count(f"<td>{shown}</td>") == 8  # each hierarchical cell's reasons
     assert f"(flagged for {shown})" in checks  # in the prior sets' headline
-    assert re.search(r'<table class="summary">.*?</table>', page, re.S).group(0).count(f"<td>{shown}</td>") == 8
+    assert re.search(r'<table class="summary"[^>]*>.*?</table>', page, re.S).group(0).count(f"<td>{shown}</td>") == 8
 
 
 def groups_with_prior_predictive(scenarios=("hard",), real=("radon",)) -> pd.DataFrame:
