@@ -723,6 +723,11 @@ def test_the_overview_marks_each_cell_by_trusted_share_error_and_model_check():
                          "share_trusted": share, "slope_rmse_mean": rmse, "share_model_ok": ok})
     share, labels = plots.overview_table(pd.DataFrame(rows))
     assert list(share.columns) == ["hard · 2at30 · 0.8", "hard · 2at30 · 0.99"]  # in the grid's order
+    # Scenarios keep the grid's order, not the alphabet's (map_100 is not before map_20).
+    later = pd.DataFrame(rows).assign(scenario="map_20")
+    first = pd.DataFrame(rows).assign(scenario="map_100")
+    mapped, _ = plots.overview_table(pd.concat([later, first]))
+    assert [c.split(" · ")[0] for c in mapped.columns] == ["map_20", "map_20", "map_100", "map_100"]
     assert list(share.index) == ["pooled", "hierarchical_centered", "hierarchical_noncentered"]
     assert labels.loc["pooled"].tolist() == ["1.10", "1.10"]
     assert labels.loc["hierarchical_centered"].tolist() == ["–", "–"]  # no trusted fit, no error
@@ -740,6 +745,11 @@ def test_the_headline_findings_come_most_important_first():
              if h.section == "findings"]
     ranks = [(bool(h.words.get("variant")), KIND_ORDER.index(_kind(h))) for h in found]
     assert ranks == sorted(ranks) and len({kind for _, kind in ranks}) >= 3 and {axis for axis, _ in ranks} == {False, True}
+    assert found[0].key == "trust:hard:normal:default" and found[-1].words["variant"]  # defaults lead, other axes close
+    # The findings table keeps the report's order: the headline findings, then the other sections.
+    every = all_findings(summary=checked_summary(fits), fits=fits, config={"study": {}})
+    sections = [h.section for h in every]
+    assert sections[:len(found)] == ["findings"] * len(found) and "model_checks" in sections[len(found):]
 
 
 def test_at_most_eight_headlines_lead_and_every_link_lands_on_its_target(tiny_run):

@@ -147,6 +147,8 @@ def _metric_grid(frame: pd.DataFrame, metrics: dict[str, str], x: str, hue: str,
 
 # The overview's colour: the share of a cell's fits that are trusted.
 OVERVIEW_CMAP = "RdYlGn"
+OVERVIEW_MAX_WIDTH = 18  # inches
+OVERVIEW_LABELLED = 24  # columns at most with the error written in each cell
 
 
 def overview_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -163,7 +165,10 @@ def overview_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     flagged = table["share_model_ok"] < 0.5 if "share_model_ok" in table else pd.Series(False, index=table.index)
     error = table["slope_rmse_mean"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")
     table = table.assign(label=error.where(~flagged.fillna(False), error + "!"))
-    order = list(dict.fromkeys(table.sort_values(["scenario", "outlier_count", "target_accept"])["column"]))
+    # Scenarios in the grid's order (the table's), then outlier levels and target_accept.
+    scenario_order = {name: i for i, name in enumerate(dict.fromkeys(table["scenario"]))}
+    ordered = table.assign(_scenario=table["scenario"].map(scenario_order))
+    order = list(dict.fromkeys(ordered.sort_values(["_scenario", "outlier_count", "target_accept"], kind="stable")["column"]))
     rows = list(dict.fromkeys(table["row"]))
     share = table.pivot(index="row", columns="column", values="share_trusted").reindex(index=rows, columns=order)
     labels = table.pivot(index="row", columns="column", values="label").reindex(index=rows, columns=order)
@@ -177,15 +182,20 @@ def overview_figure(fits, groups, summary, showcase):
     if simulated(summary).empty:
         return message_figure("No simulated fits: nothing to show.")
     share, labels = overview_table(summary)
-    figure, ax = plt.subplots(figsize=(2.2 + 0.85 * share.shape[1], 1.4 + 0.42 * share.shape[0]))
-    sns.heatmap(share, annot=labels.fillna(""), fmt="", cmap=OVERVIEW_CMAP, vmin=0, vmax=1, linewidths=0.5,
-                linecolor="white", cbar_kws={"label": "share of trusted fits", "shrink": 0.8},
-                annot_kws={"fontsize": 8}, ax=ax)
+    columns = share.shape[1]
+    # Wide grids keep a width the report can show: smaller labels, and none past
+    # OVERVIEW_LABELLED columns (the colour still says the trusted share; the tables the rest).
+    labelled = columns <= OVERVIEW_LABELLED
+    figure, ax = plt.subplots(figsize=(min(2.2 + 0.85 * columns, OVERVIEW_MAX_WIDTH), 1.4 + 0.42 * share.shape[0]))
+    sns.heatmap(share, annot=labels.fillna("") if labelled else False, fmt="", cmap=OVERVIEW_CMAP, vmin=0, vmax=1,
+                linewidths=0.5, linecolor="white", cbar_kws={"label": "share of trusted fits", "shrink": 0.8},
+                annot_kws={"fontsize": 8 if columns <= 14 else 6}, ax=ax)
     ax.set_xlabel("scenario · outliers · target_accept")
     ax.set_ylabel("")
     ax.tick_params(axis="x", labelrotation=45)
     plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
-    ax.set_title("Trusted share (colour) and group-slope RMSE over trusted fits (! model check flags most)", fontsize=9)
+    ax.set_title("Trusted share (colour) and group-slope RMSE over trusted fits (! model check flags most)" if labelled
+                 else f"Trusted share (colour; {columns} cells: errors in tables/summary.csv)", fontsize=9)
     figure.tight_layout()
     return figure
 

@@ -227,7 +227,9 @@ def trap_headlines(summary: pd.DataFrame) -> list[Headline]:
                 {"low": Number(f"{key}:low", low["target_accept"], 2), "high": Number(f"{key}:high", high["target_accept"], 2),
                  "before": Number(f"{key}:before", low["divergences_mean"]), "after": Number(f"{key}:after", high["divergences_mean"]),
                  "trusted": Number(f"{key}:trusted", high["n_trusted"], 0), "n": Number(f"{key}:n", high["n_fits"], 0)},
-                {"scenario": scenario, "outliers": outliers, "model": label, "reasons": reasons},
+                {"scenario": scenario, "outliers": outliers, "model": label, "reasons": reasons,
+                 # on a likelihood or prior set other than the default: ranked after the defaults
+                 "variant": _axes_note(high["likelihood"], high["prior"])},
             ))
     return out
 
@@ -871,7 +873,7 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
         words[f"{role}_model"] = label
         words[f"{role}_verdict"] = "" if fit["trusted"] else f", untrusted: {fit['untrusted_because']}"
     numbers["seed"] = Number(f"{key}:seed", seed, 0)
-    numbers["ta"] = Number(f"{key}:target_accept", ta, 2)
+    words["ta"] = f"{ta:g}"
     numbers["mu"] = Number(f"{key}:{words['pooled_model']}:mu_slope_mean", picked["pooled"]["mu_slope_mean"], 1)
     truth = picked["unpooled"]["minority_slope_mean"] - picked["unpooled"]["minority_bias"]
     numbers["truth"] = Number(f"{key}:true_minority_slope", truth, 2)
@@ -899,7 +901,9 @@ def all_findings(
     the model checks, calibration, real data and the map."""
     calibration = calibration if calibration is not None else pd.DataFrame()
     comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
-    found = [*tutorial_story(fits, config), *ranked_findings(headlines(summary, fits))]
+    general = headlines(summary, fits)
+    found = [*tutorial_story(fits, config), *ranked_findings([h for h in general if h.section == "findings"]),
+             *[h for h in general if h.section != "findings"]]
     if sbc_fits is not None and (sbc_fits["status"] != "ok").any():
         found.append(calibration_failure_headline(sbc_fits))
     if len(calibration):
@@ -958,7 +962,9 @@ def findings_table(found: list[Headline]) -> pd.DataFrame:
             # backend: set where each backend has its own findings
             "key": headline.key, "kind": _kind(headline), "backend": headline.words.get("backend", ""),
             "section": headline.section, "text": text,
-            "numbers": json.dumps({name: {"key": n.key, "value": float(n.value)} for name, n in headline.numbers.items()}),
+            # JSON has no NaN or infinity: a number that is not finite is null.
+            "numbers": json.dumps({name: {"key": n.key, "value": float(n.value) if np.isfinite(n.value) else None}
+                                   for name, n in headline.numbers.items()}),
             "words": json.dumps(headline.words),
         })
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
