@@ -546,9 +546,7 @@ def _ranked_model_flags(compared: pd.DataFrame, words: dict) -> str:
     """What the same sentence must say when a model it ranks fails its model check (a
     variable in prior-data conflict or prior-dominated, or a prior predictive misfit): what
     it is flagged for."""
-    flagged = compared[compared["model_flags"].fillna("").astype(str) != ""] if "model_flags" in compared else compared.iloc[:0]
-    if "model_ok" in flagged:
-        flagged = flagged[~flagged["model_ok"].fillna(True).astype(bool)]
+    flagged = compared[(compared["model_flags"].fillna("").astype(str) != "") & ~compared["model_ok"].fillna(True).astype(bool)]
     if flagged.empty:
         return ""
     # The failed checks only: a weak-identification note fails nothing.
@@ -864,7 +862,7 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
     if picked["unpooled"] is None or picked["pooled"] is None:
         return []
     key = f"story:{scenario}:{outliers}:{seed}"
-    numbers, words, parts = {}, {"scenario": scenario, "outliers": outliers}, []
+    numbers, words = {}, {"scenario": scenario, "outliers": outliers}
     for role, fit in picked.items():
         if fit is None:
             continue
@@ -886,6 +884,14 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
     return [Headline(key, template, numbers, words, section="story")]
 
 
+def _present(calibration: pd.DataFrame | None, comparison: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The calibration and comparison tables a study may lack, as empty tables, the
+    comparison with every column a finding reads."""
+    calibration = calibration if calibration is not None else pd.DataFrame()
+    comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
+    return calibration, comparison
+
+
 def all_findings(
     *,
     summary: pd.DataFrame,
@@ -899,8 +905,7 @@ def all_findings(
     """Every finding of a study, from its tables, in the report's order: the tutorial's
     story, the headline findings most important first (`ranked_findings`), then those of
     the model checks, calibration, real data and the map."""
-    calibration = calibration if calibration is not None else pd.DataFrame()
-    comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
+    calibration, comparison = _present(calibration, comparison)
     general = headlines(summary, fits)
     found = [*tutorial_story(fits, config), *ranked_findings([h for h in general if h.section == "findings"]),
              *[h for h in general if h.section != "findings"]]
@@ -987,8 +992,7 @@ def render_report(
     (experiment hash, package versions, commit), so the report states where its numbers
     came from even when it is rebuilt later for a plot change. `found`: the findings
     (`all_findings`), computed from the tables here when not given."""
-    calibration = calibration if calibration is not None else pd.DataFrame()
-    comparison = (comparison if comparison is not None else pd.DataFrame()).reindex(columns=COMPARISON_COLUMNS)
+    calibration, comparison = _present(calibration, comparison)
     failed = failed_fits(fits, sbc_fits)
     header, rows = table_rows(summary, SUMMARY_COLUMNS)
     untrusted = [bool(v < MOSTLY_TRUSTED) for v in summary.get("share_trusted", pd.Series(dtype=float)).fillna(0)]
@@ -1023,8 +1027,7 @@ def render_report(
     findings = by_section.pop("findings", [])  # ranked by all_findings
     by_section = {section: [render_headline(h) for h in found_here] for section, found_here in by_section.items()}
     figure_ids = {figure["id"] for figure in figures} | {"failed"}
-    top = [(render_headline(h), KIND_FIGURE.get(_kind(h)) if KIND_FIGURE.get(_kind(h)) in figure_ids else None)
-           for h in findings]
+    top = [(render_headline(h), figure if (figure := KIND_FIGURE.get(_kind(h))) in figure_ids else None) for h in findings]
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return environment.get_template("report.html.j2").render(
         title=study.get("title", "poolbench report"),

@@ -22,14 +22,15 @@ tables = dict(
     parameterisation=pd.read_parquet(inputs.parameterisation),
     sbc_fits=pd.read_parquet(inputs.sbc_fits),
 )
+provenance = read_provenance(inputs.summary)
 found = all_findings(config=snakemake.params.config, **tables)
 findings = findings_table(found)
-findings.attrs["provenance"] = read_provenance(inputs.summary)  # the tables' own, as theirs
+findings.attrs["provenance"] = provenance  # the tables' own, as theirs
 write_table(findings, snakemake.output.findings_parquet, snakemake.output.findings)
 html = render_report(
     figures=figures,
     config=snakemake.params.config,
-    provenance=read_provenance(inputs.summary),
+    provenance=provenance,
     found=found,
     **tables,
 )
