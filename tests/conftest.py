@@ -33,6 +33,19 @@ def tiny_config(**changes) -> dict:
     return config
 
 
+def validated(config: dict) -> dict:
+    """A copy of `config` as the workflow sees it: the schema's defaults filled in (Snakemake's
+    `validate`), then poolbench's own checks passed."""
+    from snakemake.utils import validate
+
+    from poolbench import config as config_checks
+
+    config = copy.deepcopy(config)
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    config_checks.check(config)
+    return config
+
+
 def write_config(directory: Path, config: dict, name: str = "config.yaml") -> Path:
     path = Path(directory) / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))

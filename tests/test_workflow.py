@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import BIN, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config, write_config
+from conftest import BIN, DEFAULT, REPO, TINY_RESULTS, job_counts, snakemake, tiny_config, validated, write_config
+from poolbench.plan import Plan
 
 R = TINY_RESULTS
 
@@ -34,15 +34,23 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def planned_priorities(output: str) -> dict[str, dict[str, float]]:
+    """Each rule's planned jobs from a dry run's output: wildcards -> priority."""
+    priorities: dict[str, dict[str, float]] = {}
+    for block in output.split("\n\n"):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        priority = re.search(r"^\s+priority: (-?[\d.e+-]+)$", block, re.M)
+        if rule and priority:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            priorities.setdefault(rule[1], {})[wildcards[1] if wildcards else ""] = float(priority[1])
+    return priorities
+
+
 @pytest.mark.slow
-def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
-    # A simulate job per scenario (each writing 2 outlier levels x 5 seeds datasets into one
-    # table) and one prepare job for radon; a fit job per compiled model (pooled, unpooled,
-    # hierarchical centered and non-centered on the simulated data, which also run their
-    # calibration simulations; the four intercept models on radon; each with a normal and
-    # a Student-t likelihood), each fitting all its datasets at every target_accept; the four
-    # hierarchical models again under the data rule (prior set `data_scaled`, hard scenario
-    # only); one job for all plate diagrams and one per figure family.
+def test_snakemake_plans_the_whole_grid_as_the_plan_does(tmp_path):
+    # A simulate job per scenario (each writing 2 outlier levels x 4 seeds datasets into one
+    # table) and one prepare job for radon; the plan's fit jobs (tests/test_plan.py), with its
+    # priorities; one job for all plate diagrams and one per figure family.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
     assert counts["simulate"] == 2 and counts["prepare_dataset"] == 1
@@ -53,51 +61,12 @@ def test_dry_run_of_the_default_config_plans_the_whole_grid(tmp_path):
     assert planned == {f"results/tutorial/datasets/{name}.parquet" for name in ("tutorial", "hard", "radon")} | {
         f"results/tutorial/datasets/{name}.truth.parquet" for name in ("tutorial", "hard")
     }
-
-
-def dry_run_priorities(workdir: Path, config) -> dict[str, list[tuple[float, str]]]:
-    """Each rule's planned jobs as (priority, wildcards), from a dry run."""
-    result = snakemake(workdir, config, "--dry-run")
-    priorities: dict[str, list[tuple[float, str]]] = {}
-    for block in result.stdout.split("\n\n"):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
-        priority = re.search(r"^\s+priority: (-?[\d.]+)$", block, re.M)
-        if rule and priority:
-            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-            priorities.setdefault(rule[1], []).append((float(priority[1]), wildcards[1] if wildcards else ""))
-    return priorities
-
-
-@pytest.mark.slow
-def test_jobs_others_wait_on_run_first_then_the_costliest_fit_jobs_then_real_data_fits(tmp_path):
-    """Issue #18: Snakemake's priorities do not pass to a job's inputs. Measured on the
-    default run before this order: radon's small fit jobs (ready at once) held both cores
-    for 65 s while the simulation the costliest job needed waited, and LOO, ranked below
-    every fit job, waited for the last one and then ran alone at the end. Radon's fit jobs
-    therefore run right after the costliest ones. Checked on the default config and on one
-    whose fits are split into parts of nearly equal cost (a review found real-data jobs
-    ranked below such a part)."""
-    split = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    split["seeds"], split["sbc"]["simulations"], split["sampler"]["fits_per_job"] = 8, 95, 48
-    for name, config in {"default": REPO / "config/config.yaml", "split": split}.items():
-        priorities = dry_run_priorities(tmp_path / name, config)
-        fits = priorities["fit"]
-        top = max(p for p, _ in fits)
-        # Data first, then LOO (with no real data it would have nothing to wait for).
-        assert min(p for p, _ in priorities["simulate"]) == min(p for p, _ in priorities["prepare_dataset"])
-        assert min(p for p, _ in priorities["prepare_dataset"]) > max(p for p, _ in priorities["loo"]) > top
-        # The costliest fit jobs: the hierarchical Student-t models' simulated fits (both forms).
-        first = [w for p, w in fits if p == top]
-        assert len(first) in (2, 4) and all(  # 4: equal parts under either prior set
-            "model=hierarchical_" in w and "likelihood=student_t" in w and "part=simulated" in w for w in first
-        ), (name, first)
-        # Then radon's, which LOO waits for, ahead of every other simulated fit job.
-        radon = {w: p for p, w in fits if "part=radon" in w}
-        other = [p for p, w in fits if "part=simulated" in w and w not in first]
-        assert len(radon) == 8 and min(radon.values()) > max(other), name
-        # Among themselves, by cost: the hierarchical Student-t radon fits before the pooled normal ones.
-        by_model = {re.search(r"model=(\w+), likelihood=(\w+)", w).groups(): p for w, p in radon.items()}
-        assert by_model["varying_intercepts_noncentered", "student_t"] > by_model["pooled_intercept", "normal"]
+    plan = Plan(validated(DEFAULT))
+    priorities = planned_priorities(result.stdout)
+    expected = {", ".join(f"{k}={v}" for k, v in job.wildcards.items()): plan.fit_priority(job) for job in plan.jobs.values()}
+    assert priorities["fit"] == pytest.approx(expected)
+    assert set(priorities["simulate"].values()) == set(priorities["prepare_dataset"].values()) == {plan.data_priority}
+    assert set(priorities["loo"].values()) == {plan.loo_priority}
 
 
 @pytest.mark.slow

@@ -17,13 +17,32 @@ class Figure:
     caption: str  # file under workflow/report/
     category: str
     subcategory: str
-    section: str = "figures"  # where the HTML report shows it ("overview": its first screen)
+    section: str = "figures"  # where the HTML report shows it: one of REPORT_SECTIONS, or OVERVIEW
+
+
+# The HTML report's sections, in order: id -> (its link in the navigation, its heading). The
+# navigation, the headings and the sections figures are shown in come from here. The
+# overview figure stands above them all, on the first screen.
+REPORT_SECTIONS = {
+    "findings": ("Findings", "Headline findings"),
+    "failed": ("Failed fits", "Failed fits"),
+    "summary": ("Summary", "Summary over seeds"),
+    "model-checks": ("Model checks", "Model checks"),
+    "figures": ("Figures", "Figures"),
+    "calibration": ("Calibration", "Simulation-based calibration"),
+    "real": ("Real data", "Real data"),
+    "map": ("Parameterisation map", "Parameterisation map"),
+    "provenance": ("Provenance", "Provenance"),
+}
+# Sections shown only when the run has something for them (the others always are).
+OPTIONAL_SECTIONS = ("model-checks", "calibration", "real", "map")
+OVERVIEW = "overview"
 
 
 # Drawn from the tables alone, one file each (PNG and SVG).
 SUMMARY = [
     Figure("overview", "Overview: trusted share and error, cell by cell", "overview.rst", "Figures", "Overview",
-           section="overview"),
+           section=OVERVIEW),
     Figure("trust", "Which fits can be trusted", "trust.rst", "Figures", "Trust"),
     Figure("divergences", "Divergences against target_accept", "divergences.rst", "Figures", "Sampler"),
     Figure("shrinkage", "Shrinkage error by model and outlier level (trusted fits)", "shrinkage.rst", "Figures", "Shrinkage"),
@@ -38,11 +57,15 @@ SUMMARY = [
 FAMILIES = {
     "posterior": Figure("posterior", "Tutorial figure: {item} posterior", "posterior.rst", "Tutorial figures", "{item}"),
     "funnel": Figure("funnel", "The funnel: {item} scenario", "funnel.rst", "Figures", "Funnel"),
-    "calibration": Figure("calibration", "Calibration: {item}", "calibration.rst", "Calibration", "{item}"),
-    "real": Figure("real", "Real data: {item}", "real.rst", "Real data", "{item}"),
-    "map": Figure("map", "Parameterisation map: {item}", "map.rst", "Parameterisation map", "{item}"),
+    "calibration": Figure("calibration", "Calibration: {item}", "calibration.rst", "Calibration", "{item}",
+                          section="calibration"),
+    "real": Figure("real", "Real data: {item}", "real.rst", "Real data", "{item}", section="real"),
+    "map": Figure("map", "Parameterisation map: {item}", "map.rst", "Parameterisation map", "{item}", section="map"),
     "models": Figure("models", "Plate diagram: {item}", "model_graph.rst", "Models", "{item}"),
 }
+
+# A real data set's figures: `{dataset}_{kind}` in the `real` family.
+REAL_KINDS = ("ppc", "shrinkage")
 
 # The parameterisation map's figures (per prior set), drawn by poolbench.plots.map_item_figure.
 MAP = ("ess_ratio", "divergences", "trusted")

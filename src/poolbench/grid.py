@@ -271,6 +271,11 @@ def parts(fit_keys: list[FitKey], sbc_keys: list[SbcKey], fits_per_job: int) -> 
     return out
 
 
+def real_fit_label(dataset: str, model: str, likelihood: str, prior: str) -> str:
+    """How the PSIS-LOO comparison names one real-data fit (`metrics.compare_real`)."""
+    return f"{dataset}/{model}/{likelihood}/{prior}"
+
+
 def derive_seed(master_seed: int, *keys: object) -> int:
     """A 32-bit seed from the master seed and grid coordinates.
 

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from poolbench import records
+from poolbench import grid, records, upstream
 from poolbench.data import Truth
 from poolbench.variants import (
     INTERCEPT, MU, NU, OBSERVED, SIGMA, SLOPE, VARIANTS, population_mean, population_sd,
 )
+
+upstream.drop_unloaded_lazy_proxies()  # else SciPy loads JAX here (docs/upstream.md)
 
 SAMPLE_DIMS = ("chain", "draw")
 # Sample-stat names differ between samplers; each tuple lists the aliases of one statistic.
@@ -446,7 +448,7 @@ def compare_real(fits: pd.DataFrame, posteriors: dict, backend: str) -> pd.DataF
         cell = fits_here[np.isclose(fits_here["target_accept"], fits_here["target_accept"].max())]
         ranked = {}
         for fit in cell.itertuples():
-            label = f"{dataset}/{fit.model}/{fit.likelihood}/{fit.prior}"
+            label = grid.real_fit_label(dataset, fit.model, fit.likelihood, fit.prior)
             row = {"dataset": dataset, "model": fit.model, "likelihood": fit.likelihood, "prior": fit.prior, "backend": backend,
                    "trusted": bool(fit.trusted), "untrusted_because": fit.untrusted_because,
                    "elpd_loo": fit.elpd_loo, "elpd_loo_se": fit.elpd_loo_se, "p_loo": fit.p_loo,

@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from poolbench import upstream
 from poolbench.variants import CENTERED, PARAMETERISATIONS, SIGMA, SLOPE, VARIANTS, standardised
 
+upstream.drop_unloaded_lazy_proxies()  # else SciPy loads JAX here (docs/upstream.md)
 log = logging.getLogger(__name__)
 # Spread over seeds drawn around each point: the central 90 % of seed-level values.
 SEED_SPREAD = ("pi", 90)

@@ -33,6 +33,7 @@ import yaml
 from markupsafe import Markup, escape
 
 from poolbench import grid
+from poolbench.figures import OPTIONAL_SECTIONS, REPORT_SECTIONS
 from poolbench.grid import DEFAULT_PRIOR, experiment_hash
 from poolbench.metrics import (
     COMPARISON_COLUMNS,
@@ -1028,6 +1029,9 @@ def render_report(
     by_section = {section: [render_headline(h) for h in found_here] for section, found_here in by_section.items()}
     figure_ids = {figure["id"] for figure in figures} | {"failed"}
     top = [(render_headline(h), figure if (figure := KIND_FIGURE.get(_kind(h))) in figure_ids else None) for h in findings]
+    present = {"model-checks": model_checked, "calibration": bool(sections.get("calibration")),
+               "real": bool(sections.get("real") or by_section.get("real")), "map": bool(sections.get("map"))}
+    shown = [id for id in REPORT_SECTIONS if id not in OPTIONAL_SECTIONS or present[id]]
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     return environment.get_template("report.html.j2").render(
         title=study.get("title", "poolbench report"),
@@ -1045,7 +1049,9 @@ def render_report(
         calibration_rows=calibration_rows,
         comparison_header=comparison_header,
         comparison_rows=comparison_rows,
-        model_checked=model_checked,
+        shown=shown,
+        nav=[(id, REPORT_SECTIONS[id]) for id in shown],
+        headings={id: heading for id, (_, heading) in REPORT_SECTIONS.items()},
         model_check_header=model_check_header,
         model_check_rows=list(zip(model_check_rows, flagged)),
         real_check_header=real_check_header,

@@ -8,8 +8,8 @@ localrules:
 # pointwise log-likelihood is in memory; it is not stored), this job collects it.
 rule loo:
     input:
-        posteriors=fit_job_dirs(dict(enumerate(all_real_posteriors()))),
-        fits=real_fit_job_tables(),
+        posteriors=PLAN.posterior_directories(PLAN.real_posteriors()),
+        fits=PLAN.real_fit_tables(),
     output:
         loo=P.table("loo"),
         pointwise=P.table("loo_pointwise"),
@@ -25,8 +25,8 @@ rule loo:
         mem_mb=get_loo_mem_mb,
         runtime=10,
     params:
-        posteriors=all_real_posteriors(),
-        compared=list(real_posteriors().values()),
+        posteriors=PLAN.real_posteriors(),
+        compared=[fit.posterior for fit in PLAN.real_fits()],
     script:
         "../scripts/loo.py"
 
@@ -34,10 +34,10 @@ rule loo:
 rule aggregate:
     input:
         loo=rules.loo.output.loo,
-        fits=job_outputs("fits.parquet"),
-        groups=job_outputs("groups.parquet"),
-        sbc_fits=job_outputs("sbc_fits.parquet"),
-        sbc_ranks=job_outputs("ranks.parquet"),
+        fits=PLAN.job_outputs("fits.parquet"),
+        groups=PLAN.job_outputs("groups.parquet"),
+        sbc_fits=PLAN.job_outputs("sbc_fits.parquet"),
+        sbc_ranks=PLAN.job_outputs("ranks.parquet"),
     output:
         fits=P.table("fits"),
         fits_csv=P.table("fits", "csv"),
@@ -63,7 +63,7 @@ rule aggregate:
         runtime=10,
     params:
         # Everything but the plots block: a plot setting must not rerun aggregation.
-        config=aggregate_config(),
+        config=PLAN.aggregate_config(),
         trust=canonical(config["trust"]),
         repo=workflow.basedir,
     script:
@@ -89,7 +89,7 @@ rule compare_real:
         mem_mb=get_loo_mem_mb,
         runtime=10,
     params:
-        posteriors=real_posteriors(),
+        posteriors={fit.label: fit.posterior for fit in PLAN.real_fits()},
         backend=BACKENDS[0],
     script:
         "../scripts/compare_real.py"

@@ -30,7 +30,7 @@ rule fit:
         tables=get_fit_table_names,
         truths=get_fit_truth_names,
         priors=get_priors,
-        sampler=get_sampler_settings(),
+        sampler=PLAN.sampler_settings(),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
         master_seed=lookup(dpath="master_seed", within=config),
         # Real-data fits at this target_accept keep replicated datasets for the report.
@@ -51,7 +51,7 @@ localrules:
 # output with a pattern makes each diagram its own report item, with `item` as its wildcard.
 rule model_graph:
     input:
-        data=get_graph_dataset(),
+        data=PLAN.graph_dataset(),
     output:
         graphs=family_output("models"),
     log:
@@ -65,9 +65,6 @@ rule model_graph:
         mem_mb=800,
         runtime=5,
     params:
-        models={
-            name: [spec.likelihood, spec.prior, canonical(grid.priors(config, spec))]
-            for name, spec in model_graph_specs().items()
-        },
+        models=PLAN.model_graphs(),
     script:
         "../scripts/model_graph.py"

@@ -37,7 +37,7 @@ rule plot_summary:
 rule plot_posterior:
     input:
         fits=rules.aggregate.output.fits,
-        posterior=fit_job_dirs(tutorial_posteriors()),
+        posterior=PLAN.posterior_directories(PLAN.tutorial_posteriors().values()),
     output:
         figures=family_output("posterior"),
     log:
@@ -51,7 +51,7 @@ rule plot_posterior:
         mem_mb=1000,
         runtime=10,
     params:
-        posteriors=tutorial_posteriors(),
+        posteriors=PLAN.tutorial_posteriors(),
         plots=canonical(config["plots"]),
         hdi_prob=lookup(dpath="sampler/hdi_prob", within=config),
     script:
@@ -63,7 +63,9 @@ rule plot_posterior:
 rule plot_funnel:
     input:
         fits=rules.aggregate.output.fits,
-        posterior=fit_job_dirs(funnel_posteriors()),
+        posterior=PLAN.posterior_directories(
+            panel.posterior for panel in PLAN.funnel_panels()
+        ),
     output:
         figures=family_output("funnel"),
     log:
@@ -77,7 +79,7 @@ rule plot_funnel:
         mem_mb=1000,
         runtime=10,
     params:
-        posteriors=funnel_posteriors(),
+        panels=plan.as_records(PLAN.funnel_panels()),
         plots=canonical(config["plots"]),
     script:
         "../scripts/plot_funnel.py"
@@ -110,7 +112,7 @@ rule plot_real:
     input:
         fits=rules.aggregate.output.fits,
         groups=rules.aggregate.output.groups,
-        posteriors=fit_job_dirs(real_posteriors()),
+        posteriors=PLAN.posterior_directories(fit.posterior for fit in PLAN.real_fits()),
     output:
         figures=family_output("real"),
     log:
@@ -124,7 +126,7 @@ rule plot_real:
         mem_mb=get_plot_real_mem_mb,
         runtime=10,
     params:
-        posteriors=real_posteriors(),
+        real_fits=plan.as_records(PLAN.real_fits()),
         backend=BACKENDS[0],
         target_accept=SHOWCASE_TA,
         plots=canonical(config["plots"]),
@@ -149,7 +151,7 @@ rule plot_map:
         mem_mb=1000,
         runtime=10,
     params:
-        figures=map_figure_items(),
+        figures=PLAN.map_figure_items(),
         plots=canonical(config["plots"]),
     script:
         "../scripts/plot_map.py"

@@ -23,8 +23,8 @@ rule simulate:
         runtime=5,
     params:
         scenario=get_scenario,
-        seeds=SEEDS,
-        levels=canonical(OUTLIER_LEVELS),
+        seeds=PLAN.seeds,
+        levels=canonical(PLAN.outlier_levels),
         master_seed=lookup(dpath="master_seed", within=config),
     script:
         "../scripts/simulate.py"

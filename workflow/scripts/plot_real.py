@@ -14,9 +14,9 @@ settings, figures = plots.family_directory(snakemake)
 fits = pd.read_parquet(snakemake.input.fits)
 groups = pd.read_parquet(snakemake.input.groups)
 by_dataset = {}
-for label, path in snakemake.params.posteriors.items():
-    dataset, model = label.split("/", 1)
-    by_dataset.setdefault(dataset, {})[model.replace("/", " · ")] = path
+for fit in snakemake.params.real_fits:
+    model = " · ".join((fit["model"], fit["likelihood"], fit["prior"]))
+    by_dataset.setdefault(fit["dataset"], {})[model] = fit["posterior"]
 for dataset, models in by_dataset.items():
     observed, replicated = None, {}
     for model, path in models.items():
