@@ -3,6 +3,8 @@ sensitivity, the prior predictive check, and the calibration's log-likelihood te
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,8 +37,13 @@ def test_a_prior_set_is_fitted_only_where_it_says():
     config = DEFAULT | {"models": DEFAULT["models"]}
     specs = grid.simulated_specs(config)
     scaled = [s for s in specs if s.prior == "data_scaled"]
-    assert {s.variant for s in scaled} == {"hierarchical"} and len(scaled) == 4
+    assert {s.variant for s in scaled} == {"hierarchical"} and {s.likelihood for s in scaled} == {"normal"}
+    assert len(scaled) == 2  # centered and non-centered
     assert {k.scenario for s in scaled for k in grid.fit_keys(config, s)} == {"hard"}
+    # Without its `likelihoods`, under every likelihood fitted.
+    config = copy.deepcopy(config)
+    del config["models"]["prior_sets"]["data_scaled"]["likelihoods"]
+    assert {s.likelihood for s in grid.simulated_specs(config) if s.prior == "data_scaled"} == {"normal", "student_t"}
     assert all(s.prior == "default" for d in config["datasets"] for s in grid.dataset_specs(config, d))
 
 

@@ -41,17 +41,17 @@ def test_every_fit_of_every_model_is_in_exactly_one_job_within_the_job_size():
                        for job in jobs)
 
 
-def test_the_default_plan_has_twenty_fit_jobs_reading_their_own_tables(default_plan):
-    # 4 simulated-data models x 2 likelihoods, the hierarchical ones again under the data rule
-    # (hard only), and radon's 4 intercept models x 2 likelihoods.
-    assert len(default_plan.jobs) == 20
+def test_the_default_plan_has_eighteen_fit_jobs_reading_their_own_tables(default_plan):
+    # 4 simulated-data models x 2 likelihoods, the hierarchical ones with the normal likelihood
+    # again under the data rule (hard only), and radon's 4 intercept models x 2 likelihoods.
+    assert len(default_plan.jobs) == 18
     data_scaled = [job for job in default_plan.jobs.values() if job.spec.prior == "data_scaled"]
-    assert len(data_scaled) == 4 and all(job.tables == ["hard"] for job in data_scaled)
+    assert len(data_scaled) == 2 and all(job.tables == ["hard"] for job in data_scaled)
     radon = [job for job in default_plan.jobs.values() if job.real_datasets]
     assert len(radon) == 8 and all(job.tables == ["radon"] and not job.simulations for job in radon)
     assert all(len(job.fits) == 3 for job in radon)  # one per target_accept
     tutorial = default_plan.job("hierarchical_noncentered", "student_t", "default", "nutpie", "simulated-p0")
-    assert tutorial.tables == ["tutorial", "hard"] and len(tutorial.fits) == 2 * 2 * 4 * 3
+    assert tutorial.tables == ["tutorial", "hard"] and len(tutorial.fits) == 2 * 2 * 3 * 3
     assert len(tutorial.simulations) == 100
 
 
@@ -70,7 +70,7 @@ def test_jobs_others_wait_on_first_then_the_costliest_fit_jobs_then_real_data_fi
     assert plan.data_priority > plan.loo_priority > top
     # The costliest: the hierarchical Student-t models' simulated fits (both forms).
     first = [job for job in plan.jobs.values() if priority[job.id] == top]
-    assert len(first) in (2, 4), first  # 4: equal parts under either prior set
+    assert len(first) == 2, first
     assert all(job.spec.variant == "hierarchical" and job.spec.likelihood == "student_t" and not job.real_datasets
                for job in first)
     # Then radon's, which LOO waits for, ahead of every other simulated fit job.
@@ -133,8 +133,8 @@ def test_the_report_lists_every_figure_once_in_a_declared_section(default_plan, 
     assert {figure["section"] for figure in shown} <= set(figures.REPORT_SECTIONS) | {figures.OVERVIEW}
     assert [f["id"] for f in shown[: len(figures.SUMMARY)]] == [f.name for f in figures.SUMMARY]
     by_family = Counter(figure["id"].split("_")[0] for figure in shown[len(figures.SUMMARY):])
-    # Calibration: the 8 simulated-data models, and the 4 hierarchical ones under the data rule.
-    assert by_family == {"funnel": 2, "posterior": 4, "models": 8, "calibration": 12, "real": 2}
+    # Calibration: the 8 simulated-data models, and the 2 hierarchical normal ones under the data rule.
+    assert by_family == {"funnel": 2, "posterior": 4, "models": 8, "calibration": 10, "real": 2}
     assert all(figure["caption"].startswith(str(tmp_path)) for figure in shown)
     # The map's figures only where the study asks for the map.
     mapped = copy.deepcopy(TINY)

@@ -225,7 +225,8 @@ def _prior_set_problems(config: dict) -> list[str]:
         problems += _prior_key_problems(f"models/likelihood_priors/{likelihood}", likelihood, keys,
                                         variants.LIKELIHOODS[likelihood].priors)
     for name, block in config["models"]["prior_sets"].items():
-        for scope, known in (("scenarios", config["scenarios"]), ("datasets", config["datasets"])):
+        for scope, known in (("scenarios", config["scenarios"]), ("datasets", config["datasets"]),
+                             ("likelihoods", config["models"]["likelihoods"])):
             for item in block.get(scope, []):
                 if item not in known:
                     problems.append(f"models/prior_sets/{name}/{scope}: {item!r} is not one of the {scope} {list(known)[:20]}")

@@ -130,18 +130,21 @@ def prior_sets(config: dict) -> list[str]:
 
 
 # Keys of a prior set that say how and where it applies; every other key names a variant.
-PRIOR_SET_SCOPE = ("rule", "scenarios", "datasets", "variants")
+PRIOR_SET_SCOPE = ("rule", "scenarios", "datasets", "variants", "likelihoods")
 
 
-def prior_set_covers(config: dict, prior: str, *, variant: str | None = None,
+def prior_set_covers(config: dict, prior: str, *, variant: str | None = None, likelihood: str | None = None,
                      scenario: str | None = None, dataset: str | None = None) -> bool:
-    """Whether prior set `prior` is fitted to this variant, simulated scenario (its name in
-    the config, or one of its `vary` expansions) or real data set: everywhere unless the
-    set lists `variants`, `scenarios` or `datasets`. The default set applies everywhere."""
+    """Whether prior set `prior` is fitted to this variant, likelihood, simulated scenario
+    (its name in the config, or one of its `vary` expansions) or real data set: everywhere
+    unless the set lists `variants`, `likelihoods`, `scenarios` or `datasets`. The default
+    set applies everywhere."""
     if prior == DEFAULT_PRIOR:
         return True
     scope = config["models"]["prior_sets"][prior]
     if variant is not None and "variants" in scope and variant not in scope["variants"]:
+        return False
+    if likelihood is not None and "likelihoods" in scope and likelihood not in scope["likelihoods"]:
         return False
     if scenario is not None and "scenarios" in scope:
         return scenario_base(config, scenario) in scope["scenarios"]
@@ -170,7 +173,7 @@ def specs(variants: list[str], config: dict, **where) -> list[ModelSpec]:
         for parameterisation, likelihood, prior in itertools.product(
             parameterisations, models["likelihoods"], prior_sets(config)
         ):
-            if not prior_set_covers(config, prior, variant=variant, **where):
+            if not prior_set_covers(config, prior, variant=variant, likelihood=likelihood, **where):
                 continue
             if simulated and not any(prior_set_covers(config, prior, scenario=s) for s in config["scenarios"]):
                 continue

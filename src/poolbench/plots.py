@@ -24,7 +24,11 @@ import pandas as pd
 import seaborn as sns
 
 from poolbench import upstream
-from poolbench.variants import CENTERED, PARAMETERISATIONS, SIGMA, SLOPE, VARIANTS, standardised
+from poolbench.grid import DEFAULT_PRIOR
+from poolbench.variants import (
+    CENTERED, DEFAULT_LIKELIHOOD, HIERARCHICAL, INTERCEPT, LIKELIHOODS, PARAMETERISATIONS, POOLED, SIGMA, SLOPE,
+    UNPOOLED, VARIANTS, standardised,
+)
 
 upstream.drop_unloaded_lazy_proxies()  # else SciPy loads JAX here (docs/upstream.md)
 log = logging.getLogger(__name__)
@@ -550,20 +554,83 @@ def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return gaussian_kde(values)(grid)
 
 
-def real_shrinkage_figure(groups: pd.DataFrame, title: str):
-    """Each group's estimates against its size, model by model: the small groups are pulled
-    towards the population mean by the hierarchical models, not by the unpooled ones."""
-    coefficients = [c for c in ("intercept", "slope") if groups[f"{c}_mean"].notna().any()]
-    groups = groups.assign(label=fit_label(groups))
-    fig, axes = plt.subplots(1, len(coefficients), figsize=(6 * len(coefficients), 4.2), squeeze=False,
-                             layout="constrained")
-    for ax, coefficient in zip(axes[0], coefficients):
-        sns.scatterplot(data=groups, x="n_obs", y=f"{coefficient}_mean", hue="label", style="label", ax=ax, s=25, alpha=0.8)
+# How each coefficient is pooled, in the order the shrinkage picture shows them.
+POOLING_ROLES = {UNPOOLED: "no pooling", HIERARCHICAL: "partial pooling", POOLED: "complete pooling"}
+
+
+def shrinkage_fits(groups: pd.DataFrame, fits: pd.DataFrame) -> dict[str, pd.Series]:
+    """The fits a real data set's shrinkage picture is about: one per way of pooling
+    (POOLING_ROLES), under one likelihood (the default where it was fitted) and the default
+    priors. Where several fits pool the same way (the centered and non-centered forms), the
+    trusted one, then the one with fewest divergences, then the first. Returns the kind of
+    pooling -> that fit's row of `fits`."""
+    shown = fits[fits["status"] == "ok"] if "status" in fits else fits
+    shown = shown[shown["model"].isin(groups["model"].unique())]
+    if shown.empty:
+        return {}
+    likelihood = DEFAULT_LIKELIHOOD if (shown["likelihood"] == DEFAULT_LIKELIHOOD).any() else shown["likelihood"].iloc[0]
+    shown = shown[shown["likelihood"] == likelihood]
+    if (shown["prior"] == DEFAULT_PRIOR).any():
+        shown = shown[shown["prior"] == DEFAULT_PRIOR]
+    out = {}
+    for fit in shown.sort_values(["trusted", "n_divergent"], ascending=[False, True], kind="stable").itertuples():
+        kinds = set(VARIANTS[fit.variant].terms.values())
+        # A model pools one way when all its coefficients do (varying intercepts and slopes:
+        # partial); one that mixes ways is not any of the three.
+        if len(kinds) == 1 and (kind := kinds.pop()) in POOLING_ROLES:
+            out.setdefault(kind, pd.Series(fit._asdict()))
+    return {kind: out[kind] for kind in POOLING_ROLES if kind in out}
+
+
+def _jittered_sizes(rows: pd.DataFrame) -> np.ndarray:
+    """Group sizes spread a little apart on the log axis (deterministically, by group), so
+    that groups of the same size do not hide each other."""
+    offsets = (rows["group"].to_numpy() * 0.618034) % 1 - 0.5
+    return rows["n_obs"].to_numpy() * np.exp(0.12 * offsets)
+
+
+def real_shrinkage_figure(groups: pd.DataFrame, fits: pd.DataFrame, title: str):
+    """Partial pooling as Gelman & Hill draw it (Data Analysis Using Regression and
+    Multilevel/Hierarchical Models, 2007, ch. 12): per coefficient that varies by group, each
+    group's unpooled estimate (open circle) joined to its partially pooled one (filled)
+    against the group's size, the completely pooled estimate as a dashed line. Only those
+    three fits (`shrinkage_fits`); each is named in the legend with its trust verdict."""
+    chosen = shrinkage_fits(groups, fits)
+    varying = [c for c in (INTERCEPT, SLOPE)
+               if any(VARIANTS[f["variant"]].terms.get(c) in (UNPOOLED, HIERARCHICAL) for f in chosen.values())]
+    if not varying:
+        return message_figure(f"{title}: no successful fit with group-level coefficients to compare")
+    fig, axes = plt.subplots(1, len(varying), figsize=(6.2 * len(varying), 4.6), squeeze=False, layout="constrained")
+    styles = {UNPOOLED: {"marker": "o", "facecolors": "none", "edgecolors": "tab:blue"},
+              HIERARCHICAL: {"marker": "o", "color": "tab:orange"}}
+    for ax, coefficient in zip(axes[0], varying):
+        estimates = {}
+        for kind, fit in chosen.items():
+            rows = groups[(groups["model"] == fit["model"]) & (groups["likelihood"] == fit["likelihood"])
+                          & (groups["prior"] == fit["prior"])].sort_values("group")
+            estimates[kind] = rows
+        label = {kind: f"{POOLING_ROLES[kind]}: {fit['model']}" + ("" if fit["trusted"] else " (NOT trusted)")
+                 for kind, fit in chosen.items()}
+        if UNPOOLED in estimates and HIERARCHICAL in estimates:
+            joined = estimates[UNPOOLED].merge(estimates[HIERARCHICAL], on="group", suffixes=("_no", "_partial"))
+            x = _jittered_sizes(joined.rename(columns={"n_obs_no": "n_obs"}))
+            ax.vlines(x, joined[f"{coefficient}_mean_no"], joined[f"{coefficient}_mean_partial"], color="0.6",
+                      linewidth=0.8, zorder=1)
+        for kind in (UNPOOLED, HIERARCHICAL):
+            if kind in estimates:
+                rows = estimates[kind]
+                ax.scatter(_jittered_sizes(rows), rows[f"{coefficient}_mean"], s=18, zorder=2, label=label[kind],
+                           **styles[kind])
+        if POOLED in estimates and estimates[POOLED][f"{coefficient}_mean"].notna().any():
+            ax.axhline(estimates[POOLED][f"{coefficient}_mean"].mean(), color="black", linestyle="--", linewidth=1.2,
+                       label=label[POOLED])
         ax.set_xscale("log")
         ax.set_xlabel("observations in the group (log scale)")
         ax.set_ylabel(f"{coefficient} (posterior mean)")
-        ax.legend(fontsize=7, title=None)
-    fig.suptitle(title)
+        ax.set_title(coefficient)
+        ax.legend(fontsize=8, loc="best")
+    likelihood = next(iter(chosen.values()))["likelihood"]
+    fig.suptitle(f"{title} ({LIKELIHOODS[likelihood].label} likelihood)")
     return fig
 
 

@@ -36,13 +36,16 @@ for dataset, models in by_dataset.items():
     plots.save(figure, figures / f"{dataset}_ppc.png", figures / f"{dataset}_ppc.svg", settings["dpi"])
     # The first backend's fits at the highest target_accept, as in the predictive check and
     # the comparison (groups hold only successful fits: none may mean none succeeded there).
-    rows = groups[
-        (groups["scenario"] == dataset)
-        & (groups["backend"] == snakemake.params.backend)
-        & np.isclose(groups["target_accept"], snakemake.params.target_accept)
-    ]
+    def shown(table):
+        return table[
+            (table["scenario"] == dataset)
+            & (table["backend"] == snakemake.params.backend)
+            & np.isclose(table["target_accept"], snakemake.params.target_accept)
+        ]
+
+    rows = shown(groups)
     figure = (
-        plots.real_shrinkage_figure(rows, f"{dataset}: estimates against group size")
+        plots.real_shrinkage_figure(rows, shown(fits), f"{dataset}: no, partial and complete pooling")
         if not rows.empty
         else plots.message_figure(f"{dataset}: no successful fit")
     )
