@@ -87,9 +87,10 @@ def test_the_prior_predictive_check_flags_an_observed_group_outside_its_central_
 
 @pytest.fixture(scope="module")
 def hard_fits(tmp_path_factory):
-    """The default study's hard regime, non-centered with the normal likelihood: its four
-    seeds at both outlier levels and every target_accept (24 fits, the pipeline's own
-    seeds), with the tutorial's priors and with the data rule."""
+    """The default study's hard regime, non-centered with the normal likelihood: four seeds
+    (the default study's three and one more) at both outlier levels and every
+    target_accept (24 fits, the pipeline's own seeds), with the tutorial's priors and with
+    the data rule."""
     directory = tmp_path_factory.mktemp("hard")
     seeds, levels = [0, 1, 2, 3], [NO_OUTLIERS, TWO_OUTLIERS]
     source = simulated_source(directory, {"hard": grid.scenarios(DEFAULT)["hard"]}, seeds, levels)

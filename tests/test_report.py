@@ -738,12 +738,12 @@ def test_the_overview_marks_each_cell_by_trusted_share_error_and_model_check():
 def test_the_headline_findings_come_most_important_first():
     """Issue #27, item 2: the default likelihood and priors before the other axes, each by
     kind (report.KIND_ORDER), then the grid's order."""
-    from poolbench.report import KIND_ORDER, _kind, all_findings
+    from poolbench.report import KIND_ORDER, all_findings
 
     fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""}, likelihoods=("normal", "student_t"))
     found = [h for h in all_findings(summary=checked_summary(fits), fits=fits, config={"study": {}})
              if h.section == "findings"]
-    ranks = [(bool(h.words.get("variant")), KIND_ORDER.index(_kind(h))) for h in found]
+    ranks = [(bool(h.words.get("variant")), KIND_ORDER.index(h.kind)) for h in found]
     assert ranks == sorted(ranks) and len({kind for _, kind in ranks}) >= 3 and {axis for axis, _ in ranks} == {False, True}
     assert found[0].key == "trust:hard:normal:default" and found[-1].words["variant"]  # defaults lead, other axes close
     # The findings table keeps the report's order: the headline findings, then the other sections.

@@ -562,8 +562,8 @@ def shrinkage_fits(groups: pd.DataFrame, fits: pd.DataFrame) -> dict[str, pd.Ser
     """The fits a real data set's shrinkage picture is about: one per way of pooling
     (POOLING_ROLES), under one likelihood (the default where it was fitted) and the default
     priors. Where several fits pool the same way (the centered and non-centered forms), the
-    trusted one, then the one with fewest divergences, then the first. Returns the kind of
-    pooling -> that fit's row of `fits`."""
+    trusted one, then the one that failed fewest trust checks, then the one with fewest
+    divergences, then the first. Returns the kind of pooling -> that fit's row of `fits`."""
     shown = fits[fits["status"] == "ok"] if "status" in fits else fits
     shown = shown[shown["model"].isin(groups["model"].unique())]
     if shown.empty:
@@ -572,8 +572,11 @@ def shrinkage_fits(groups: pd.DataFrame, fits: pd.DataFrame) -> dict[str, pd.Ser
     shown = shown[shown["likelihood"] == likelihood]
     if (shown["prior"] == DEFAULT_PRIOR).any():
         shown = shown[shown["prior"] == DEFAULT_PRIOR]
+    failed_checks = shown["untrusted_because"].fillna("").astype(str).map(lambda text: len([c for c in text.split(",") if c]))
+    shown = shown.assign(_failed_checks=failed_checks)
     out = {}
-    for fit in shown.sort_values(["trusted", "n_divergent"], ascending=[False, True], kind="stable").itertuples():
+    for fit in shown.sort_values(["trusted", "_failed_checks", "n_divergent"], ascending=[False, True, True],
+                                 kind="stable").itertuples():
         kinds = set(VARIANTS[fit.variant].terms.values())
         # A model pools one way when all its coefficients do (varying intercepts and slopes:
         # partial); one that mixes ways is not any of the three.
@@ -628,7 +631,9 @@ def real_shrinkage_figure(groups: pd.DataFrame, fits: pd.DataFrame, title: str):
         ax.set_xlabel("observations in the group (log scale)")
         ax.set_ylabel(f"{coefficient} (posterior mean)")
         ax.set_title(coefficient)
-        ax.legend(fontsize=8, loc="best")
+    # One legend for the panels, below them: inside, it would hide groups' estimates.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
     likelihood = next(iter(chosen.values()))["likelihood"]
     fig.suptitle(f"{title} ({LIKELIHOODS[likelihood].label} likelihood)")
     return fig

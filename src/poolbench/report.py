@@ -82,22 +82,39 @@ class Number:
 
 @dataclass
 class Headline:
-    key: str
-    template: str  # a str.format template over `numbers` and `words`
+    """One finding: what it found, as data. Its sentence is the macro of its kind in
+    `templates/findings.j2`, rendered from these."""
+
+    key: str  # "<kind>:<scope>", e.g. "funnel:hard"; prefixed "<backend>:" by `for_backend`
     numbers: dict[str, Number] = field(default_factory=dict)
-    words: dict[str, str] = field(default_factory=dict)
+    words: dict[str, str] = field(default_factory=dict)  # names the sentence quotes (escaped)
     section: str = "findings"
+    data: dict = field(default_factory=dict)  # the rest the sentence needs: switches, lists of tags
+
+    @property
+    def kind(self) -> str:
+        backend = self.words.get("backend", "")
+        return (self.key.removeprefix(f"{backend}:") if backend else self.key).split(":", 1)[0]
+
+
+def _findings_templates():
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    environment.filters["exact"] = lambda value: repr(float(value))
+    return environment.get_template("findings.j2").module
+
+
+FINDINGS_TEMPLATES = _findings_templates()
 
 
 def render_headline(headline: Headline) -> Markup:
-    """Each number becomes <span data-key=... data-value=...>, so tests and readers can
-    trace it back to the tables; every word is escaped."""
-    numbers = {
-        name: Markup('<span class="num" data-key="{}" data-value="{}">{}</span>').format(n.key, repr(float(n.value)), str(n))
-        for name, n in headline.numbers.items()
-    }
-    words = {k: escape(v) for k, v in headline.words.items()}
-    return Markup(escape(headline.template).format(**numbers, **words))
+    """The finding's sentence, from the macro of its kind: each number a
+    <span data-key=... data-value=...>, so tests and readers can trace it back to the
+    tables; every word escaped. A finding of one of several backends names it first."""
+    macro = getattr(FINDINGS_TEMPLATES, headline.kind.replace("-", "_"))
+    text = " ".join(str(macro(headline)).split())
+    if headline.words.get("backend"):
+        text = str(escape(f"[{headline.words['backend']}] ")) + text
+    return Markup(text)
 
 
 def _label(row) -> str:
@@ -136,15 +153,9 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
         key = f"trust:{scenario}:{likelihood}:{prior}"
         (ct, cn), (nt, nn) = shares[CENTERED], shares[NONCENTERED]
         c_share, n_share = ct / cn, nt / nn
-        verdict = (
-            "the centered form is trusted more often" if c_share > n_share
-            else "the non-centered form is trusted more often" if n_share > c_share
-            else "both forms are trusted equally often"
-        )
+        more = CENTERED if c_share > n_share else NONCENTERED if n_share > c_share else "neither"
         out.append(Headline(
             key,
-            "In the {scenario} scenario{variant}, {centered} of {centered_n} centered fits and {noncentered} of "
-            "{noncentered_n} non-centered fits were trusted ({centered_share} against {noncentered_share}): {verdict}.",
             {
                 "centered": Number(f"{key}:centered_trusted", ct, 0),
                 "centered_n": Number(f"{key}:centered_fits", cn, 0),
@@ -152,10 +163,10 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
                 "noncentered_n": Number(f"{key}:noncentered_fits", nn, 0),
             },
             {
-                "scenario": scenario, "verdict": verdict, "centered_share": _share(c_share),
-                "noncentered_share": _share(n_share),
+                "scenario": scenario, "centered_share": _share(c_share), "noncentered_share": _share(n_share),
                 "variant": _axes_note(likelihood, prior),
             },
+            data={"more": more},
         ))
     return out
 
@@ -185,22 +196,15 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
         if centered is None or noncentered is None:
             continue
         key = f"funnel:{scenario}" + ("" if (likelihood, prior) == (DEFAULT_LIKELIHOOD, DEFAULT_PRIOR) else f":{likelihood}:{prior}")
-        if centered == noncentered == 0:
-            opening = "In the {scenario} scenario{variant}, neither parameterisation diverged at target_accept {low} ({centered} centered, {noncentered} non-centered per fit)"
-        else:
-            opening = "In the {scenario} scenario{variant}, non-centering {verb} divergences from {centered} to {noncentered} per fit at target_accept {low}"
         headline = Headline(
-            key, opening,
+            key,
             {"centered": Number(f"{key}:centered", centered), "noncentered": Number(f"{key}:noncentered", noncentered),
              "low": Number(f"{key}:low", low, 2)},
-            {"scenario": scenario, "verb": "cut" if noncentered < centered else "did not reduce",
-             "variant": _axes_note(likelihood, prior)},
+            {"scenario": scenario, "variant": _axes_note(likelihood, prior)},
+            data={"none_diverged": centered == noncentered == 0, "reduced": noncentered < centered},
         )
         if centered_high is not None and high != low:
-            headline.template += "; raising target_accept to {high} left the centered model {centered_high} per fit."
             headline.numbers |= {"high": Number(f"{key}:high", high, 2), "centered_high": Number(f"{key}:centered_high", centered_high)}
-        else:
-            headline.template += "."
         out.append(headline)
     return out
 
@@ -222,9 +226,6 @@ def trap_headlines(summary: pd.DataFrame) -> list[Headline]:
             key = f"trap:{scenario}:{outliers}:{label}"
             out.append(Headline(
                 key,
-                "Trap: in the {scenario} scenario (outliers {outliers}), raising target_accept from {low} to {high} took "
-                "{model}'s divergences from {before} to {after} per fit, yet only {trusted} of {n} fits at {high} were "
-                "trusted (failed checks: {reasons}). No divergences is not a clean bill of health.",
                 {"low": Number(f"{key}:low", low["target_accept"], 2), "high": Number(f"{key}:high", high["target_accept"], 2),
                  "before": Number(f"{key}:before", low["divergences_mean"]), "after": Number(f"{key}:after", high["divergences_mean"]),
                  "trusted": Number(f"{key}:trusted", high["n_trusted"], 0), "n": Number(f"{key}:n", high["n_fits"], 0)},
@@ -286,10 +287,10 @@ def prior_following(fits: pd.DataFrame, variable: str) -> pd.DataFrame:
     }).rename_axis("label").reset_index()
 
 
-def _counted(headline: Headline, variable: str, counts: pd.DataFrame, column: str) -> str:
-    """'{a} of {b} trusted fits of {model}, ...' over `counts`' rows, their numbers and
-    names added to `headline`."""
-    parts = []
+def _counted(headline: Headline, variable: str, counts: pd.DataFrame, column: str) -> list[str]:
+    """The tags of "a of b trusted fits of M" over `counts`' rows (the template's
+    `counted`), their numbers and names added to `headline`."""
+    tags = []
     for row in counts.itertuples():
         tag = f"c{len(headline.numbers)}"  # unique: the headline's numbers only grow
         headline.words[f"{tag}_name"] = row.label
@@ -297,8 +298,8 @@ def _counted(headline: Headline, variable: str, counts: pd.DataFrame, column: st
             f"{tag}_count": Number(f"{headline.key}:{row.label}:{variable}_{column}", getattr(row, column), 0),
             f"{tag}_checked": Number(f"{headline.key}:{row.label}:{variable}_checked", row.checked, 0),
         }
-        parts.append(f"{{{tag}_count}} of {{{tag}_checked}} trusted fits of {{{tag}_name}}")
-    return ", ".join(parts)
+        tags.append(tag)
+    return tags
 
 
 def prior_caveat(headline: Headline, fits: pd.DataFrame | None, consequence: str) -> None:
@@ -313,22 +314,16 @@ def prior_caveat(headline: Headline, fits: pd.DataFrame | None, consequence: str
         counts = prior_following(fits, variable)
         flagged = counts[counts["flagged"] > MOSTLY_FLAGGED * counts["checked"]]
         if len(flagged):
-            counted = f"({CONFLICT} or {PRIOR_DOMINATED} in " + _counted(headline, variable, flagged, "flagged") + ")"
-            follows.append(f"so does their {variable} {counted}" if follows
-                           else f"the hierarchical fits' {variable} follows its prior there {counted}")
+            follows.append({"variable": variable, "tags": _counted(headline, variable, flagged, "flagged")})
         weak = counts[(counts["weakly_identified"] > MOSTLY_FLAGGED * counts["checked"]) & ~counts["label"].isin(flagged["label"])]
         if variable == SIGMA and len(weak):
             groups = weak["n_groups"].dropna()
-            by = ""
             if len(groups):
                 headline.numbers["groups"] = Number(f"{headline.key}:n_groups", groups.iloc[0], 0)
-                by = " by {groups} groups"
-            notes.append(f"the spread {variable} is {WEAKLY_IDENTIFIED}{by} (in "
-                         + _counted(headline, variable, weak, "weakly_identified") + ")")
-    if follows:
-        headline.template += "; " + " and ".join(follows) + ", so " + consequence
-    if notes:
-        headline.template += "; note: " + " and ".join(notes)
+            notes.append({"variable": variable, "by_groups": bool(len(groups)),
+                          "tags": _counted(headline, variable, weak, "weakly_identified")})
+    headline.data["caveat"] = {"follows": follows, "notes": notes, "consequence": consequence,
+                               "conflict": CONFLICT, "dominated": PRIOR_DOMINATED, "weak": WEAKLY_IDENTIFIED}
 
 
 def shrinkage_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None) -> list[Headline]:
@@ -343,37 +338,25 @@ def shrinkage_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None)
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
         pooled = _pool(rows[rows["outliers"] == outliers])
         key = f"shrinkage:{scenario}:{outliers}"
-        numbers, parts = {}, []
+        numbers, tags = {}, []
         for i, row in enumerate(pooled.itertuples()):
             tag = f"m{i}"
+            tags.append(tag)
             numbers[f"{tag}_kept"] = Number(f"{key}:{row.label}:trusted", row.n_trusted, 0)
             numbers[f"{tag}_n"] = Number(f"{key}:{row.label}:fits", row.n_fits, 0)
             if row.n_trusted:
                 numbers[f"{tag}_error"] = Number(f"{key}:{row.label}:minority_abs_error", row.minority_abs_error_mean, 2)
                 numbers[f"{tag}_rmse"] = Number(f"{key}:{row.label}:slope_rmse", row.slope_rmse_mean, 2)
-                parts.append(f"{{{tag}_name}} {{{tag}_error}} (RMSE {{{tag}_rmse}}; {{{tag}_kept}} of {{{tag}_n}} fits trusted)")
-            else:
-                parts.append(f"{{{tag}_name}} none ({{{tag}_kept}} of {{{tag}_n}} fits trusted)")
         words = {"scenario": scenario, "outliers": outliers} | {f"m{i}_name": r.label for i, r in enumerate(pooled.itertuples())}
         best, passed_over = best_trusted(pooled, "slope_rmse_mean")
-        if best is None:
-            ending = "; no model's fits were mostly trusted, so none is named best"
-        else:
-            ending = "; the lowest group-slope RMSE among mostly trusted models was {best}'s"
+        if best is not None:
             words["best"] = best["label"]
             if passed_over:
-                ending += " ({passed} had lower errors on fits mostly untrusted, so they are not ranked)"
                 words["passed"] = ", ".join(passed_over)
-        headline = Headline(
-            key,
-            "In the {scenario} scenario with outliers {outliers}, the minority slope's mean absolute error over "
-            "trusted fits was " + ", ".join(parts) + ending,
-            numbers, words,
-        )
+        headline = Headline(key, numbers, words, data={"models": tags})
         regime = None if fits is None else fits[(fits["scenario"] == scenario) & (fits["outliers"] == outliers)]
         prior_caveat(headline, regime, "these errors reflect the prior, not pooling" if best is None
                      else "this ranking reflects the prior, not pooling")
-        headline.template += "."
         out.append(headline)
     return out
 
@@ -404,8 +387,6 @@ def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None
             base, robust = sides[DEFAULT_LIKELIHOOD], sides[robust_name]
             headline = Headline(
                 key,
-                "With outliers {outliers} in the {scenario} scenario, {model}'s minority slope was off by {normal} with a "
-                "{base_label} likelihood and by {robust} with a {robust_label} one (trusted fits: {normal_kept} and {robust_kept})",
                 {"normal": Number(f"{key}:{DEFAULT_LIKELIHOOD}", base["minority_abs_error_mean"], 2),
                  "robust": Number(f"{key}:{robust_name}", robust["minority_abs_error_mean"], 2),
                  "normal_kept": Number(f"{key}:{DEFAULT_LIKELIHOOD}_trusted", base["n_trusted"], 0),
@@ -417,7 +398,6 @@ def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None
                 (fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["model"] == model)
                 & (fits["prior"] == DEFAULT_PRIOR)]
             prior_caveat(headline, regime, "this comparison reflects the prior, not the likelihood alone")
-            headline.template += "."
             out.append(headline)
     return out
 
@@ -453,28 +433,22 @@ def prior_set_headlines(summary: pd.DataFrame) -> list[Headline]:
             continue
         name = _label({"model": model, "likelihood": likelihood, "prior": DEFAULT_PRIOR})
         key = f"priors:{scenario}:{outliers}:{name}"
-        numbers, words, parts = {}, {"scenario": scenario, "outliers": outliers, "model": name}, []
+        numbers, words, tags = {}, {"scenario": scenario, "outliers": outliers, "model": name}, []
         for i, prior in enumerate([DEFAULT_PRIOR] + [p for p in priors if p != DEFAULT_PRIOR]):
             side = rows[rows["prior"] == prior]
             pooled = _pool(side).iloc[0]  # one label: the model with this prior set
             tag = f"p{i}"
+            tags.append(tag)
             words[f"{tag}_prior"] = prior
             numbers |= {f"{tag}_kept": Number(f"{key}:{prior}:trusted", pooled["n_trusted"], 0),
                         f"{tag}_n": Number(f"{key}:{prior}:fits", pooled["n_fits"], 0)}
             if not pooled["n_trusted"]:
-                parts.append(f"{{{tag}_prior}} priors: no trusted fit ({{{tag}_kept}} of {{{tag}_n}})")
                 continue
             reasons = merged_reasons(side["model_flag_reasons"]) if "model_flag_reasons" in side else ""
             words[f"{tag}_flags"] = f"flagged for {reasons}" if reasons else "nothing flagged"
             numbers |= {f"{tag}_ok": Number(f"{key}:{prior}:model_ok", side["n_model_ok"].sum(), 0),
                         f"{tag}_rmse": Number(f"{key}:{prior}:slope_rmse", pooled["slope_rmse_mean"], 2)}
-            parts.append(f"{{{tag}_prior}} priors: model check passed in {{{tag}_ok}} of {{{tag}_kept}} trusted fits "
-                         f"({{{tag}_flags}}), group-slope RMSE {{{tag}_rmse}}")
-        out.append(Headline(
-            key,
-            "In the {scenario} scenario with outliers {outliers}, {model} by prior set: " + "; ".join(parts) + ".",
-            numbers, words, section="model_checks",
-        ))
+        out.append(Headline(key, numbers, words, section="model_checks", data={"sets": tags}))
     return out
 
 
@@ -482,7 +456,6 @@ def failure_headline(fits: pd.DataFrame) -> Headline:
     failed = int((fits["status"] != "ok").sum())
     return Headline(
         "failed",
-        "{failed} of {total} fits failed" + (" (listed below)." if failed else "."),
         {"failed": Number("failed:count", failed, 0), "total": Number("failed:total", len(fits), 0)},
     )
 
@@ -491,7 +464,6 @@ def calibration_failure_headline(sbc_fits: pd.DataFrame) -> Headline:
     failed = int((sbc_fits["status"] != "ok").sum())
     return Headline(
         "failed_calibration",
-        "{failed} of {total} calibration fits failed (listed below; their simulations are not ranked).",
         {"failed": Number("failed:calibration_count", failed, 0),
          "total": Number("failed:calibration_total", len(sbc_fits), 0)},
     )
@@ -527,13 +499,10 @@ def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
         }
         words = {"cell": f"{_label({'model': model, 'likelihood': likelihood, 'prior': prior})} on the {scenario} design "
                          f"at target_accept {ta:g} ({backend})"}
-        if bad.empty:
-            template = "{cell}: calibrated ({n} simulations; smallest p-value {p}, Bonferroni over its parameters; {trusted}% of the simulation fits trusted)."
-        else:
+        if not bad.empty:
             words["which"] = "; ".join(f"{r.parameter} {r.departure}" for r in bad.head(4).itertuples()) + (
                 f"; and {len(bad) - 4} more" if len(bad) > 4 else "")
-            template = "{cell}: miscalibrated: {which} ({n} simulations; smallest p-value {p}; {trusted}% of the simulation fits trusted)."
-        out.append(Headline(key, template, numbers, words, section="calibration"))
+        out.append(Headline(key, numbers, words, section="calibration"))
     return out
 
 
@@ -543,18 +512,17 @@ def _loo_unreliable(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[flagged & rows["n_pareto_k_high"].notna()]
 
 
-def _ranked_model_flags(compared: pd.DataFrame, words: dict) -> str:
+def _ranked_model_flags(compared: pd.DataFrame, words: dict) -> None:
     """What the same sentence must say when a model it ranks fails its model check (a
     variable in prior-data conflict or prior-dominated, or a prior predictive misfit): what
-    it is flagged for."""
+    it is flagged for (`words["flagged"]`)."""
     flagged = compared[(compared["model_flags"].fillna("").astype(str) != "") & ~compared["model_ok"].fillna(True).astype(bool)]
     if flagged.empty:
-        return ""
+        return
     # The failed checks only: a weak-identification note fails nothing.
     words["flagged"] = "; ".join(
         f"{r.label} ({', '.join(f for f in r.model_flags.split('; ') if WEAKLY_IDENTIFIED not in f)})"
         for r in flagged.itertuples())
-    return "; the model check flags {flagged}"
 
 
 def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
@@ -572,31 +540,21 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
         unreliable = _loo_unreliable(rows)
         words = {"dataset": str(dataset)}
         numbers = {}
-        parts = []
+        tags = []
         for i, r in enumerate(unreliable.itertuples()):
             tag = f"u{i}"
+            tags.append(tag)
             words[f"{tag}_name"] = r.label
             numbers |= {f"{tag}_high": Number(f"{key}:{r.label}:n_pareto_k_high", r.n_pareto_k_high, 0),
                         f"{tag}_n": Number(f"{key}:{r.label}:n_obs", r.n_obs, 0),
                         f"{tag}_k": Number(f"{key}:{r.label}:pareto_k_threshold", r.pareto_k_threshold, 2)}
-            part = f"{{{tag}_name}} ({{{tag}_high}} of {{{tag}_n}} Pareto k > {{{tag}_k}}"
             if pd.notna(r.p_loo):
                 numbers[f"{tag}_p"] = Number(f"{key}:{r.label}:p_loo", r.p_loo, 1)
-                part += f", p_loo {{{tag}_p}}"
-            parts.append(part + ")")
-        if ranked.empty and parts:
-            template = ("{dataset}: cannot rank: PSIS-LOO is unreliable for every trusted fit (" + "; ".join(parts)
-                        + "), so no model is named best.")
-        elif ranked.empty and rows["trusted"].astype(bool).any():
-            template = "{dataset}: no trusted fit has a PSIS-LOO, so no model is ranked."
-        elif ranked.empty:
-            template = "{dataset}: no fit at the highest target_accept was trusted, so no model is ranked."
-        else:
+        data = {"unreliable": tags, "any_trusted": bool(rows["trusted"].astype(bool).any())}
+        if not ranked.empty:
             best = ranked.iloc[0]
             words["best"] = best["label"]
             numbers["elpd"] = Number(f"{key}:best_elpd", best["elpd_loo"], 1)
-            among = " among the fits whose PSIS-LOO is reliable" if parts else ""
-            template = "{dataset}: {best} predicts best" + among + " (ELPD-LOO {elpd})"
             if len(ranked) > 1:
                 second = ranked.iloc[1]
                 words["second"] = second["label"]
@@ -604,22 +562,16 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
                 numbers["se"] = Number(f"{key}:elpd_diff_se", second["elpd_diff_se"], 1)
                 ratio = -second["elpd_diff"] / second["elpd_diff_se"] if second["elpd_diff_se"] > 0 else np.inf
                 numbers["ratio"] = Number(f"{key}:diff_in_se", ratio, 1)
-                template += ", ahead of {second} by {diff} (SE {se}, {ratio} standard errors)"
-            template += _ranked_model_flags(ranked.head(2), words) + "."
-            if parts:
-                template += " Not ranked, PSIS-LOO unreliable: " + "; ".join(parts) + "."
-                higher = unreliable[unreliable["elpd_loo"] > best["elpd_loo"]]
-                if len(higher):
-                    # Their estimates may be biased (optimistic, mostly): the best of the
-                    # reliable fits is not shown to be the best of all.
-                    words["higher"] = ", ".join(higher["label"])
-                    template += (" The unreliable ELPD-LOO of {higher} " + ("is" if len(higher) == 1 else "are")
-                                 + " higher than {best}'s: the ranking is incomplete until " + ("it is" if len(higher) == 1 else "they are")
-                                 + " repaired (moment matching, refits or K-fold).")
+            _ranked_model_flags(ranked.head(2), words)
+            # Their estimates may be biased (optimistic, mostly): the best of the reliable
+            # fits is not shown to be the best of all.
+            higher = unreliable[unreliable["elpd_loo"] > best["elpd_loo"]]
+            if len(higher):
+                words["higher"] = ", ".join(higher["label"])
+                data["n_higher"] = len(higher)
         if len(untrusted):
             words["untrusted"] = "; ".join(f"{r.label} ({r.untrusted_because})" for r in untrusted.itertuples())
-            template += " Not ranked, untrusted: {untrusted}."
-        out.append(Headline(key, template, numbers, words, section="real"))
+        out.append(Headline(key, numbers, words, section="real", data=data))
     return out
 
 
@@ -651,16 +603,12 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
         words = {"prior": prior, "noise": f"{noise:g}", "ta": f"{ta:g}"}
         threshold = thresholds[prior, ta, noise] = centered_threshold(rows)
         if threshold is None:
-            template = ("Noise {noise}, target_accept {ta}, {prior} priors: the centered form never wins for good "
-                        "on ESS/s with no more untrusted fits, up to {largest} points per group.")
             numbers = {"largest": Number(f"{key}:largest", rows["points_per_group"].max(), 0)}
         else:
             numbers = {"threshold": Number(f"{key}:threshold", threshold, 0), "rule": Number(f"{key}:rule", RULE_OF_THUMB_POINTS, 0)}
             words["comparison"] = ("below" if threshold < RULE_OF_THUMB_POINTS
                                    else "above" if threshold > RULE_OF_THUMB_POINTS else "at")
-            template = ("Noise {noise}, target_accept {ta}, {prior} priors: the centered form wins on ESS/s with no "
-                        "more untrusted fits from {threshold} points per group on ({comparison} the rule of thumb of about {rule}).")
-        out.append(Headline(key, template, numbers, words, section="map"))
+        out.append(Headline(key, numbers, words, section="map"))
     priors = list(dict.fromkeys(table["prior"]))
     for (ta, noise), rows in table.groupby(["target_accept", "noise"], sort=True, dropna=False):
         if len(priors) < 2:
@@ -670,9 +618,7 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
         moves = len(set(found.values())) > 1
         out.append(Headline(
             f"map-priors:{ta:g}:{noise:g}",
-            "Noise {noise}, target_accept {ta}: the answer " + ("depends on the priors" if moves else "does not depend on the priors")
-            + " ({described}).",
-            {}, {"noise": f"{noise:g}", "ta": f"{ta:g}", "described": described}, section="map",
+            {}, {"noise": f"{noise:g}", "ta": f"{ta:g}", "described": described}, section="map", data={"moves": moves},
         ))
     return out
 
@@ -682,10 +628,10 @@ def for_backend(headline: Headline, backend: str) -> Headline:
     numbers, so that each backend's findings stand apart."""
     return Headline(
         f"{backend}:{headline.key}",
-        "[{backend}] " + headline.template,
         {name: Number(f"{backend}:{number.key}", number.value, number.digits) for name, number in headline.numbers.items()},
         headline.words | {"backend": backend},
         headline.section,
+        headline.data,
     )
 
 
@@ -876,13 +822,7 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
     numbers["mu"] = Number(f"{key}:{words['pooled_model']}:mu_slope_mean", picked["pooled"]["mu_slope_mean"], 1)
     truth = picked["unpooled"]["minority_slope_mean"] - picked["unpooled"]["minority_bias"]
     numbers["truth"] = Number(f"{key}:true_minority_slope", truth, 2)
-    template = ("On the tutorial's own dataset ({scenario} scenario, seed {seed}, outliers {outliers}; target_accept {ta}) "
-                "the minority group's slope is {unpooled} without pooling ({unpooled_model}{unpooled_verdict}), "
-                "{pooled} with partial pooling ({pooled_model}{pooled_verdict}; population mean mu {mu})")
-    if picked["robust"] is not None:
-        template += " and {robust} with partial pooling and robust noise ({robust_model}{robust_verdict})"
-    template += "; its true slope is {truth}."
-    return [Headline(key, template, numbers, words, section="story")]
+    return [Headline(key, numbers, words, section="story")]
 
 
 def _present(calibration: pd.DataFrame | None, comparison: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -939,18 +879,13 @@ KIND_FIGURE = {"trap": "trust", "trust": "trust", "shrinkage": "shrinkage", "fun
                "likelihood": "shrinkage", "failed": "failed"}
 
 
-def _kind(headline: Headline) -> str:
-    backend = headline.words.get("backend", "")
-    return (headline.key.removeprefix(f"{backend}:") if backend else headline.key).split(":", 1)[0]
-
-
 def ranked_findings(found: list[Headline]) -> list[Headline]:
     """The findings section's headlines, most important first: those on a variant axis (a
     likelihood or prior set that is not the default: their `variant` note) after those on
     the defaults, each by KIND_ORDER, then in the grid's order."""
     def rank(item):
         index, headline = item
-        kind = _kind(headline)
+        kind = headline.kind
         return (bool(headline.words.get("variant")), KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), index)
 
     return [headline for _, headline in sorted(enumerate(found), key=rank)]
@@ -966,7 +901,7 @@ def findings_table(found: list[Headline]) -> pd.DataFrame:
         text = html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
         rows.append({
             # backend: set where each backend has its own findings
-            "key": headline.key, "kind": _kind(headline), "backend": headline.words.get("backend", ""),
+            "key": headline.key, "kind": headline.kind, "backend": headline.words.get("backend", ""),
             "section": headline.section, "text": text,
             # JSON has no NaN or infinity: a number that is not finite is null.
             "numbers": json.dumps({name: {"key": n.key, "value": float(n.value) if np.isfinite(n.value) else None}
@@ -1028,7 +963,7 @@ def render_report(
     findings = by_section.pop("findings", [])  # ranked by all_findings
     by_section = {section: [render_headline(h) for h in found_here] for section, found_here in by_section.items()}
     figure_ids = {figure["id"] for figure in figures} | {"failed"}
-    top = [(render_headline(h), figure if (figure := KIND_FIGURE.get(_kind(h))) in figure_ids else None) for h in findings]
+    top = [(render_headline(h), figure if (figure := KIND_FIGURE.get(h.kind)) in figure_ids else None) for h in findings]
     present = {"model-checks": model_checked, "calibration": bool(sections.get("calibration")),
                "real": bool(sections.get("real") or by_section.get("real")), "map": bool(sections.get("map"))}
     shown = [id for id in REPORT_SECTIONS if id not in OPTIONAL_SECTIONS or present[id]]
