@@ -212,7 +212,7 @@ def grid_part(args, config: dict, tmp: Path) -> dict:
 
 
 def default_part(args, config: dict, tmp: Path) -> dict:
-    print(f"default: {args.config.relative_to(REPO)} end to end, cold compile cache ...", flush=True)
+    print(f"default: {config_label(args.config)} end to end, cold compile cache ...", flush=True)
     return run_poolbench(config, args.cores, tmp / "default", flags=f"base_compiledir={tmp / 'pytensor'}")
 
 
@@ -231,6 +231,12 @@ def planning_part(args, config: dict, tmp: Path) -> list[dict]:
         rows.append({"fits": seeds * per_seed, "seconds": seconds, "fit_jobs": jobs,
                      "slurm_jobs": math.ceil(jobs / SLURM_GROUP)})
     return rows
+
+
+def config_label(path: Path) -> str:
+    """The config's path as the records show it: relative to the repository, or as given
+    for a config of one's own elsewhere."""
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
 
 
 def git_commit() -> str:
@@ -285,7 +291,7 @@ def main() -> None:
     config = yaml.safe_load(args.config.read_text())
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
     parts = args.only or ["grid", "default", "planning"]
-    figures = {"config": str(args.config.relative_to(REPO)), "commit": git_commit(), "cores": args.cores}
+    figures = {"config": config_label(args.config), "commit": git_commit(), "cores": args.cores}
     with tempfile.TemporaryDirectory(prefix="poolbench-bench-") as tmp:
         tmp = Path(tmp)
         for name, part in (("grid", grid_part), ("default", default_part), ("planning", planning_part)):

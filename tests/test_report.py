@@ -765,3 +765,91 @@ def test_at_most_eight_headlines_lead_and_every_link_lands_on_its_target(tiny_ru
     links = set(re.findall(r'href="#([^"]+)"', page))
     assert links and links <= ids, links - ids
     assert 'href="#trust">(figure)' in first
+
+
+def radon_like(groups=6):
+    """A real data set's groups and fits tables at one target_accept: no, partial (two
+    forms: the centered one untrusted) and complete pooling, with the normal likelihood,
+    and the same models with a Student-t one."""
+    rng = np.random.default_rng(1)
+    sizes = [1, 2, 2, 5, 20, 100][:groups]
+    fits, rows = [], []
+    models = {"pooled_intercept": "pooled_intercept", "unpooled_intercepts": "unpooled_intercepts",
+              "varying_intercepts_centered": "varying_intercepts", "varying_intercepts_noncentered": "varying_intercepts"}
+    for likelihood in ("normal", "student_t"):
+        for model, variant in models.items():
+            trusted = model != "varying_intercepts_centered"
+            fits.append({"scenario": "radon", "model": model, "variant": variant, "likelihood": likelihood, "prior": "default",
+                         "backend": "nutpie", "target_accept": 0.99, "status": "ok", "trusted": trusted, "n_divergent": 0 if trusted else 5,
+                         "untrusted_because": "" if trusted else "rhat,ess_bulk"})
+            for g, n in enumerate(sizes):
+                intercept = {"pooled_intercept": 1.0, "unpooled_intercepts": 1.0 + rng.normal()}.get(model, 1.0 + 0.3 * rng.normal())
+                rows.append({"scenario": "radon", "model": model, "likelihood": likelihood, "prior": "default", "backend": "nutpie",
+                             "target_accept": 0.99, "group": g, "n_obs": n, "intercept_mean": intercept,
+                             "slope_mean": -0.6 if model == "pooled_intercept" else -0.6 + 0.2 * rng.normal()})
+    return pd.DataFrame(rows), pd.DataFrame(fits)
+
+
+def test_the_real_data_shrinkage_picture_joins_each_groups_unpooled_and_partially_pooled_estimates():
+    """Issue #27, item 3: Gelman & Hill's picture. One panel per coefficient that varies by
+    group; per group a line from its unpooled to its partially pooled estimate at its size;
+    the completely pooled estimate as a line; the trusted form of partial pooling, under
+    the default likelihood, each fit named in the legend."""
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from poolbench import plots
+
+    groups, fits = radon_like()
+    chosen = plots.shrinkage_fits(groups, fits)
+    assert {kind: fit["model"] for kind, fit in chosen.items()} == {
+        "unpooled": "unpooled_intercepts", "hierarchical": "varying_intercepts_noncentered", "pooled": "pooled_intercept"}
+    assert {fit["likelihood"] for fit in chosen.values()} == {"normal"}
+    fig = plots.real_shrinkage_figure(groups, fits, "radon")
+    assert plots.text_overlaps(fig) == []
+    assert [ax.get_title() for ax in fig.axes] == ["intercept", "slope"]
+    mine = groups[groups["likelihood"] == "normal"].set_index(["model", "group"])
+    for ax, coefficient in zip(fig.axes, ("intercept", "slope")):
+        (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        segments = sorted((s[0][0], s[0][1], s[1][1]) for s in lines.get_segments())
+        expected = sorted(
+            (x, mine.loc[("unpooled_intercepts", g), f"{coefficient}_mean"], mine.loc[("varying_intercepts_noncentered", g), f"{coefficient}_mean"])
+            for g, x in zip(range(6), plots._jittered_sizes(mine.loc["unpooled_intercepts"].reset_index())))
+        assert np.allclose(segments, expected)
+        points = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert [len(c.get_offsets()) for c in points] == [6, 6]
+        (pooled,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert pooled.get_ydata()[0] == pytest.approx(mine.loc["pooled_intercept", f"{coefficient}_mean"].mean())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["no pooling: unpooled_intercepts", "partial pooling: varying_intercepts_noncentered",
+                      "complete pooling: pooled_intercept"]
+    # When no form of partial pooling is trusted, the one shown says so.
+    untrusted = fits.assign(trusted=~fits["model"].str.startswith("varying"))
+    legend = [t.get_text() for t in plots.real_shrinkage_figure(groups, untrusted, "radon").legends[0].get_texts()]
+    assert "partial pooling: varying_intercepts_noncentered (NOT trusted)" in legend  # fewer failed checks
+
+
+def test_the_overlap_check_catches_crowded_tick_labels_and_notes_on_labels():
+    import matplotlib.pyplot as plt
+
+    from poolbench import plots
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_xticks(range(8), [f"a long model name {i}" for i in range(8)])
+    assert any("x tick" in a and "x tick" in b for a, b in plots.text_overlaps(fig))
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_xlabel("groups")
+    ax.annotate("a note on the label", xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -20), textcoords="offset points",
+                ha="center", va="top")
+    assert any(a.startswith("axes 0 note") for a, _ in plots.text_overlaps(fig))
+
+
+def test_every_kind_of_finding_has_its_own_macro_and_nothing_else_does():
+    """Issue #27, item 1: the wording of each kind of finding lives in one macro of
+    templates/findings.j2; the code computes numbers and words only."""
+    from poolbench import report
+
+    helpers = {"n", "w", "counted", "caveat", "unreliable"}
+    macros = {name for name in dir(report.FINDINGS_TEMPLATES) if not name.startswith("_")} - helpers
+    assert macros == {kind.replace("-", "_") for kind in report.FINDING_KINDS}
+    with pytest.raises(AttributeError):
+        report.render_headline(report.Headline("no-such-kind:x"))

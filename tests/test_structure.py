@@ -45,3 +45,25 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back():
 def test_the_cycle_check_finds_a_cycle_through_a_function_level_import():
     assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == ["a", "b", "c", "a"]
     assert import_cycle({"a": {"b"}, "b": set()}, "a") is None
+
+
+def test_importing_the_metrics_loads_no_jax():
+    """docs/upstream.md: importing ArviZ leaves a lazy `jax` proxy that SciPy then loads
+    (150 MB, half a second per job). After poolbench.metrics, power-scaling and PSIS run
+    without JAX, and JAX can still be imported for real."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "import poolbench.metrics\n"
+        "from scipy.special import logsumexp\n"
+        "logsumexp(np.zeros(3))\n"
+        "print('jax' in sys.modules)\n"
+        "import jax\n"
+        "print(hasattr(jax, 'Array'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]

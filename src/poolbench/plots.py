@@ -60,32 +60,43 @@ def _drawn_tick_labels(axis) -> list:
 
 
 def text_overlaps(figure) -> list[tuple[str, str]]:
-    """Titles (the figure's and each panel's) whose boxes overlap another drawn text (a
-    title, an axis label or a tick label) once the figure is laid out: what makes a title
-    unreadable."""
+    """Texts that cover one another once the figure is laid out: titles (the figure's and
+    each panel's) over any other drawn text (a title, an axis label, a tick label, a note);
+    axis labels over one another; notes (`ax.text`, `ax.annotate`) over labels and ticks;
+    and neighbouring tick labels of one axis over each other (unrotated ones: a rotated label's box is not its outline).
+    What makes a figure unreadable at the report's width."""
     figure = getattr(figure, "figure", figure)
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
-    titles, others = [], []
+    titles, labels, notes, ticks = [], [], [], []
     if figure._suptitle is not None and figure._suptitle.get_text().strip():
         titles.append(("suptitle", figure._suptitle))
     for i, ax in enumerate(figure.axes):
         titles += [(f"axes {i} {kind}", t) for kind, t in
                    (("title", ax.title), ("left title", ax._left_title), ("right title", ax._right_title))]
-        others += [(f"axes {i} xlabel", ax.xaxis.label), (f"axes {i} ylabel", ax.yaxis.label)]
-        others += [(f"axes {i} x tick {t.get_text()}", t) for t in _drawn_tick_labels(ax.xaxis)]
-        others += [(f"axes {i} y tick {t.get_text()}", t) for t in _drawn_tick_labels(ax.yaxis)]
+        labels += [(f"axes {i} xlabel", ax.xaxis.label), (f"axes {i} ylabel", ax.yaxis.label)]
+        notes += [(f"axes {i} note {t.get_text()[:30]!r}", t) for t in ax.texts]
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            ticks.append([(f"axes {i} {name} tick {t.get_text()}", t) for t in _drawn_tick_labels(axis)])
 
     def boxes(texts):
-        return [(name, text.get_window_extent(renderer)) for name, text in texts
+        return [(name, text.get_window_extent(renderer), text.get_rotation()) for name, text in texts
                 if text.get_visible() and text.get_text().strip()]
 
-    titles, others = boxes(titles), boxes(others)
+    titles, labels, notes = boxes(titles), boxes(labels), boxes(notes)
+    ticks = [boxes(axis) for axis in ticks]
+    every_tick = [tick for axis in ticks for tick in axis]
     overlaps = []
-    for i, (name, box) in enumerate(titles):
-        for other, other_box in titles[i + 1 :] + others:
-            if box.overlaps(other_box):
-                overlaps.append((name, other))
+    for i, (name, box, _) in enumerate(titles):
+        overlaps += [(name, other) for other, other_box, _ in titles[i + 1:] + labels + notes + every_tick
+                     if box.overlaps(other_box)]
+    for i, (name, box, _) in enumerate(labels):  # a long label runs into its neighbour's
+        overlaps += [(name, other) for other, other_box, _ in labels[i + 1:] if box.overlaps(other_box)]
+    for name, box, _ in notes:
+        overlaps += [(name, other) for other, other_box, _ in labels + every_tick if box.overlaps(other_box)]
+    for axis in ticks:
+        flat = [(name, box) for name, box, rotation in axis if rotation % 180 == 0]
+        overlaps += [(a, b) for (a, box), (b, other_box) in zip(flat, flat[1:]) if box.overlaps(other_box)]
     return overlaps
 
 
@@ -245,17 +256,28 @@ def divergences_figure(fits, groups, summary, showcase):
 
 def shrinkage_figure(fits, groups, summary, showcase):
     """Group-slope RMSE and the minority slope's absolute error, by model and outlier
-    level, over trusted fits."""
-    trusted = simulated(fits[fits["trusted"].astype(bool)])
-    trusted = trusted.assign(label=fit_label(trusted))
+    level, over trusted fits: a row per model (their names read across, however many),
+    a column per scenario and error."""
+    fitted = simulated(fits)
+    order = sorted(dict.fromkeys(fit_label(fitted)))  # every model, in the same rows in every panel
+    trusted = fitted[fitted["trusted"].astype(bool)]
+    if trusted.empty:
+        return message_figure("No trusted fits: no error is worth showing.")
+    trusted = trusted.assign(label=fit_label(fitted).loc[trusted.index])
     metrics = {"slope_rmse": "group-slope RMSE", "minority_abs_error": "|minority slope error|"}
-    grid = _metric_grid(trusted, metrics, x="label", hue="outliers", empty="No trusted fits: no error is worth showing.")
-    if isinstance(grid, sns.FacetGrid):
-        grid.set_axis_labels("", "error vs true slopes")
-        grid.tick_params(axis="x", rotation=30)
-        for ax in grid.axes.flat:
-            for label in ax.get_xticklabels():
-                label.set_horizontalalignment("right")
+    long = trusted.melt(id_vars=["scenario", "seed", "label", "outliers"], value_vars=list(metrics), var_name="metric")
+    long = long.replace({"metric": metrics}).dropna(subset=["value"])
+    if long.empty:
+        return message_figure("No trusted fits: no error is worth showing.")
+    n_models = len(order)
+    grid = sns.catplot(
+        data=long, x="value", y="label", order=order, hue="outliers", col="metric", row="scenario", kind="point",
+        orient="h", linestyle="none", dodge=0.4 if long["outliers"].nunique() > 1 else False,
+        errorbar=SEED_SPREAD, height=1.2 + 0.32 * n_models, aspect=max(1.2, 5.5 / (1.2 + 0.32 * n_models)),
+        sharex=False,
+    )
+    grid.set_titles("{row_name} · {col_name}")
+    grid.set_axis_labels("error against the true slopes", "")
     return grid
 
 
@@ -271,7 +293,8 @@ def estimates_figure(fits, groups, summary, showcase):
     scenarios = list(dict.fromkeys(groups["scenario"]))
     labels = list(dict.fromkeys(groups["label"]))
     palette = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 5.2 + 0.12 * len(labels)), squeeze=False,
+                             layout="constrained")
     width = 0.8 / max(len(labels), 1)
     for ax, scenario in zip(axes[0], scenarios):
         panel = groups[groups["scenario"] == scenario]
@@ -295,14 +318,16 @@ def estimates_figure(fits, groups, summary, showcase):
             # past its panel into the next.
             spread = "\n".join(f"{row.label}: σ {row.sigma_slope_mean:.2f}" for row in cell.itertuples())
             true_sd = cell["sigma_slope_mean"].iloc[0] - cell["sigma_slope_error"].iloc[0]
-            ax.text(0.01, 0.01, f"true σ {true_sd:.2f}\n{spread}", transform=ax.transAxes, fontsize=7, va="bottom")
+            # Below the panel, not on it: inside, the notes covered groups' intervals.
+            ax.annotate(f"population sd σ: true {true_sd:.2f}\n{spread}", xy=(0, 0),
+                        xycoords=("axes fraction", ax.xaxis.label), xytext=(0, -4), textcoords="offset points",
+                        fontsize=7, va="top")
         first = panel.iloc[0]
         ax.set_title(f"{scenario} · seed {first['seed']} · outliers {first['outliers']}", fontsize=9)
         ax.set_xlabel("group (last = minority); dashed: each model's mu")
         ax.set_ylabel("slope (mean, HDI)")
         ax.set_xticks(sorted(panel["group"].unique()))
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -415,6 +440,7 @@ def cost_figure(fits, groups, summary, showcase):
     grid = _metric_grid(ok, metrics, x="target_accept", hue="label", log_scale=True, empty="No successful fits: nothing to show.")
     if isinstance(grid, sns.FacetGrid):
         grid.set_axis_labels("target_accept", "")
+        _model_legend(grid)
     return grid
 
 
@@ -431,7 +457,14 @@ def backends_figure(fits, groups, summary, showcase):
     grid.set(yscale="log")
     grid.set_titles("{col_name}")
     grid.set_axis_labels("sampler backend", "min bulk ESS per second")
+    _model_legend(grid)
     return grid
+
+
+def _model_legend(grid: sns.FacetGrid) -> None:
+    """The legend of a grid coloured by `fit_label` names what it shows: the model."""
+    if grid.legend is not None:
+        grid.legend.set_title("model")
 
 
 def posterior_figure(tree, model: str, hdi_prob: float):

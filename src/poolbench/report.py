@@ -3,6 +3,10 @@ tables, figures with captions, calibration, real data, and provenance. Rendered 
 Jinja2 with autoescaping on: every string a user controls (config values, names, error
 messages, provenance) reaches the page escaped. Images are embedded.
 
+The code here finds: each finding is a `Headline` of numbers (traced to the tables), words
+and switches. Its sentence is worded by the macro of its kind in `templates/findings.j2`,
+so a new kind of finding is a function here and a macro there.
+
 No headline ranks a model on untrusted fits: every comparison of errors uses trusted fits,
 says how many each side kept, and never names as best a model whose fits in that cell are
 mostly untrusted. Nor on an unreliable PSIS-LOO: a real data set's finding ranks only the
@@ -874,6 +878,8 @@ TOP_FINDINGS = 8
 # what pooling does to the error, the funnel, robust noise, the count of failed fits; then
 # the grid's order.
 KIND_ORDER = ("trap", "trust", "shrinkage", "funnel", "likelihood", "failed")
+# Every kind of finding, each worded by its own macro of templates/findings.j2.
+FINDING_KINDS = (*KIND_ORDER, "priors", "failed_calibration", "calibration", "real", "map", "map-priors", "story")
 # The figure a finding of each kind is read in (its id in the report).
 KIND_FIGURE = {"trap": "trust", "trust": "trust", "shrinkage": "shrinkage", "funnel": "divergences",
                "likelihood": "shrinkage", "failed": "failed"}
