@@ -120,6 +120,13 @@ BAD = {
         "models/prior_sets", {"weak": {"hierarchical": {"sigma_sdd": 1.0}}},
         ["models/prior_sets/weak/hierarchical/sigma_sdd: unknown prior key"],
     ),
+    "prior set for a likelihood the study does not fit": (
+        "models/prior_sets", {"weak": {"likelihoods": ["student_t"], "hierarchical": {"sigma_sd": 1.0}}},
+        ["models/prior_sets/weak/likelihoods: 'student_t' is not one of the likelihoods ['normal']"],
+    ),
+    "prior set for an unknown likelihood": (
+        "models/prior_sets", {"weak": {"likelihoods": ["cauchy"]}}, ["'cauchy' is not one of ['normal', 'student_t']"],
+    ),
     "study named like a results folder": ("study/name", "cache", ["study/name: 'cache' is reserved"]),
     "data set without its CSV": (
         "datasets", {"mine": {"x": "x", "y": "y", "group": "g", "variants": ["pooled_intercept"]}},

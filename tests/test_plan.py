@@ -141,3 +141,18 @@ def test_the_report_lists_every_figure_once_in_a_declared_section(default_plan, 
     mapped["study"]["parameterisation_map"] = True
     items = Plan(validated(mapped)).map_figure_items()
     assert len(items) == len(figures.MAP) * len(grid.prior_sets(validated(mapped))) and not default_plan.map_figure_items()
+
+
+def test_every_figure_is_in_a_section_the_report_shows_figures_in():
+    """A figure declared in a section the page draws no figures in would vanish from it."""
+    from poolbench.report import TEMPLATES
+
+    page = (TEMPLATES / "report.html.j2").read_text()
+    assert set(figures.FIGURE_SECTIONS) <= set(figures.REPORT_SECTIONS)
+    for section in (*figures.FIGURE_SECTIONS, figures.OVERVIEW):
+        assert f"for figure in sections.{section} %" in page, section
+    declared = [*figures.SUMMARY, *figures.FAMILIES.values()]
+    assert {f.section for f in declared} <= {*figures.FIGURE_SECTIONS, figures.OVERVIEW}
+    # And the report's order of sections is the declared one.
+    positions = [page.index(f'<h2 id="{section}">') for section in figures.REPORT_SECTIONS]
+    assert positions == sorted(positions)

@@ -853,3 +853,33 @@ def test_every_kind_of_finding_has_its_own_macro_and_nothing_else_does():
     assert macros == {kind.replace("-", "_") for kind in report.FINDING_KINDS}
     with pytest.raises(AttributeError):
         report.render_headline(report.Headline("no-such-kind:x"))
+
+
+def test_a_words_own_spacing_survives_the_templates_layout():
+    """The macros' line breaks are collapsed after rendering; what a finding quotes is not."""
+    from poolbench import report
+
+    found = report.Headline("failed", {"failed": report.Number("failed:count", 2, 0), "total": report.Number("failed:total", 9, 0)})
+    assert str(report.render_headline(found)).endswith('>9</span> fits failed (listed below).')
+    calibration = report.Headline("calibration:x", {name: report.Number(f"k:{name}", 1, 0) for name in ("n", "p", "trusted")},
+                                  {"cell": "a  model\twith <b>spaces</b>"})
+    assert str(report.render_headline(calibration)).startswith("a  model\twith &lt;b&gt;spaces&lt;/b&gt;: calibrated (")
+
+
+def test_the_findings_table_says_where_each_finding_holds():
+    """Issue #27, item 1: each finding's scope in columns of its own (scenario, outliers,
+    model, likelihood, prior, ...), its wording's switches as data."""
+    import json
+
+    from poolbench.report import SCOPE_COLUMNS, all_findings, findings_table
+
+    fits = checked_fits({"default": "prior-data conflict", "data_scaled": ""}, likelihoods=("normal", "student_t"))
+    table = findings_table(all_findings(summary=checked_summary(fits), fits=fits, config={"study": {}})).set_index("key")
+    assert set(SCOPE_COLUMNS) <= set(table.columns)
+    trust = table.loc["trust:hard:student_t:default"]
+    assert (trust["scenario"], trust["likelihood"], trust["prior"], trust["outliers"]) == ("hard", "student_t", "default", "")
+    assert json.loads(trust["data"])["more"] in ("centered", "noncentered", "neither")
+    shrinkage = table[table["kind"] == "shrinkage"].iloc[0]
+    assert shrinkage["scenario"] == "hard" and shrinkage["outliers"] and shrinkage["model"] == ""  # every model of the regime
+    priors = table[table["kind"] == "priors"].iloc[0]
+    assert priors["model"].startswith("hierarchical") and priors["likelihood"] in ("normal", "student_t")

@@ -49,7 +49,7 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import():
 
 def test_importing_the_metrics_loads_no_jax():
     """docs/upstream.md: importing ArviZ leaves a lazy `jax` proxy that SciPy then loads
-    (150 MB, half a second per job). After poolbench.metrics, power-scaling and PSIS run
+    (120-150 MB, up to half a second per job). After poolbench.metrics, power-scaling and PSIS run
     without JAX, and JAX can still be imported for real."""
     import subprocess
     import sys

@@ -211,7 +211,8 @@ def _thin_problems(config: dict) -> list[str]:
 def _prior_set_problems(config: dict) -> list[str]:
     """Prior blocks (the models' defaults, prior sets and data sets' own) against the
     registry's prior keys (the schema leaves them open: the registry declares them once),
-    and the places a prior set is fitted against the config's scenarios and data sets."""
+    and the places a prior set is fitted against the config's scenarios, data sets and
+    likelihoods."""
     problems = []
     blocks = {"models/priors": config["models"]["priors"]}
     blocks |= {f"models/prior_sets/{name}": block for name, block in config["models"]["prior_sets"].items()}

@@ -17,12 +17,11 @@ class Figure:
     caption: str  # file under workflow/report/
     category: str
     subcategory: str
-    section: str = "figures"  # where the HTML report shows it: one of REPORT_SECTIONS, or OVERVIEW
+    section: str = "figures"  # where the HTML report shows it: one of FIGURE_SECTIONS, or OVERVIEW
 
 
 # The HTML report's sections, in order: id -> (its link in the navigation, its heading). The
-# navigation, the headings and the sections figures are shown in come from here. The
-# overview figure stands above them all, on the first screen.
+# navigation and the headings come from here; the page lays them out in this order.
 REPORT_SECTIONS = {
     "findings": ("Findings", "Headline findings"),
     "failed": ("Failed fits", "Failed fits"),
@@ -36,6 +35,9 @@ REPORT_SECTIONS = {
 }
 # Sections shown only when the run has something for them (the others always are).
 OPTIONAL_SECTIONS = ("model-checks", "calibration", "real", "map")
+# The sections that show figures, each below its own tables and findings; the overview
+# figure stands above them all, on the first screen.
+FIGURE_SECTIONS = ("figures", "calibration", "real", "map")
 OVERVIEW = "overview"
 
 

@@ -28,7 +28,7 @@ def canonical(mapping):
 
 # Calibration simulations cost a fifth of a fit each: their designs are small (0.10 s of
 # sampling against 0.52 s on the default grid; docs/performance.md).
-SIMULATION_COST = 1 / 5
+SIMULATIONS_PER_FIT = 5
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class FitJob:
         12-48 s)."""
         variant = VARIANTS[self.spec.variant]
         weight = (1 + bool(LIKELIHOODS[self.spec.likelihood].parameters)) * (1 + bool(variant.hyperparameters))
-        return (len(self.fits) + len(self.simulations) * SIMULATION_COST) * weight
+        return (len(self.fits) + len(self.simulations) / SIMULATIONS_PER_FIT) * weight
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,11 @@ class Plan:
         self.showcase_target_accept = grid.showcase_target_accept(config)
         self.showcase_outliers = grid.showcase_outlier_label(config) if self.scenarios else None
         self.jobs: dict[tuple[str, ...], FitJob] = {}
+        self.fit_keys = {spec: grid.fit_keys(config, spec) for spec in self.specs}
         self._parts: dict[tuple[grid.ModelSpec, grid.FitKey], str] = {}
         for spec in self.specs:
             sbc = grid.sbc_keys(config, spec) if spec in self.sbc_specs else []
-            for part, (keys, simulations) in grid.parts(grid.fit_keys(config, spec), sbc,
+            for part, (keys, simulations) in grid.parts(self.fit_keys[spec], sbc,
                                                         config["sampler"]["fits_per_job"]).items():
                 self._parts |= {(spec, key): part for key in keys}
                 for backend in self.backends:
@@ -229,12 +230,14 @@ class Plan:
         return f"{directory}/posterior/{name}"
 
     def real_posteriors(self) -> list[str]:
-        """Every real-data fit's posterior (every model, target_accept and backend)."""
+        """Every real-data fit's posterior: by model, backend, then data set and
+        target_accept (the `loo` job's order)."""
         return [
-            path
-            for job in self.jobs.values()
-            for key in job.fits
-            if key.source == grid.REAL and (path := self.posterior(job.spec, job.backend, key))
+            self.posterior(spec, backend, key)
+            for spec in self.specs
+            for backend in self.backends
+            for key in self.fit_keys[spec]
+            if key.source == grid.REAL
         ]
 
     def real_fit_tables(self) -> list[str]:

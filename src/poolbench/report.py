@@ -94,6 +94,7 @@ class Headline:
     words: dict[str, str] = field(default_factory=dict)  # names the sentence quotes (escaped)
     section: str = "findings"
     data: dict = field(default_factory=dict)  # the rest the sentence needs: switches, lists of tags
+    scope: dict = field(default_factory=dict)  # where it holds: SCOPE_COLUMNS of the findings table
 
     @property
     def kind(self) -> str:
@@ -101,9 +102,23 @@ class Headline:
         return (self.key.removeprefix(f"{backend}:") if backend else self.key).split(":", 1)[0]
 
 
+# The macros' layout whitespace is collapsed after rendering; the whitespace of the words
+# and keys they quote is kept, moved out of the way (to this private-use plane) meanwhile.
+_KEPT = 0xF0000
+
+
+def _kept(value) -> Markup:
+    """A word or key, escaped, its whitespace protected from the collapse."""
+    return Markup("".join(chr(_KEPT + ord(c)) if c.isspace() else c for c in str(escape(value))))
+
+
+def _restored(text: str) -> str:
+    return "".join(chr(ord(c) - _KEPT) if ord(c) >= _KEPT else c for c in text)
+
+
 def _findings_templates():
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    environment.filters["exact"] = lambda value: repr(float(value))
+    environment.filters |= {"exact": lambda value: repr(float(value)), "kept": _kept}
     return environment.get_template("findings.j2").module
 
 
@@ -113,9 +128,10 @@ FINDINGS_TEMPLATES = _findings_templates()
 def render_headline(headline: Headline) -> Markup:
     """The finding's sentence, from the macro of its kind: each number a
     <span data-key=... data-value=...>, so tests and readers can trace it back to the
-    tables; every word escaped. A finding of one of several backends names it first."""
+    tables; every word escaped (and its own spacing kept). A finding of one of several
+    backends names it first."""
     macro = getattr(FINDINGS_TEMPLATES, headline.kind.replace("-", "_"))
-    text = " ".join(str(macro(headline)).split())
+    text = _restored(" ".join(str(macro(headline)).split()))
     if headline.words.get("backend"):
         text = str(escape(f"[{headline.words['backend']}] ")) + text
     return Markup(text)
@@ -170,7 +186,7 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
                 "scenario": scenario, "centered_share": _share(c_share), "noncentered_share": _share(n_share),
                 "variant": _axes_note(likelihood, prior),
             },
-            data={"more": more},
+            data={"more": more}, scope={"scenario": scenario, "likelihood": likelihood, "prior": prior},
         ))
     return out
 
@@ -206,6 +222,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
              "low": Number(f"{key}:low", low, 2)},
             {"scenario": scenario, "variant": _axes_note(likelihood, prior)},
             data={"none_diverged": centered == noncentered == 0, "reduced": noncentered < centered},
+            scope={"scenario": scenario, "likelihood": likelihood, "prior": prior},
         )
         if centered_high is not None and high != low:
             headline.numbers |= {"high": Number(f"{key}:high", high, 2), "centered_high": Number(f"{key}:centered_high", centered_high)}
@@ -236,6 +253,8 @@ def trap_headlines(summary: pd.DataFrame) -> list[Headline]:
                 {"scenario": scenario, "outliers": outliers, "model": label, "reasons": reasons,
                  # on a likelihood or prior set other than the default: ranked after the defaults
                  "variant": _axes_note(high["likelihood"], high["prior"])},
+                scope={"scenario": scenario, "outliers": outliers, "model": high["model"],
+                       "likelihood": high["likelihood"], "prior": high["prior"]},
             ))
     return out
 
@@ -357,7 +376,7 @@ def shrinkage_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None)
             words["best"] = best["label"]
             if passed_over:
                 words["passed"] = ", ".join(passed_over)
-        headline = Headline(key, numbers, words, data={"models": tags})
+        headline = Headline(key, numbers, words, data={"models": tags}, scope={"scenario": scenario, "outliers": outliers})
         regime = None if fits is None else fits[(fits["scenario"] == scenario) & (fits["outliers"] == outliers)]
         prior_caveat(headline, regime, "these errors reflect the prior, not pooling" if best is None
                      else "this ranking reflects the prior, not pooling")
@@ -397,6 +416,7 @@ def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None
                  "robust_kept": Number(f"{key}:{robust_name}_trusted", robust["n_trusted"], 0)},
                 {"scenario": scenario, "outliers": outliers, "model": model,
                  "base_label": LIKELIHOODS[DEFAULT_LIKELIHOOD].label, "robust_label": LIKELIHOODS[robust_name].label},
+                scope={"scenario": scenario, "outliers": outliers, "model": model, "prior": DEFAULT_PRIOR},
             )
             regime = None if fits is None else fits[
                 (fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["model"] == model)
@@ -452,7 +472,8 @@ def prior_set_headlines(summary: pd.DataFrame) -> list[Headline]:
             words[f"{tag}_flags"] = f"flagged for {reasons}" if reasons else "nothing flagged"
             numbers |= {f"{tag}_ok": Number(f"{key}:{prior}:model_ok", side["n_model_ok"].sum(), 0),
                         f"{tag}_rmse": Number(f"{key}:{prior}:slope_rmse", pooled["slope_rmse_mean"], 2)}
-        out.append(Headline(key, numbers, words, section="model_checks", data={"sets": tags}))
+        out.append(Headline(key, numbers, words, section="model_checks", data={"sets": tags},
+                            scope={"scenario": scenario, "outliers": outliers, "model": model, "likelihood": likelihood}))
     return out
 
 
@@ -506,7 +527,9 @@ def calibration_headlines(calibration: pd.DataFrame) -> list[Headline]:
         if not bad.empty:
             words["which"] = "; ".join(f"{r.parameter} {r.departure}" for r in bad.head(4).itertuples()) + (
                 f"; and {len(bad) - 4} more" if len(bad) > 4 else "")
-        out.append(Headline(key, numbers, words, section="calibration"))
+        out.append(Headline(key, numbers, words, section="calibration",
+                            scope={"scenario": scenario, "model": model, "likelihood": likelihood, "prior": prior,
+                                   "target_accept": ta}))
     return out
 
 
@@ -575,7 +598,7 @@ def real_headlines(comparison: pd.DataFrame) -> list[Headline]:
                 data["n_higher"] = len(higher)
         if len(untrusted):
             words["untrusted"] = "; ".join(f"{r.label} ({r.untrusted_because})" for r in untrusted.itertuples())
-        out.append(Headline(key, numbers, words, section="real", data=data))
+        out.append(Headline(key, numbers, words, section="real", data=data, scope={"scenario": str(dataset)}))
     return out
 
 
@@ -612,7 +635,7 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
             numbers = {"threshold": Number(f"{key}:threshold", threshold, 0), "rule": Number(f"{key}:rule", RULE_OF_THUMB_POINTS, 0)}
             words["comparison"] = ("below" if threshold < RULE_OF_THUMB_POINTS
                                    else "above" if threshold > RULE_OF_THUMB_POINTS else "at")
-        out.append(Headline(key, numbers, words, section="map"))
+        out.append(Headline(key, numbers, words, section="map", scope={"prior": prior, "target_accept": ta, "noise": noise}))
     priors = list(dict.fromkeys(table["prior"]))
     for (ta, noise), rows in table.groupby(["target_accept", "noise"], sort=True, dropna=False):
         if len(priors) < 2:
@@ -623,6 +646,7 @@ def map_headlines(table: pd.DataFrame) -> list[Headline]:
         out.append(Headline(
             f"map-priors:{ta:g}:{noise:g}",
             {}, {"noise": f"{noise:g}", "ta": f"{ta:g}", "described": described}, section="map", data={"moves": moves},
+            scope={"target_accept": ta, "noise": noise},
         ))
     return out
 
@@ -636,6 +660,7 @@ def for_backend(headline: Headline, backend: str) -> Headline:
         headline.words | {"backend": backend},
         headline.section,
         headline.data,
+        headline.scope,
     )
 
 
@@ -826,7 +851,8 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
     numbers["mu"] = Number(f"{key}:{words['pooled_model']}:mu_slope_mean", picked["pooled"]["mu_slope_mean"], 1)
     truth = picked["unpooled"]["minority_slope_mean"] - picked["unpooled"]["minority_bias"]
     numbers["truth"] = Number(f"{key}:true_minority_slope", truth, 2)
-    return [Headline(key, numbers, words, section="story")]
+    return [Headline(key, numbers, words, section="story",
+                     scope={"scenario": scenario, "outliers": outliers, "seed": seed, "target_accept": ta})]
 
 
 def _present(calibration: pd.DataFrame | None, comparison: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -868,7 +894,10 @@ def all_findings(
     return found
 
 
-FINDING_COLUMNS = ["key", "kind", "backend", "section", "text", "numbers", "words"]
+# Where a finding holds (empty where it does not narrow it: a shrinkage finding compares every
+# model of its regime).
+SCOPE_COLUMNS = ["scenario", "outliers", "seed", "model", "likelihood", "prior", "target_accept", "noise"]
+FINDING_COLUMNS = ["key", "kind", "backend", "section", *SCOPE_COLUMNS, "text", "numbers", "words", "data"]
 
 # The headline findings on the first screen: at most this many, the most important first.
 TOP_FINDINGS = 8
@@ -897,11 +926,19 @@ def ranked_findings(found: list[Headline]) -> list[Headline]:
     return [headline for _, headline in sorted(enumerate(found), key=rank)]
 
 
+def _scope_value(value) -> str:
+    """A scope column's cell: text, numbers as the config writes them ("" where unscoped)."""
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
 def findings_table(found: list[Headline]) -> pd.DataFrame:
     """The findings as data (`tables/findings.parquet`): one row per finding with its key,
     kind (the key's first part: trust, funnel, shrinkage, likelihood, real, ...), report
-    section, the sentence as shown (plain text), and as JSON the numbers it quotes (name ->
-    the table-traced key and the exact value) and the words it names."""
+    section, where it holds (SCOPE_COLUMNS), the sentence as shown (plain text), and as JSON the numbers it quotes (name ->
+    the table-traced key and the exact value), the words it names and its data (the
+    switches and lists that chose the macro's wording)."""
     rows = []
     for headline in found:
         text = html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
@@ -909,10 +946,14 @@ def findings_table(found: list[Headline]) -> pd.DataFrame:
             # backend: set where each backend has its own findings
             "key": headline.key, "kind": headline.kind, "backend": headline.words.get("backend", ""),
             "section": headline.section, "text": text,
+            **{column: _scope_value(headline.scope.get(column)) for column in SCOPE_COLUMNS},
             # JSON has no NaN or infinity: a number that is not finite is null.
             "numbers": json.dumps({name: {"key": n.key, "value": float(n.value) if np.isfinite(n.value) else None}
                                    for name, n in headline.numbers.items()}),
             "words": json.dumps(headline.words),
+            # What else decided the sentence: switches (which form is trusted more, whether
+            # divergences fell) and the tags of its lists.
+            "data": json.dumps(headline.data),
         })
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 

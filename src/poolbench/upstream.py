@@ -17,7 +17,7 @@ def drop_unloaded_lazy_proxies() -> None:
     SciPy's array-API helpers (array_api_compat's `is_jax_array`) take a `jax` in
     `sys.modules` for a sign that JAX is in use, and import it: after `import arviz`, the
     first `scipy.special.logsumexp` (which power-scaling sensitivity calls) loads JAX,
-    ~150 MB and 0.3-0.5 s in every job that never uses JAX. Without the proxy, `import jax`
+    120-150 MB and 0.25-0.5 s in every job that never uses JAX. Without the proxy, `import jax`
     still works (a real import, e.g. for the numpyro backend); only arviz_base's own
     `from_numpyro`, which poolbench does not call, would lose its lazy handle."""
     lazy = getattr(importlib.util, "_LazyModule", None)
