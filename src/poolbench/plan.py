@@ -31,6 +31,11 @@ def canonical(mapping):
 SIMULATIONS_PER_FIT = 5
 
 
+def job_wildcards(spec: grid.ModelSpec, backend: str, part: str) -> dict[str, str]:
+    """A fit job's wildcards, in the order of `paths.Paths.fit_job`."""
+    return {"model": spec.name, "likelihood": spec.likelihood, "prior": spec.prior, "backend": backend, "part": part}
+
+
 @dataclass(frozen=True)
 class FitJob:
     """One fit job: one compiled model and backend over one part of its fits and of its
@@ -44,9 +49,7 @@ class FitJob:
 
     @property
     def wildcards(self) -> dict[str, str]:
-        """The job's wildcards, in the order of `paths.Paths.fit_job`."""
-        return {"model": self.spec.name, "likelihood": self.spec.likelihood, "prior": self.spec.prior,
-                "backend": self.backend, "part": self.part}
+        return job_wildcards(self.spec, self.backend, self.part)
 
     @property
     def id(self) -> tuple[str, ...]:
@@ -162,12 +165,14 @@ class Plan:
         """Rows of a prepared real data set (0 until it is prepared)."""
         return resources.dataset_rows(self.dataset_path(dataset))
 
+    def _job_real_rows(self, job: FitJob) -> int:
+        return max(map(self.real_rows, job.real_datasets), default=0)
+
     def fit_job_mem_mb(self, job: FitJob) -> int:
-        return resources.fit_job_mem_mb(max(map(self.real_rows, job.real_datasets), default=0), self.draws())
+        return resources.fit_job_mem_mb(self._job_real_rows(job), self.draws())
 
     def fit_job_minutes(self, job: FitJob) -> int:
-        rows = max(map(self.real_rows, job.real_datasets), default=0)
-        return resources.fit_job_minutes(rows, self.draws(), len(job.fits), len(job.simulations))
+        return resources.fit_job_minutes(self._job_real_rows(job), self.draws(), len(job.fits), len(job.simulations))
 
     def loo_mem_mb(self) -> int:
         """The LOO and comparison jobs' memory: the per-row LOO terms of the fits they read."""
@@ -224,8 +229,7 @@ class Plan:
         part = self._parts.get((spec, key))
         if part is None:
             return None
-        directory = self.paths.fit_job.format(model=spec.name, likelihood=spec.likelihood, prior=spec.prior,
-                                              backend=backend, part=part)
+        directory = self.paths.fit_job.format(**job_wildcards(spec, backend, part))
         name = paths.posterior_name(key.scenario, key.outliers, key.seed, grid.target_accept_label(key.target_accept))
         return f"{directory}/posterior/{name}"
 

@@ -259,11 +259,12 @@ def shrinkage_figure(fits, groups, summary, showcase):
     level, over trusted fits: a row per model (their names read across, however many),
     a column per scenario and error."""
     fitted = simulated(fits)
-    order = sorted(dict.fromkeys(fit_label(fitted)))  # every model, in the same rows in every panel
+    labels = fit_label(fitted)
+    order = sorted(dict.fromkeys(labels))  # every model, in the same rows in every panel
     trusted = fitted[fitted["trusted"].astype(bool)]
     if trusted.empty:
         return message_figure("No trusted fits: no error is worth showing.")
-    trusted = trusted.assign(label=fit_label(fitted).loc[trusted.index])
+    trusted = trusted.assign(label=labels.loc[trusted.index])
     metrics = {"slope_rmse": "group-slope RMSE", "minority_abs_error": "|minority slope error|"}
     long = trusted.melt(id_vars=["scenario", "seed", "label", "outliers"], value_vars=list(metrics), var_name="metric")
     long = long.replace({"metric": metrics}).dropna(subset=["value"])
@@ -639,14 +640,14 @@ def real_shrinkage_figure(groups: pd.DataFrame, fits: pd.DataFrame, title: str):
     fig, axes = plt.subplots(1, len(varying), figsize=(6.2 * len(varying), 4.6), squeeze=False, layout="constrained")
     styles = {UNPOOLED: {"marker": "o", "facecolors": "none", "edgecolors": "tab:blue"},
               HIERARCHICAL: {"marker": "o", "color": "tab:orange"}}
+    estimates = {
+        kind: groups[(groups["model"] == fit["model"]) & (groups["likelihood"] == fit["likelihood"])
+                     & (groups["prior"] == fit["prior"])].sort_values("group")
+        for kind, fit in chosen.items()
+    }
+    label = {kind: f"{POOLING_ROLES[kind]}: {fit['model']}" + ("" if fit["trusted"] else " (NOT trusted)")
+             for kind, fit in chosen.items()}
     for ax, coefficient in zip(axes[0], varying):
-        estimates = {}
-        for kind, fit in chosen.items():
-            rows = groups[(groups["model"] == fit["model"]) & (groups["likelihood"] == fit["likelihood"])
-                          & (groups["prior"] == fit["prior"])].sort_values("group")
-            estimates[kind] = rows
-        label = {kind: f"{POOLING_ROLES[kind]}: {fit['model']}" + ("" if fit["trusted"] else " (NOT trusted)")
-                 for kind, fit in chosen.items()}
         if UNPOOLED in estimates and HIERARCHICAL in estimates:
             joined = estimates[UNPOOLED].merge(estimates[HIERARCHICAL], on="group", suffixes=("_no", "_partial"))
             x = _jittered_sizes(joined.rename(columns={"n_obs_no": "n_obs"}))

@@ -116,13 +116,10 @@ def _restored(text: str) -> str:
     return "".join(chr(ord(c) - _KEPT) if ord(c) >= _KEPT else c for c in text)
 
 
-def _findings_templates():
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    environment.filters |= {"exact": lambda value: repr(float(value)), "kept": _kept}
-    return environment.get_template("findings.j2").module
-
-
-FINDINGS_TEMPLATES = _findings_templates()
+# One environment for the page and the findings' macros: autoescaping on.
+ENVIRONMENT = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+ENVIRONMENT.filters |= {"exact": lambda value: repr(float(value)), "kept": _kept}
+FINDINGS_TEMPLATES = ENVIRONMENT.get_template("findings.j2").module
 
 
 def render_headline(headline: Headline) -> Markup:
@@ -1014,8 +1011,7 @@ def render_report(
     present = {"model-checks": model_checked, "calibration": bool(sections.get("calibration")),
                "real": bool(sections.get("real") or by_section.get("real")), "map": bool(sections.get("map"))}
     shown = [id for id in REPORT_SECTIONS if id not in OPTIONAL_SECTIONS or present[id]]
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    return environment.get_template("report.html.j2").render(
+    return ENVIRONMENT.get_template("report.html.j2").render(
         title=study.get("title", "poolbench report"),
         question=study.get("question", ""),
         study=study.get("name", ""),
