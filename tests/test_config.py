@@ -56,7 +56,7 @@ BAD = {
         ["centred"],
         ["'centred' is not one of ['centered', 'noncentered']", "parameterisations"],
     ),
-    "unknown likelihood": ("models/likelihoods", ["cauchy"], ["'cauchy' is not one of ['normal', 'student_t']"]),
+    "unknown likelihood": ("models/likelihoods", ["cauchy"], ["'cauchy' is not one of ['normal', 'student_t', 'binomial', 'poisson', 'negative_binomial']"]),
     "empty variants": ("models/variants", [], ["[] should be non-empty", "variants"]),
     "zero groups": ("scenarios/hard/n_groups", 0, ["0 is less than the minimum of 2", "n_groups"]),
     "unknown backend": (
@@ -125,7 +125,7 @@ BAD = {
         ["models/prior_sets/weak/likelihoods: 'student_t' is not one of the likelihoods ['normal']"],
     ),
     "prior set for an unknown likelihood": (
-        "models/prior_sets", {"weak": {"likelihoods": ["cauchy"]}}, ["'cauchy' is not one of ['normal', 'student_t']"],
+        "models/prior_sets", {"weak": {"likelihoods": ["cauchy"]}}, ["'cauchy' is not one of ['normal', 'student_t', 'binomial', 'poisson', 'negative_binomial']"],
     ),
     "study named like a results folder": ("study/name", "cache", ["study/name: 'cache' is reserved"]),
     "data set without its CSV": (
@@ -186,6 +186,27 @@ BAD = {
         "sbc", {"simulations": 700, "scenarios": ["hard"], "target_accept": [0.8], "thin": 1},
         ["sbc/thin: 1 with sampler/draws 300 and sampler/chains 2 gives 600 ranks per simulation",
          "no thin is enough: raise sampler/draws to at least 350"],
+    ),
+    # Families (issue #26): a scenario's family must be fitted by one of models/likelihoods, ...
+    "binomial scenario with no binomial family fitted": (
+        "scenarios/hard/family", "binomial",
+        ["scenarios/hard/family: binomial, but models/likelihoods ['normal'] lists no family for binomial outcomes "
+         "(one of ['binomial'])"],
+    ),
+    # ... its outliers values its data can take, ...
+    "outlier a yes/no answer cannot take": (
+        "scenarios/hard/family", "binomial",
+        ["outlier_levels: value 30 for the binomial scenario 'hard': an outlier must be a value its data can take, "
+         "0..1 (its trials)"],
+    ),
+    # ... and a count scenario's rates must not overflow (slopes N(2, 1) on the log scale).
+    "Poisson rates that overflow": (
+        "scenarios/hard/family", "poisson",
+        ["scenarios/hard: rates exp(intercept + slope x) up to e^35.0", "overflow counts beyond 1e+09"],
+    ),
+    "unknown family of a scenario": (
+        "scenarios/hard/family", "student_t",
+        ["'student_t' is not one of ['normal', 'binomial', 'poisson', 'negative_binomial']"],
     ),
 }
 

@@ -34,15 +34,23 @@ def test_every_variant_builds_from_its_terms_with_the_variables_the_registry_lis
     spec = grid.ModelSpec.from_name(name, likelihood)
     variant = variants.VARIANTS[spec.variant]
     config = {"models": {"priors": {}, "likelihood_priors": {}, "prior_sets": {}}}
-    arrays = model_arrays(pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [1.0, 2, 3, 4], "group": [0, 0, 1, 1]}))
+    data = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [1.0, 2, 3, 4], "group": [0, 0, 1, 1], "trials": 5})
+    arrays = model_arrays(data, likelihood)
     model = build_model(spec, grid.priors(config, spec), arrays, 2)
     names = set(model.named_vars)
-    expected = set(variant.figure_vars) | set(variant.scored) | set(variant.calibrated(variants.LIKELIHOODS[likelihood]))
+    family = variants.LIKELIHOODS[likelihood]
+    expected = set(variant.figure_vars) | set(variant.scored) | set(variant.calibrated(family))
     assert expected <= names, expected - names
     for coefficient in variant.scored:
         assert model.named_vars_to_dims[coefficient] == ("group",)
     assert (variants.standardised("slope") in names) == (spec.parameterisation == "noncentered" and variant.slopes == "hierarchical")
-    assert (variants.NU in names) == (likelihood == "student_t")
+    assert (variants.NU in names) == (variants.NU in family.parameters)
+    # A family without noise has no noise parameter (and no noise prior); its own data
+    # columns enter as data.
+    assert (variants.NOISE in names) == family.has_noise
+    assert ("noise_rate" in grid.priors(config, spec)) == family.has_noise
+    assert set(family.columns) <= names
+    assert model[variants.OBSERVED].type.dtype.startswith("int") == family.discrete
 
 
 def test_the_simulator_draws_intercepts_only_when_asked_and_leaves_the_tutorial_alone():

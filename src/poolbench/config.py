@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from poolbench import grid, variants
+from poolbench.variants import DEFAULT_LIKELIHOOD, LIKELIHOODS, LOG_LINK, TRIALS, families_for
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 
@@ -118,6 +119,7 @@ def consistency_problems(config: dict) -> list[str]:
                     f"scenarios/{name}/minority_points={scenario['minority_points']}; "
                     "outliers replace minority-group points, so count must be <= minority_points"
                 )
+    problems += _family_problems(config, scenarios)
     labels = [grid.outlier_label(level) for level in levels]
     if len(set(labels)) != len(labels):
         problems.append(f"outlier_levels: duplicate levels {labels}")
@@ -156,6 +158,48 @@ def consistency_problems(config: dict) -> list[str]:
     clashes = set(config["datasets"]) & set(scenarios)
     if clashes:
         problems.append(f"datasets: {sorted(clashes)} named like scenarios; give data sets their own names")
+    return problems
+
+
+# A Poisson or negative-binomial scenario is refused when exp(eta) may exceed this rate,
+# eta bounded by |mean| + RATE_SDS sds of its intercepts and slopes, |x| by RATE_X (x is
+# standard normal): numpy refuses rates near 1e19, and far below that the counts' sums
+# lose their precision as floats.
+LARGEST_RATE, RATE_SDS, RATE_X = 1e9, 5.0, 5.0
+
+
+def _family_problems(config: dict, scenarios: dict) -> list[str]:
+    """A scenario's or data set's family must be fitted by some family of
+    models/likelihoods (the same outcome); outliers must be values a discrete family can
+    take; a count scenario's rates must not overflow."""
+    problems = []
+    fitted = config["models"]["likelihoods"]
+    owners = [(f"scenarios/{name}", scenario) for name, scenario in config["scenarios"].items()]
+    owners += [(f"datasets/{name}", dataset) for name, dataset in config["datasets"].items()]
+    for where, block in owners:
+        family = LIKELIHOODS[block.get("family", DEFAULT_LIKELIHOOD)]
+        if not families_for(family.outcome, fitted):
+            problems.append(f"{where}/family: {family.name}, but models/likelihoods {fitted} lists no family for "
+                            f"{family.outcome} outcomes (one of {families_for(family.outcome, LIKELIHOODS)})")
+    for name, scenario in scenarios.items():
+        family = LIKELIHOODS[scenario.get("family", DEFAULT_LIKELIHOOD)]
+        if not family.discrete:
+            continue
+        largest = scenario.get("trials", 1) if TRIALS in family.columns else None
+        for level in config["outlier_levels"]:
+            value = level["value"]
+            if level["count"] and (value != round(value) or value < 0 or (largest is not None and value > largest)):
+                allowed = f"0..{largest} (its trials)" if largest is not None else "a whole number >= 0"
+                problems.append(f"outlier_levels: value {value:g} for the {family.name} scenario {name!r}: an outlier "
+                                f"must be a value its data can take, {allowed}; give this study levels of its own")
+        if family.link == LOG_LINK:
+            eta = (abs(scenario.get("intercept_mean", 0.0)) + RATE_SDS * scenario.get("intercept_sd", 0.0)
+                   + (abs(scenario["slope_mean"]) + RATE_SDS * scenario["slope_sd"]) * RATE_X)
+            if eta > math.log(LARGEST_RATE):
+                problems.append(
+                    f"scenarios/{name}: rates exp(intercept + slope x) up to e^{eta:.1f} (|mean| + {RATE_SDS:g} sd of "
+                    f"intercepts and slopes, |x| up to {RATE_X:g}) overflow counts beyond {LARGEST_RATE:g}: give the "
+                    f"{family.name} scenario smaller slope_mean/slope_sd/intercept_mean/intercept_sd (log scale)")
     return problems
 
 

@@ -1,7 +1,8 @@
 """Datasets as the fits read them: one table per scenario or real data set.
 
 A dataset table holds every dataset of a scenario (outlier levels x seeds), one row per
-observation: `outliers`, `seed`, `x`, `y`, `group` (0..G-1), `group_label`, `is_outlier`.
+observation: `outliers`, `seed`, `x`, `y`, `group` (0..G-1), `group_label`, `is_outlier`,
+`trials` (a binomial outcome's number of trials; 1 for every other family).
 A real data set is written in the same layout (outliers 'observed', seed 0) after
 `read_user_csv` has checked it. The truth of simulated data sits beside it, one row per
 dataset and group (`Truth` is one dataset's).
@@ -20,8 +21,9 @@ import pandas as pd
 from poolbench.grid import OBSERVED
 from poolbench.priors import LARGEST_VALUE
 from poolbench.storage import write_table
+from poolbench.variants import BINOMIAL_OUTCOME, CONTINUOUS, DEFAULT_LIKELIHOOD, LIKELIHOODS, TRIALS
 
-DATASET_COLUMNS = ["outliers", "seed", "x", "y", "group", "group_label", "is_outlier"]
+DATASET_COLUMNS = ["outliers", "seed", "x", "y", "group", "group_label", "is_outlier", TRIALS]
 # Shown for each problem of a user's CSV.
 FIRST_ROWS = 5
 # The largest |x| or |y| of a user's CSV. The data rule's priors (variants.DATA_RULE) are
@@ -56,6 +58,10 @@ class Truth:
     intercept_mean: float = 0.0
     intercept_sd: float = 0.0
     intercepts: list[float] = field(default_factory=list)
+    # The family y was drawn from, its trials (binomial) and overdispersion (negative binomial).
+    family: str = DEFAULT_LIKELIHOOD
+    trials: int = 1
+    overdispersion: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -147,13 +153,20 @@ def read_dataset_table(path: str | Path, n_groups: int | None = None) -> pd.Data
     return data
 
 
-def model_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The arrays a model's `pm.Data` containers hold, by name."""
-    return {
+def response_dtype(likelihood: str) -> str:
+    """The dtype of y in a model of this family: integers for binomial and count data."""
+    return "int64" if LIKELIHOODS[likelihood].discrete else "float64"
+
+
+def model_arrays(data: pd.DataFrame, likelihood: str = DEFAULT_LIKELIHOOD) -> dict[str, np.ndarray]:
+    """The arrays a model's `pm.Data` containers hold, by name: x, y, the group index and
+    the family's own columns (binomial: trials)."""
+    arrays = {
         "x": data["x"].to_numpy(dtype="float64"),
-        "y": data["y"].to_numpy(dtype="float64"),
+        "y": data["y"].to_numpy(dtype=response_dtype(likelihood)),
         "group_idx": data["group"].to_numpy(dtype="int64"),
     }
+    return arrays | {column: data[column].to_numpy(dtype="int64") for column in LIKELIHOODS[likelihood].columns}
 
 
 def _rows(mask: pd.Series) -> str:
@@ -165,7 +178,8 @@ def _rows(mask: pd.Series) -> str:
 
 
 def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: int = 2, *,
-                  name: str | None = None) -> pd.DataFrame:
+                  name: str | None = None, family: str = DEFAULT_LIKELIHOOD, trials: str | None = None,
+                  success: str | None = None) -> pd.DataFrame:
     """A user's grouped CSV as a dataset table, or one DataError naming the data set (its
     `name` in the config, when given, and the file), the column or groups and the first
     offending rows.
@@ -174,8 +188,14 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
     otherwise fail in every fit job, or worse, fit with a NaN or infinite prior scale (the
     data rule's priors are scaled by sd(x) and sd(y)). Besides unreadable values, that is
     values whose squares overflow, an x or y with no spread at all, and groups whose own
-    slope or noise cannot be estimated (see `_spread_problem`)."""
+    slope or noise cannot be estimated (see `_spread_problem`).
+
+    A binomial or count `family` (`poolbench.variants.LIKELIHOODS`) needs whole numbers
+    >= 0 in y (binomial: at most the `trials` column, each >= 1; without one every row is
+    one trial, y 0 or 1). Two-valued labels in y ("yes"/"no") are read only where
+    `success` says which label is a success; otherwise they are refused."""
     path = Path(path)
+    outcome = LIKELIHOODS[family].outcome
     at = _source(path, name)
     if not path.is_file():
         raise DataError(f"{at}: no such file")
@@ -187,20 +207,29 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
         raise DataError(f"{at}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in (x, y, group) if c not in raw.columns]
+    if trials is not None and outcome != BINOMIAL_OUTCOME:
+        raise DataError(f"{at}: a trials column ({trials!r}) is read for the binomial family only, not {family}")
+    if success is not None and outcome != BINOMIAL_OUTCOME:
+        raise DataError(f"{at}: `success` ({success!r}) labels a binomial outcome; the family is {family}")
+    missing = [c for c in (x, y, group, *([trials] if trials else [])) if c not in raw.columns]
     if missing:
         raise DataError(f"{at}: no column(s) {missing}; the file has {list(raw.columns)}")
     if raw.empty:
         raise DataError(f"{at}: no rows")
     values = {}
-    for role, column in (("x", x), ("y", y)):
+    if success is not None:  # two labels, one of them the success: y becomes 0/1
+        raw[y] = _success_indicator(raw[y], success, at, y)
+    for role, column in (("x", x), ("y", y), *((("trials", trials),) if trials else ())):
         text = raw[column].str.strip()
         numbers = pd.to_numeric(text, errors="coerce")
         blank = text.eq("") | text.str.lower().isin(["na", "nan", "null", "none"])
         if blank.any():
             raise DataError(f"{at}: column {column!r} ({role}): empty or NaN values at {_rows(blank)}")
         if numbers.isna().any():
-            raise DataError(f"{at}: column {column!r} ({role}): non-numeric values at {_rows(numbers.isna())}")
+            labels = sorted(text.unique())
+            hint = (f"; it holds two labels {labels}: set the data set's `success` to the one that counts as a success"
+                    if role == "y" and outcome == BINOMIAL_OUTCOME and len(labels) == 2 else "")
+            raise DataError(f"{at}: column {column!r} ({role}): non-numeric values at {_rows(numbers.isna())}{hint}")
         if not np.isfinite(numbers).all():
             raise DataError(f"{at}: column {column!r} ({role}): infinite values at {_rows(~np.isfinite(numbers))}")
         large = numbers.abs() > LARGEST_VALUE
@@ -211,6 +240,8 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
                 "rescale the column (e.g. to other units)"
             )
         values[role] = numbers.astype(float)
+    if outcome != CONTINUOUS:
+        _check_counts(values, outcome, at, y, trials)
     # No spread over the whole data set: the data-scaled priors would divide by an sd of 0.
     if values["y"].nunique() == 1:
         raise DataError(f"{at}: column {y!r} (y): the same value ({values['y'].iloc[0]}) at every row; "
@@ -235,7 +266,7 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
             f"(min_group_size), e.g. {list(small.index[:FIRST_ROWS])} at {_rows(rows)}; "
             "set the data set's min_group_size to 1 to keep them (hierarchical models pool them)"
         )
-    problem = _spread_problem(values, labels, x, y, group, min_group_size)
+    problem = _spread_problem(values, labels, x, y, group, min_group_size, LIKELIHOODS[family].has_noise)
     if problem:
         raise DataError(f"{at}: {problem}")
     order = sorted(counts.index, key=_label_order)
@@ -249,8 +280,58 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
             "group": labels.map(index).astype("int64"),
             "group_label": labels,
             "is_outlier": False,
+            TRIALS: values["trials"].astype("int64") if trials else 1,
         }
     )[DATASET_COLUMNS]
+
+
+def _success_indicator(column: pd.Series, success: str, at: str, y: str) -> pd.Series:
+    """A two-valued column as "1" where it holds the `success` label and "0" where it holds
+    the other one; any third label (or none of them) is refused."""
+    text = column.str.strip()
+    labels = sorted(text.unique())
+    if success not in labels:
+        raise DataError(f"{at}: column {y!r} (y): success label {success!r} does not occur; the column holds "
+                        f"{labels[:FIRST_ROWS]}")
+    if len(labels) > 2:  # the rows of the labels beyond the success and the most frequent other one
+        failure = text[text.ne(success)].value_counts().index[0]
+        others = ~text.isin([success, failure])
+        raise DataError(f"{at}: column {y!r} (y): more than two labels ({labels[:FIRST_ROWS]}); a binomial outcome "
+                        f"with `success` takes two, e.g. at {_rows(others)}")
+    return text.eq(success).astype(int).astype(str)
+
+
+def _check_counts(values: dict[str, pd.Series], outcome: str, at: str, y: str, trials: str | None) -> None:
+    """y of a binomial or count family: whole numbers >= 0 (binomial: y <= trials, trials
+    >= 1, 1 where there is no trials column)."""
+    response = values["y"]
+    fractional = response != np.round(response)
+    if fractional.any():
+        raise DataError(f"{at}: column {y!r} (y): non-integer values at {_rows(fractional)}; the {outcome} family "
+                        "counts whole numbers")
+    negative = response < 0
+    if negative.any():
+        raise DataError(f"{at}: column {y!r} (y): negative values at {_rows(negative)}; counts are >= 0")
+    if outcome != BINOMIAL_OUTCOME:
+        return
+    if trials is None:
+        above = response > 1
+        if above.any():
+            raise DataError(f"{at}: column {y!r} (y): values above 1 at {_rows(above)} and no trials column; "
+                            "name the column of trials (`trials:`) or give 0/1 outcomes")
+        values["trials"] = pd.Series(1.0, index=response.index)
+        return
+    count = values["trials"]
+    bad = (count != np.round(count)) | (count < 1)
+    if bad.any():
+        raise DataError(f"{at}: column {trials!r} (trials): values that are not whole numbers >= 1 at {_rows(bad)}")
+    above = response > count
+    if above.any():
+        raise DataError(f"{at}: column {y!r} (y): more successes than trials (column {trials!r}) at {_rows(above)}")
+    rate = response.sum() / count.sum()
+    if rate in (0.0, 1.0):
+        raise DataError(f"{at}: column {y!r} (y): {'no successes' if rate == 0 else 'every trial a success'} "
+                        "at every row; nothing to model")
 
 
 def _source(path: Path, name: str | None) -> str:
@@ -261,7 +342,7 @@ def _source(path: Path, name: str | None) -> str:
 
 
 def _spread_problem(values: dict[str, pd.Series], labels: pd.Series, x: str, y: str, group: str,
-                    min_group_size: int) -> str | None:
+                    min_group_size: int, has_noise: bool = True) -> str | None:
     """What is wrong with the spread of x and y within groups (the message after the data
     set's name), or None.
 
@@ -272,7 +353,9 @@ def _spread_problem(values: dict[str, pd.Series], labels: pd.Series, x: str, y: 
     own) is refused only where min_group_size >= 2 asks for groups that stand on their
     own; with min_group_size 1 it is kept, and a hierarchical model takes its slope or
     spread from the pool. The radon data need that: counties of one home, and counties
-    whose homes were all measured on the same floor."""
+    whose homes were all measured on the same floor. A family without noise (binomial,
+    Poisson) has no spread of its own to estimate: a group whose y never varies (no case
+    in a herd) is data, not a problem."""
     by_group = pd.DataFrame({"x": values["x"], "y": values["y"], "label": labels}).groupby("label", sort=False)
     distinct = by_group.nunique()
     if (distinct["x"] == 1).all():
@@ -282,8 +365,8 @@ def _spread_problem(values: dict[str, pd.Series], labels: pd.Series, x: str, y: 
         return None
     sizes = by_group.size()
     problems = []
-    for role, column, lacking, own in (("y", y, "the same value at every row", "no spread"),
-                                       ("x", x, "a single distinct value", "no slope")):
+    checked = (("y", y, "the same value at every row", "no spread"),) if has_noise else ()
+    for role, column, lacking, own in checked + (("x", x, "a single distinct value", "no slope"),):
         flat = sorted(distinct.index[(distinct[role] == 1) & (sizes >= 2)], key=_label_order)
         if flat:
             problems.append(f"column {column!r} ({role}) has {lacking} in {len(flat)} group(s) of column {group!r} "

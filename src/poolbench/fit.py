@@ -30,7 +30,7 @@ from poolbench.paths import loo_path
 from poolbench.priors import ScaleError, model_inputs
 from poolbench.runtime import progress, release_memory
 from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
-from poolbench.variants import LIKELIHOODS, OBSERVED, VARIANTS
+from poolbench.variants import LIKELIHOODS, OBSERVED, TRIALS, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def posterior_tree(tree: xr.DataTree, arrays: dict, attrs: dict) -> xr.DataTree:
         "posterior": tree["posterior"].to_dataset(),
         "sample_stats": stats,
         "observed_data": xr.Dataset({OBSERVED: ("obs", arrays["y"])}),
-        "constant_data": xr.Dataset({"x": ("obs", arrays["x"]), "group_idx": ("obs", arrays["group_idx"])}),
+        "constant_data": xr.Dataset({name: ("obs", arrays[name]) for name in ("x", "group_idx", TRIALS) if name in arrays}),
     }
     if "posterior_predictive" in tree.children:
         groups["posterior_predictive"] = tree["posterior_predictive"].to_dataset()
@@ -157,7 +157,7 @@ class FitBatch:
         key, spec, settings = task.key, self.spec, self.settings
         data, truth, n_groups = self.data.dataset(key)
         try:
-            arrays = model_inputs(model_arrays(data), spec.variant, self.prior)
+            arrays = model_inputs(model_arrays(data, spec.likelihood), spec.variant, self.prior, spec.likelihood)
         except ScaleError as exc:  # the data, not the model: no fit could use it
             raise DataError(f"{key.scenario} ({key.outliers}, seed {key.seed}): {exc}") from exc
         seed = fit_seed(self.master_seed, key, spec)
@@ -251,7 +251,7 @@ class FitBatch:
         model = self.models.model(arrays, n_groups)
         log_prior, log_likelihood = log_densities(model, self.spec.variant)(tree["posterior"].to_dataset(), arrays)
         sensitivity = metrics.prior_sensitivity(tree["posterior"].to_dataset(), log_prior, log_likelihood,
-                                                VARIANTS[self.spec.variant].read + LIKELIHOODS[self.spec.likelihood].parameters)
+                                                VARIANTS[self.spec.variant].read + LIKELIHOODS[self.spec.likelihood].own_parameters)
         checks = self.prior_predictive(model, key, arrays, n_groups)
         groups = [row | check for row, check in zip(groups, checks)]
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary, **sensitivity,

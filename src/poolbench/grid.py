@@ -153,6 +153,22 @@ def prior_set_covers(config: dict, prior: str, *, variant: str | None = None, li
     return True
 
 
+def family_of(config: dict, *, scenario: str | None = None, dataset: str | None = None) -> str:
+    """The family a simulated scenario (its expanded name) draws y from, or a real data
+    set's outcome is read as (`family`, normal unless the config says otherwise)."""
+    if dataset is not None:
+        return config["datasets"][dataset].get("family", DEFAULT_LIKELIHOOD)
+    return scenarios(config)[scenario].get("family", DEFAULT_LIKELIHOOD)
+
+
+def family_fits(config: dict, likelihood: str, **where) -> bool:
+    """Whether a model of family `likelihood` is fitted to this scenario or data set: where
+    its outcome (continuous, binomial, count) is the data's. A Poisson scenario is fitted
+    with the Poisson and the negative-binomial families of `models/likelihoods`, never with
+    the normal one."""
+    return LIKELIHOODS[likelihood].outcome == LIKELIHOODS[family_of(config, **where)].outcome
+
+
 def scenario_base(config: dict, scenario: str) -> str:
     """The config's name of a scenario, also of one of its `vary` expansions."""
     if scenario in config["scenarios"]:
@@ -175,7 +191,10 @@ def specs(variants: list[str], config: dict, **where) -> list[ModelSpec]:
         ):
             if not prior_set_covers(config, prior, variant=variant, likelihood=likelihood, **where):
                 continue
-            if simulated and not any(prior_set_covers(config, prior, scenario=s) for s in config["scenarios"]):
+            if "dataset" in where and not family_fits(config, likelihood, dataset=where["dataset"]):
+                continue
+            if simulated and not any(prior_set_covers(config, prior, scenario=s) and family_fits(config, likelihood, scenario=s)
+                                     for s in scenarios(config)):
                 continue
             out.append(ModelSpec(variant, parameterisation, likelihood, prior))
     return out
@@ -217,7 +236,10 @@ def priors(config: dict, spec: ModelSpec, dataset: str | None = None) -> dict:
     else:
         merged = dict(variant.priors) | models["priors"].get(spec.variant, {})
     merged |= block.get(spec.variant, {})
-    merged |= LIKELIHOODS[spec.likelihood].priors | models["likelihood_priors"].get(spec.likelihood, {})
+    family = LIKELIHOODS[spec.likelihood]
+    if not family.has_noise:  # binomial and count models have no noise, hence no noise prior
+        merged.pop("noise_rate", None)
+    merged |= family.priors | models["likelihood_priors"].get(spec.likelihood, {})
     return {"rule": rule} | {key: merged[key] for key in sorted(merged)}
 
 
@@ -228,7 +250,8 @@ def fit_keys(config: dict, spec: ModelSpec) -> list[FitKey]:
     keys = []
     if spec in simulated_specs(config):
         levels = list(outlier_levels(config))
-        covered = [s for s in scenarios(config) if prior_set_covers(config, spec.prior, scenario=s)]
+        covered = [s for s in scenarios(config)
+                   if prior_set_covers(config, spec.prior, scenario=s) and family_fits(config, spec.likelihood, scenario=s)]
         for scenario, outliers, seed, ta in itertools.product(covered, levels, seeds(config), tas):
             keys.append(FitKey(SIMULATED, scenario, outliers, seed, ta))
     for dataset in config["datasets"]:
@@ -241,7 +264,8 @@ def sbc_keys(config: dict, spec: ModelSpec) -> list[SbcKey]:
     """Every simulation of one calibration model: on the calibration's scenarios that its
     prior set is fitted to."""
     sbc = config["sbc"]
-    covered = [s for s in sbc["scenarios"] if prior_set_covers(config, spec.prior, scenario=s)]
+    covered = [s for s in sbc["scenarios"]
+               if prior_set_covers(config, spec.prior, scenario=s) and family_fits(config, spec.likelihood, scenario=s)]
     return [
         SbcKey(scenario, simulation, ta)
         for scenario, ta, simulation in itertools.product(covered, sbc["target_accept"], range(sbc["simulations"]))
@@ -349,7 +373,8 @@ def tutorial_dataset(config: dict) -> tuple[str, str, int] | None:
     if TUTORIAL_SEED not in seeds(config) or TUTORIAL_OUTLIERS not in config["outlier_levels"]:
         return None
     for name, scenario in scenarios(config).items():
-        if all(scenario.get(key) == value for key, value in TUTORIAL_DESIGN.items()) and not scenario.get("intercept_sd"):
+        if (all(scenario.get(key) == value for key, value in TUTORIAL_DESIGN.items()) and not scenario.get("intercept_sd")
+                and scenario.get("family", DEFAULT_LIKELIHOOD) == DEFAULT_LIKELIHOOD):
             return name, outlier_label(TUTORIAL_OUTLIERS), TUTORIAL_SEED
     return None
 

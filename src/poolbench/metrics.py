@@ -11,7 +11,7 @@ import xarray as xr
 from poolbench import grid, records, upstream
 from poolbench.data import Truth
 from poolbench.variants import (
-    INTERCEPT, MU, NU, OBSERVED, SIGMA, SLOPE, VARIANTS, population_mean, population_sd,
+    INTERCEPT, MU, NU, OBSERVED, OVERDISPERSION, SIGMA, SLOPE, VARIANTS, population_mean, population_sd,
 )
 
 upstream.drop_unloaded_lazy_proxies()  # else SciPy loads JAX here (docs/upstream.md)
@@ -38,6 +38,7 @@ POPULATION_PARAMETERS = {
     "mu_intercept": population_mean(INTERCEPT),
     "sigma_intercept": population_sd(INTERCEPT),
     "nu": NU,
+    "overdispersion": OVERDISPERSION,
 }
 # Pareto k above this makes a PSIS-LOO term unreliable (Vehtari et al. 2024).
 PARETO_K_BAD = 0.7
@@ -267,7 +268,17 @@ def prior_sensitivity(posterior: xr.Dataset, log_prior: np.ndarray, log_likeliho
     })
     out = {}
     for component in ("prior", "likelihood"):
-        values = psense(tree, var_names=names, group=component)
+        try:
+            values = psense(tree, var_names=names, group=component)
+        except ValueError as exc:
+            # arviz_stats raises where the largest log weights are all equal: draws that did
+            # not move (a stuck chain; seen in a centered binomial fit). Nothing can be said
+            # of such a fit's sensitivity (NaN: no diagnosis); its sampler verdict already
+            # says it is not to be trusted.
+            if "tail values are the same" not in str(exc):
+                raise
+            out |= {f"{name}_{component}_sensitivity": np.nan for name in names}
+            continue
         for name in names:
             out[f"{name}_{component}_sensitivity"] = float(np.nanmax(np.asarray(values[name])))
     return out
@@ -332,7 +343,8 @@ def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, 
         sd = np.where(count > 1, np.sqrt(squares / np.maximum(count - 1, 1)), np.nan)
         return np.where(count > 0, mean, np.nan), sd
 
-    draws = [stats(np.asarray(values, dtype=float)) for values in replicated]
+    with np.errstate(invalid="ignore"):  # an undrawable replicate's sd: inf - inf, NaN
+        draws = [stats(np.asarray(values, dtype=float)) for values in replicated]
     means, sds = np.array([d[0] for d in draws]), np.array([d[1] for d in draws])
     tail = (1 - PRIOR_PREDICTIVE_PROB) / 2
     observed_mean, observed_sd = stats(np.asarray(y, dtype=float))
@@ -340,8 +352,11 @@ def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, 
     for g in range(n_groups):
         row = {"group": g, "observed_mean": float(observed_mean[g]), "observed_sd": float(observed_sd[g])}
         for stat, values, observed in (("mean", means[:, g], observed_mean[g]), ("sd", sds[:, g], observed_sd[g])):
-            finite = values[np.isfinite(values)]
-            lower, upper = (np.quantile(finite, [tail, 1 - tail]) if len(finite) and observed == observed
+            # An undrawable replicate (+inf, `PriorSimulator.replicates`) counts as the
+            # largest float (np.quantile interpolates inf into NaN); a group without an sd
+            # (one row) is left out.
+            kept = np.minimum(values[~np.isnan(values)], np.finfo(float).max)
+            lower, upper = (np.quantile(kept, [tail, 1 - tail]) if len(kept) and observed == observed
                             else (np.nan, np.nan))
             row |= {f"prior_{stat}_lower": float(lower), f"prior_{stat}_upper": float(upper),
                     f"_{stat}_outside": bool(observed < lower or observed > upper)}

@@ -13,11 +13,11 @@ import pymc as pm
 from poolbench.grid import ModelSpec
 from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
 from poolbench.variants import (
-    CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NOISE, NORMAL, NU, OBSERVED, POOLED, STUDENT_T,
-    SLOPE, UNPOOLED, VARIANTS, common, population_mean, population_sd, standardised,
+    BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
+    NU, OBSERVED, OVERDISPERSION, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
+    population_mean, population_sd, standardised,
 )
 
-DATA_NAMES = ("x", "y", "group_idx")
 OBSERVED_DATA = "y"
 
 
@@ -99,16 +99,34 @@ def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_gr
 TERM_BUILDERS = {POOLED: pooled_term, UNPOOLED: unpooled_term, HIERARCHICAL: hierarchical_term}
 
 
-def normal_likelihood(mean, noise, y, prior: dict, n_obs):
-    return pm.Normal(OBSERVED, mu=mean, sigma=noise, observed=y, shape=n_obs)
+# A family's builder: y given the linear predictor `eta` (the mean itself for the identity
+# link), the noise sd (None for a family without noise), the prior's keys and the family's
+# own data columns (`Likelihood.columns`, as pm.Data).
+def normal_likelihood(eta, noise, y, prior: dict, n_obs, columns: dict):
+    return pm.Normal(OBSERVED, mu=eta, sigma=noise, observed=y, shape=n_obs)
 
 
-def student_t_likelihood(mean, noise, y, prior: dict, n_obs):
+def student_t_likelihood(eta, noise, y, prior: dict, n_obs, columns: dict):
     nu = pm.Gamma(NU, alpha=prior["nu_alpha"], beta=prior["nu_beta"])
-    return pm.StudentT(OBSERVED, nu=nu, mu=mean, sigma=noise, observed=y, shape=n_obs)
+    return pm.StudentT(OBSERVED, nu=nu, mu=eta, sigma=noise, observed=y, shape=n_obs)
 
 
-LIKELIHOOD_BUILDERS = {NORMAL: normal_likelihood, STUDENT_T: student_t_likelihood}
+def binomial_likelihood(eta, noise, y, prior: dict, n_obs, columns: dict):
+    return pm.Binomial(OBSERVED, n=columns[TRIALS], logit_p=eta, observed=y, shape=n_obs)
+
+
+def poisson_likelihood(eta, noise, y, prior: dict, n_obs, columns: dict):
+    return pm.Poisson(OBSERVED, mu=pm.math.exp(eta), observed=y, shape=n_obs)
+
+
+def negative_binomial_likelihood(eta, noise, y, prior: dict, n_obs, columns: dict):
+    overdispersion = pm.HalfNormal(OVERDISPERSION, prior["overdispersion_sd"])
+    # PyMC's NegativeBinomial(mu, alpha) has Var = mu + mu^2 / alpha.
+    return pm.NegativeBinomial(OBSERVED, mu=pm.math.exp(eta), alpha=1.0 / overdispersion**2, observed=y, shape=n_obs)
+
+
+LIKELIHOOD_BUILDERS = {NORMAL: normal_likelihood, STUDENT_T: student_t_likelihood, BINOMIAL: binomial_likelihood,
+                       POISSON: poisson_likelihood, NEGATIVE_BINOMIAL: negative_binomial_likelihood}
 assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOODS), "every registered likelihood needs a builder"
 
 
@@ -116,15 +134,16 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
     """PyMC model of `spec` on `arrays` (poolbench.data.model_arrays; with the data rule's
     scales, poolbench.priors.model_inputs, or they are computed from these arrays);
     `prior` holds the rule and hyperparameters of poolbench.grid.priors."""
-    variant = VARIANTS[spec.variant]
+    variant, family = VARIANTS[spec.variant], LIKELIHOODS[spec.likelihood]
     rule = prior.get("rule", FIXED_RULE)
     if rule == DATA_RULE and not {Y_SCALE, X_SCALE} <= set(arrays):
-        arrays = model_inputs(arrays, spec.variant, prior)
+        arrays = model_inputs(arrays, spec.variant, prior, spec.likelihood)
     # No fixed coords for observations: one compiled model then fits datasets of any size.
     with pm.Model(coords={"group": np.arange(n_groups)}) as model:
         x = pm.Data("x", arrays["x"])
         y = pm.Data("y", arrays["y"])
         group_idx = pm.Data("group_idx", arrays["group_idx"])
+        columns = {name: pm.Data(name, arrays[name]) for name in family.columns}
         scales = {name: pm.Data(name, arrays[name]) for name in SCALE_NAMES if name in arrays} if rule == DATA_RULE else None
         units = Units(rule, scales)
         terms = {
@@ -134,8 +153,10 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
         mean = terms[SLOPE][group_idx] * x
         if INTERCEPT in terms:
             mean = terms[INTERCEPT][group_idx] + mean
-        noise = units.shown(NOISE, pm.Exponential(units.name(NOISE), prior["noise_rate"]), NOISE, centred=False)
-        LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, y, prior, x.shape)
+        noise = None
+        if family.has_noise:
+            noise = units.shown(NOISE, pm.Exponential(units.name(NOISE), prior["noise_rate"]), NOISE, centred=False)
+        LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, y, prior, x.shape, columns)
     return model
 
 
@@ -226,13 +247,30 @@ class PriorSimulator:
         return dict(zip(self.names, values)), y
 
     def replicates(self, arrays: dict, seed: int, draws: int):
-        """`draws` prior predictive datasets (y only), one after another from one seed."""
+        """`draws` prior predictive datasets (y only), one after another from one seed.
+
+        A count model's prior may put mass on rates beyond what numpy can draw (a log
+        link's tail: a Poisson rate above ~1e19); such a replicate is +inf everywhere, a
+        value beyond every observation, and the next one is drawn from a seed of its own
+        (the failed call left the generators where they were)."""
         from pymc.pytensorf import reseed_rngs
 
         pm.set_data(arrays, model=self.model)
         reseed_rngs(self.rngs, seed)
-        for _ in range(draws):
-            yield self.draw()[-1]
+        for i in range(draws):
+            try:
+                yield self.draw()[-1]
+            except ValueError as exc:
+                if not beyond_drawable(exc):
+                    raise
+                reseed_rngs(self.rngs, [seed, i])
+                yield np.full(len(arrays[OBSERVED_DATA]), np.inf)
+
+
+def beyond_drawable(exc: ValueError) -> bool:
+    """Whether numpy refused to draw a count because its rate is too large to represent
+    ("lam value too large", "n too large or p too small")."""
+    return "too large" in str(exc) or "too small" in str(exc)
 
 
 def specification_digest(model: pm.Model) -> str:

@@ -264,27 +264,32 @@ class Plan:
         """The tutorial figures' posteriors, model name -> path: each model of the
         simulated grid (first likelihood and prior set) on the showcase dataset of the
         tutorial scenario."""
-        key = self._showcase_key(self.config["plots"]["tutorial_scenario"])
+        scenario = self.config["plots"]["tutorial_scenario"]
+        key = self._showcase_key(scenario)
         out = {}
         for spec in grid.simulated_specs(self.config):
-            out.setdefault(spec.name, self.posterior(spec, self.backends[0], key))
+            if grid.family_fits(self.config, spec.likelihood, scenario=scenario):
+                out.setdefault(spec.name, self.posterior(spec, self.backends[0], key))
         return out
 
     def funnel_panels(self) -> list[FunnelPanel]:
         """Per scenario: the showcase fits, at the lowest and highest target_accept, of the
-        first simulated-data variant with hierarchical slopes (first likelihood, default
-        priors), by parameterisation."""
+        first simulated-data variant with hierarchical slopes (the first likelihood that
+        fits the scenario's family, default priors), by parameterisation."""
         models, tas = self.config["models"], self.config["sampler"]["target_accept"]
         funnel = next((v for v in models["variants"] if VARIANTS[v].slopes == HIERARCHICAL), None)
-        specs = [s for s in grid.simulated_specs(self.config)
-                 if s.variant == funnel and s.likelihood == models["likelihoods"][0] and s.prior == grid.DEFAULT_PRIOR]
-        return [
-            FunnelPanel(scenario, spec.parameterisation, ta,
-                        self.posterior(spec, self.backends[0], self._showcase_key(scenario, ta)))
-            for scenario in (self.scenarios if specs else [])
-            for spec in specs
-            for ta in dict.fromkeys([min(tas), max(tas)])
-        ]
+        specs = [s for s in grid.simulated_specs(self.config) if s.variant == funnel and s.prior == grid.DEFAULT_PRIOR]
+        panels = []
+        for scenario in self.scenarios:
+            fitting = [s for s in specs if grid.family_fits(self.config, s.likelihood, scenario=scenario)]
+            first = next((s.likelihood for s in fitting), None)
+            panels += [
+                FunnelPanel(scenario, spec.parameterisation, ta,
+                            self.posterior(spec, self.backends[0], self._showcase_key(scenario, ta)))
+                for spec in fitting if spec.likelihood == first
+                for ta in dict.fromkeys([min(tas), max(tas)])
+            ]
+        return panels
 
     def real_fits(self) -> list[RealFit]:
         """Per real data set: every model's fit at the highest target_accept (first backend)."""
@@ -318,7 +323,8 @@ class Plan:
             grid.calibration_label(s.name, s.likelihood, s.prior, b, scenario, ta)
             for s in self.sbc_specs
             for b in self.backends
-            for scenario in sbc["scenarios"]
+            # The designs this model is calibrated on (its prior set's, of its family's outcome).
+            for scenario in dict.fromkeys(key.scenario for key in grid.sbc_keys(self.config, s))
             for ta in sbc["target_accept"]
         ]
 

@@ -549,18 +549,29 @@ def calibration_figure(pit, title: str):
     return figure
 
 
-def ppc_figure(observed: np.ndarray, replicated: dict[str, np.ndarray], title: str):
-    """Posterior predictive check: the observed responses' density against replicated
-    datasets' (thin lines), a panel per model."""
+def ppc_figure(observed: np.ndarray, replicated: dict[str, np.ndarray], title: str, discrete: bool = False):
+    """Posterior predictive check, a panel per model: the observed responses' density
+    against replicated datasets' (thin lines); for binomial and count data (`discrete`),
+    the observed frequency of each value (bars) against the replicated datasets' median
+    frequency and central 90 % (points and lines), up to the observed 99th percentile."""
     labels = list(replicated)
     cols = min(3, len(labels)) or 1
     fig, axes = plt.subplots(-(-len(labels) // cols) or 1, cols, figsize=(4.3 * cols, 3.2 * (-(-len(labels) // cols) or 1)),
                              squeeze=False, sharex=True, layout="constrained")
     grid = np.linspace(*np.percentile(observed, [0.5, 99.5]), 200)
+    values = np.arange(0, int(np.ceil(np.percentile(observed, 99))) + 1)
     for ax, label in zip(axes.flat, labels):
-        for draw in replicated[label]:
-            ax.plot(grid, _kde(draw, grid), color="tab:blue", alpha=0.15, lw=0.7)
-        ax.plot(grid, _kde(observed, grid), color="black", lw=1.8, label="observed")
+        if discrete:
+            frequencies = np.array([_frequencies(draw, values) for draw in replicated[label]])
+            low, median, high = np.percentile(frequencies, [5, 50, 95], axis=0)
+            ax.bar(values, _frequencies(observed, values), color="0.8", edgecolor="black", lw=0.6, label="observed")
+            ax.errorbar(values, median, yerr=[median - low, high - median], fmt="o", ms=3, color="tab:blue", lw=1,
+                        label="replicated (90 %)")
+            ax.set_ylabel("share of rows")
+        else:
+            for draw in replicated[label]:
+                ax.plot(grid, _kde(draw, grid), color="tab:blue", alpha=0.15, lw=0.7)
+            ax.plot(grid, _kde(observed, grid), color="black", lw=1.8, label="observed")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("y")
     for ax in axes.flat[len(labels):]:
@@ -580,6 +591,11 @@ def ppc_points(values: np.ndarray) -> np.ndarray:
     if values.size <= PPC_POINTS:
         return values
     return np.sort(values)[np.linspace(0, values.size - 1, PPC_POINTS).round().astype(int)]
+
+
+def _frequencies(values: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The share of `values` equal to each integer of `support`."""
+    return (np.rint(np.asarray(values))[:, None] == support[None, :]).mean(axis=0)
 
 
 def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ DIAGNOSTICS = [
 # Estimates of the population parameters (hierarchical terms; NaN where absent).
 POPULATION = [
     f"{name}_{stat}"
-    for name in ("mu_slope", "sigma_slope", "mu_intercept", "sigma_intercept", "nu")
+    for name in ("mu_slope", "sigma_slope", "mu_intercept", "sigma_intercept", "nu", "overdispersion")
     for stat in ("mean", "sd", "hdi_lower", "hdi_upper")
 ]
 # Errors against the simulated truth (NaN for real data).
@@ -43,7 +43,7 @@ VERDICT = ["trusted", "untrusted_because"]
 # The model check's inputs (poolbench.metrics): power-scaling sensitivity of each variable
 # a user reads, and the prior predictive check's count of group statistics outside.
 CHECKED = ("mu_slope", "sigma_slope", "mu_intercept", "sigma_intercept", "common_slope",
-           "common_intercept", "slope", "intercept", "noise", "nu")
+           "common_intercept", "slope", "intercept", "noise", "nu", "overdispersion")
 SENSITIVITY = [f"{name}_{component}_sensitivity" for name in CHECKED for component in ("prior", "likelihood")]
 PRIOR_PREDICTIVE = ["prior_predictive_outside", "prior_predictive_checked"]
 # The model verdict, computed at aggregation from SENSITIVITY and PRIOR_PREDICTIVE

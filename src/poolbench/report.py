@@ -48,7 +48,7 @@ from poolbench.metrics import (
     WEAK_SPREAD_SENSITIVITY,
     WEAKLY_IDENTIFIED,
 )
-from poolbench.variants import CENTERED, DEFAULT_LIKELIHOOD, LIKELIHOODS, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
+from poolbench.variants import CENTERED, DEFAULT_FAMILIES, DEFAULT_LIKELIHOOD, LIKELIHOODS, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -218,7 +218,8 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
             {"centered": Number(f"{key}:centered", centered), "noncentered": Number(f"{key}:noncentered", noncentered),
              "low": Number(f"{key}:low", low, 2)},
             {"scenario": scenario, "variant": _axes_note(likelihood, prior)},
-            data={"none_diverged": centered == noncentered == 0, "reduced": noncentered < centered},
+            data={"none_diverged": centered == noncentered == 0, "reduced": noncentered < centered,
+                  "raised": noncentered > centered},
             scope={"scenario": scenario, "likelihood": likelihood, "prior": prior},
         )
         if centered_high is not None and high != low:
@@ -389,30 +390,33 @@ def likelihood_headlines(summary: pd.DataFrame, fits: pd.DataFrame | None = None
     out = []
     cells = _cells(summary)
     robust_likelihoods = [name for name, likelihood in LIKELIHOODS.items() if likelihood.robust]
+    # Each robust family against its outcome's default (Student-t against the normal,
+    # negative binomial against the Poisson).
+    bases = {name: DEFAULT_FAMILIES[LIKELIHOODS[name].outcome] for name in robust_likelihoods}
     for (scenario, model), rows in cells.groupby(["scenario", "model"], sort=False, dropna=False):
         outliers = rows.loc[rows["outlier_count"].idxmax(), "outliers"]
         rows = rows[(rows["outliers"] == outliers) & (rows["prior"] == DEFAULT_PRIOR)]
         sides = {}
-        for likelihood in (DEFAULT_LIKELIHOOD, *robust_likelihoods):
+        for likelihood in dict.fromkeys([*bases.values(), *robust_likelihoods]):
             side = rows[rows["likelihood"] == likelihood]
             pooled = _pool(side.assign(label=model)) if len(side) else pd.DataFrame()
             if len(pooled) and pooled["n_trusted"].iloc[0] > 0:
                 sides[likelihood] = pooled.iloc[0]
-        for robust_name in robust_likelihoods:
-            if DEFAULT_LIKELIHOOD not in sides or robust_name not in sides:
+        for robust_name, base_name in bases.items():
+            if base_name not in sides or robust_name not in sides:
                 continue
             key = f"likelihood:{scenario}:{outliers}:{model}"
-            if len(robust_likelihoods) > 1:
+            if list(bases.values()).count(base_name) > 1:
                 key += f":{robust_name}"
-            base, robust = sides[DEFAULT_LIKELIHOOD], sides[robust_name]
+            base, robust = sides[base_name], sides[robust_name]
             headline = Headline(
                 key,
-                {"normal": Number(f"{key}:{DEFAULT_LIKELIHOOD}", base["minority_abs_error_mean"], 2),
+                {"normal": Number(f"{key}:{base_name}", base["minority_abs_error_mean"], 2),
                  "robust": Number(f"{key}:{robust_name}", robust["minority_abs_error_mean"], 2),
-                 "normal_kept": Number(f"{key}:{DEFAULT_LIKELIHOOD}_trusted", base["n_trusted"], 0),
+                 "normal_kept": Number(f"{key}:{base_name}_trusted", base["n_trusted"], 0),
                  "robust_kept": Number(f"{key}:{robust_name}_trusted", robust["n_trusted"], 0)},
                 {"scenario": scenario, "outliers": outliers, "model": model,
-                 "base_label": LIKELIHOODS[DEFAULT_LIKELIHOOD].label, "robust_label": LIKELIHOODS[robust_name].label},
+                 "base_label": LIKELIHOODS[base_name].label, "robust_label": LIKELIHOODS[robust_name].label},
                 scope={"scenario": scenario, "outliers": outliers, "model": model, "prior": DEFAULT_PRIOR},
             )
             regime = None if fits is None else fits[

@@ -24,9 +24,10 @@ import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
+from poolbench.data import response_dtype
 from poolbench.fit import environment_fault, error_message, log_densities
 from poolbench.grid import ModelSpec, SbcKey, sbc_seeds
-from poolbench.models import PriorSimulator
+from poolbench.models import PriorSimulator, beyond_drawable
 from poolbench.samplers import CompiledModels, SamplerSettings
 from poolbench.simulate import design
 from poolbench.priors import design_scales
@@ -111,14 +112,12 @@ class SbcBatch:
         scenario = self.scenarios[key.scenario]
         design_seed, prior_seed, fit_seed = sbc_seeds(self.master_seed, key, spec)
         groups, x = design(scenario, design_seed)
-        arrays = {"x": x, "y": np.zeros_like(x), "group_idx": groups.astype("int64")}
+        family = LIKELIHOODS[spec.likelihood]
+        arrays = {"x": x, "y": np.zeros(len(x), dtype=response_dtype(spec.likelihood)), "group_idx": groups.astype("int64")}
+        arrays |= {column: np.full(len(x), int(scenario.get(column, 1)), dtype="int64") for column in family.columns}
         if self.fit_prior.get("rule") == DATA_RULE:
-            arrays |= design_scales(scenario, x, VARIANTS[spec.variant].has_intercept)
+            arrays |= design_scales(scenario, x, VARIANTS[spec.variant].has_intercept, spec.likelihood)
         n_groups = scenario["n_groups"]
-        drawn, y = self.simulator(arrays, n_groups)(arrays, prior_seed)
-        truth = {name: drawn[name] for name in self.names}
-        free = {name: value for name, value in drawn.items() if name not in self.names}
-        arrays["y"] = np.asarray(y, dtype="float64")
         identity = {
             "model": spec.name, "variant": spec.variant, "parameterisation": spec.parameterisation,
             "likelihood": spec.likelihood, "prior": spec.prior, "backend": settings.backend,
@@ -126,6 +125,16 @@ class SbcBatch:
         }
         record = identity | {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
                              "hdi_prob": np.nan, "random_seed": fit_seed, "compile_seconds": 0.0, "_cached": False}
+        try:
+            drawn, y = self.simulator(arrays, n_groups)(arrays, prior_seed)
+        except ValueError as exc:  # a count prior's rate beyond what numpy draws: no dataset to fit
+            if not beyond_drawable(exc):
+                raise
+            return record | {"status": "failed", "error": f"simulated data not drawable: {error_message(exc)}",
+                             "sampling_seconds": 0.0}, [], False
+        truth = {name: drawn[name] for name in self.names}
+        free = {name: value for name, value in drawn.items() if name not in self.names}
+        arrays["y"] = np.asarray(y, dtype=response_dtype(spec.likelihood))
         cache_key = fit_cache.fit_key(
             fit_cache.arrays_digest(arrays), n_groups,
             {"model": spec.name, "likelihood": spec.likelihood, "specification": self.models.specification(arrays, n_groups)},

@@ -1,4 +1,10 @@
-"""Simulate grouped linear-regression datasets with a minority group and outliers."""
+"""Simulate grouped regression datasets with a minority group and outliers.
+
+y is drawn through the scenario's family (`family`, default normal): the linear predictor
+intercept + slope * x of each observation, then y from the family's simulator
+(`SIMULATORS`: normal noise; binomial successes out of `trials` through the logit;
+Poisson or negative-binomial counts through the log).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,38 @@ import pandas as pd
 
 from poolbench.data import DATASET_COLUMNS, Truth
 from poolbench.grid import derive_seed, outlier_label
+from poolbench.variants import (
+    BINOMIAL, DEFAULT_LIKELIHOOD, LIKELIHOODS, NEGATIVE_BINOMIAL, NORMAL, OVERDISPERSION, POISSON, TRIALS,
+)
+
+# Scenario keys of the families, with their defaults (as in the schema).
+DEFAULT_TRIALS, DEFAULT_OVERDISPERSION = 1, 0.5
+
+
+def _normal(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
+    return eta + noise
+
+
+def _binomial(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
+    return rng.binomial(scenario.get("trials", DEFAULT_TRIALS), 1.0 / (1.0 + np.exp(-eta))).astype(float)
+
+
+def _poisson(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
+    return rng.poisson(np.exp(eta)).astype(float)
+
+
+def _negative_binomial(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
+    """Mean exp(eta), variance mu + (overdispersion * mu)^2 (the model's parameterisation),
+    as numpy's negative_binomial(n, p) with n = 1 / overdispersion^2, p = n / (n + mu)."""
+    shape = 1.0 / scenario.get("overdispersion", DEFAULT_OVERDISPERSION) ** 2
+    return rng.negative_binomial(shape, shape / (shape + np.exp(eta))).astype(float)
+
+
+# A family's simulator: y from the linear predictor `eta`, the scenario's noise draws (the
+# normal family's, drawn for every family so that x and the intercepts of a seed are the
+# same whatever the family), the scenario and the generator. Families without one
+# (student_t) cannot be simulated; the schema's `family` enum lists these (tested).
+SIMULATORS = {NORMAL: _normal, BINOMIAL: _binomial, POISSON: _poisson, NEGATIVE_BINOMIAL: _negative_binomial}
 
 
 def group_index(n_groups: int, points_per_group: int, minority_points: int) -> np.ndarray:
@@ -49,8 +87,8 @@ def simulate(
     n = len(groups)
     if scenario["rng"] == "legacy":
         rng_seed = seed
-        legacy = np.random.RandomState(seed)
-        normal, standard_normal = legacy.normal, legacy.randn
+        rng = np.random.RandomState(seed)
+        normal, standard_normal = rng.normal, rng.randn
     else:
         rng_seed = derive_seed(master_seed, "dataset", scenario_name, seed)
         rng = np.random.default_rng(rng_seed)
@@ -61,10 +99,12 @@ def simulate(
     intercept_sd = scenario.get("intercept_sd", 0.0)
     if intercept_sd > 0:
         intercepts = normal(scenario.get("intercept_mean", 0.0), intercept_sd, size=scenario["n_groups"])
-        y = intercepts[groups] + slopes[groups] * x + noise
+        eta = intercepts[groups] + slopes[groups] * x
     else:  # the tutorial's model: no intercept (and no draw, so its streams are unchanged)
         intercepts = np.zeros(scenario["n_groups"])
-        y = slopes[groups] * x + noise
+        eta = slopes[groups] * x
+    family = scenario.get("family", DEFAULT_LIKELIHOOD)
+    y = SIMULATORS[family](rng, eta, noise, scenario)
 
     is_outlier = np.zeros(n, dtype=bool)
     if level["count"]:
@@ -81,6 +121,7 @@ def simulate(
             "group": groups,
             "group_label": groups.astype(str),
             "is_outlier": is_outlier,
+            TRIALS: scenario.get("trials", DEFAULT_TRIALS) if TRIALS in LIKELIHOODS[family].columns else 1,
         }
     )[DATASET_COLUMNS]
     truth = Truth(
@@ -95,13 +136,17 @@ def simulate(
         points_per_group=scenario["points_per_group"],
         minority_points=minority_points,
         minority_group=scenario["n_groups"] - 1,
-        noise=float(scenario["noise"]),
+        # The noise sd of a family that has one; binomial and count data have none.
+        noise=float(scenario["noise"]) if LIKELIHOODS[family].has_noise else 0.0,
         slope_mean=float(scenario["slope_mean"]),
         slope_sd=float(scenario["slope_sd"]),
         slopes=slopes.tolist(),
         intercept_mean=float(scenario.get("intercept_mean", 0.0)),
         intercept_sd=float(intercept_sd),
         intercepts=intercepts.tolist(),
+        family=family,
+        trials=int(scenario.get("trials", DEFAULT_TRIALS)),
+        overdispersion=float(scenario.get("overdispersion", DEFAULT_OVERDISPERSION)) if OVERDISPERSION in LIKELIHOODS[family].parameters else 0.0,
     )
     return data, truth
 

@@ -34,7 +34,10 @@ SLOPE = "slope"
 INTERCEPT = "intercept"
 NOISE = "noise"
 NU = "nu"
+OVERDISPERSION = "overdispersion"
 OBSERVED = "y_obs"
+# The data column of a binomial outcome's number of trials (1: Bernoulli).
+TRIALS = "trials"
 
 
 def common(coefficient: str) -> str:
@@ -141,17 +144,18 @@ class Variant:
     @property
     def read(self) -> tuple[str, ...]:
         """Variables a user reads whose prior sensitivity is checked: population means and
-        spreads, pooled coefficients and unpooled ones (per group), the noise."""
+        spreads, pooled coefficients and unpooled ones (per group); the family's own
+        parameters (`Likelihood.own_parameters`) come with the family."""
         coefficients = tuple(
             common(c) if kind == POOLED else c for c, kind in self.terms.items() if kind != HIERARCHICAL
         )
-        return self.hyperparameters + coefficients + (NOISE,)
+        return self.hyperparameters + coefficients
 
     def metrics_facts(self, likelihood: "Likelihood") -> dict:
         """What the metrics of this variant's fits read from the registry (the variables
         scored, checked for prior sensitivity and calibrated): part of a cached fit's
         metrics inputs, so an edit elsewhere in the registry recomputes nothing of it."""
-        return {"scored": self.scored, "read": self.read + likelihood.parameters,
+        return {"scored": self.scored, "read": self.read + likelihood.own_parameters,
                 "calibrated": self.calibrated(likelihood), "has_intercept": self.has_intercept}
 
     def calibrated(self, likelihood: "Likelihood") -> tuple[str, ...]:
@@ -160,20 +164,51 @@ class Variant:
         coefficients = tuple(
             common(c) if kind == POOLED else c for c, kind in self.terms.items()
         )
-        return self.hyperparameters + coefficients + (NOISE,) + likelihood.parameters
+        return self.hyperparameters + coefficients + likelihood.own_parameters
+
+
+# What kind of response a family models: a family fits the data of its outcome only (a
+# scenario or data set names its family; `models/likelihoods` lists the families fitted,
+# each where the outcome is its own).
+CONTINUOUS, BINOMIAL_OUTCOME, COUNT = "continuous", "binomial", "count"
+# Links from the linear predictor to the mean of y.
+IDENTITY_LINK, LOGIT_LINK, LOG_LINK = "identity", "logit", "log"
 
 
 @dataclass(frozen=True)
 class Likelihood:
+    """A family: how y is distributed around the linear predictor. Its PyMC builder is
+    `poolbench.models.LIKELIHOOD_BUILDERS[name]`, its simulator
+    `poolbench.simulate.SIMULATORS[name]` (tests check that every family has both)."""
+
     name: str
     title: str
     label: str  # as a sentence names it: "a {label} likelihood"
     priors: dict = field(default_factory=dict)
     parameters: tuple[str, ...] = ()  # its own parameters beyond the mean and the noise
     robust: bool = False  # heavy tails: compared with the default likelihood where outliers are
+    outcome: str = CONTINUOUS
+    link: str = IDENTITY_LINK
+    # Whether y scatters around its mean with a noise sd (`noise`, with the variant's
+    # `noise_rate` prior); binomial and Poisson data have no such parameter.
+    has_noise: bool = True
+    # Data columns beyond x, y and the group that the family reads (binomial: trials).
+    columns: tuple[str, ...] = ()
+
+    @property
+    def discrete(self) -> bool:
+        """Integer responses: predictive checks compare frequencies of values (bars), not densities."""
+        return self.outcome != CONTINUOUS
+
+    @property
+    def own_parameters(self) -> tuple[str, ...]:
+        """The parameters of the observation model a user reads: the noise, where there is
+        one, and the family's own."""
+        return ((NOISE,) if self.has_noise else ()) + self.parameters
 
 
 NORMAL, STUDENT_T = "normal", "student_t"
+BINOMIAL, POISSON, NEGATIVE_BINOMIAL = "binomial", "poisson", "negative_binomial"
 # The likelihood a model has unless the config says otherwise: names and seeds mention
 # only the others.
 DEFAULT_LIKELIHOOD = NORMAL
@@ -258,5 +293,24 @@ LIKELIHOODS: dict[str, Likelihood] = {
             parameters=(NU,),
             robust=True,
         ),
+        # Successes out of `trials` (1: Bernoulli); the coefficients are on the logit scale.
+        Likelihood(BINOMIAL, "binomial successes out of trials (logit link)", "binomial",
+                   outcome=BINOMIAL_OUTCOME, link=LOGIT_LINK, has_noise=False, columns=(TRIALS,)),
+        Likelihood(POISSON, "Poisson counts (log link)", "Poisson", outcome=COUNT, link=LOG_LINK, has_noise=False),
+        # Var(y) = mu + (overdispersion * mu)^2: overdispersion = 1/sqrt(alpha) of PyMC's
+        # NegativeBinomial(mu, alpha), 0 is the Poisson. Its prior HalfNormal(1) pulls
+        # towards the Poisson (the Stan prior-choice wiki's recommendation for the
+        # negative binomial: a prior on the reciprocal square root of its shape).
+        Likelihood(NEGATIVE_BINOMIAL, "negative-binomial counts (log link; overdispersed)", "negative-binomial",
+                   priors={"overdispersion_sd": 1.0}, parameters=(OVERDISPERSION,), robust=True,
+                   outcome=COUNT, link=LOG_LINK, has_noise=False),
     ]
 }
+
+# The default family of each outcome: the one a robust family is compared with.
+DEFAULT_FAMILIES = {CONTINUOUS: NORMAL, BINOMIAL_OUTCOME: BINOMIAL, COUNT: POISSON}
+
+
+def families_for(outcome: str, names) -> list[str]:
+    """Those of the family names `names` that model `outcome` data, in their order."""
+    return [name for name in names if LIKELIHOODS[name].outcome == outcome]

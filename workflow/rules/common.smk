@@ -155,7 +155,10 @@ def get_dataset_csv(wildcards):
 
 def get_dataset_columns(wildcards):
     dataset = REAL_DATASETS[wildcards.dataset]
-    return {key: dataset[key] for key in ("x", "y", "group", "min_group_size")}
+    return {
+        key: dataset[key]
+        for key in ("x", "y", "group", "min_group_size", "family", "trials", "success")
+    }
 
 
 def summary_figure_outputs():

@@ -8,13 +8,15 @@ import pandas as pd
 from poolbench import plots
 from poolbench.figures import PPC_DRAWS
 from poolbench.storage import expect_file, read_fit_posterior
-from poolbench.variants import OBSERVED
+from poolbench.variants import LIKELIHOODS, OBSERVED
 
 settings, figures = plots.family_directory(snakemake)
 fits = pd.read_parquet(snakemake.input.fits)
 groups = pd.read_parquet(snakemake.input.groups)
-by_dataset = {}
+by_dataset, discrete = {}, {}
 for fit in snakemake.params.real_fits:
+    # A data set's families share its outcome (binomial and count data are drawn as bars).
+    discrete[fit["dataset"]] = LIKELIHOODS[fit["likelihood"]].discrete
     model = " · ".join((fit["model"], fit["likelihood"], fit["prior"]))
     by_dataset.setdefault(fit["dataset"], {})[model] = fit["posterior"]
 for dataset, models in by_dataset.items():
@@ -29,7 +31,7 @@ for dataset, models in by_dataset.items():
         del tree
         logger.info("%s: predictive check of %s read (%d observations)", dataset, model, draws.shape[-1])
     figure = (
-        plots.ppc_figure(observed, replicated, f"{dataset}: observed and replicated data")
+        plots.ppc_figure(observed, replicated, f"{dataset}: observed and replicated data", discrete[dataset])
         if replicated
         else plots.message_figure(f"{dataset}: no fit at the highest target_accept succeeded")
     )

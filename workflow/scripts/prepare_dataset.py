@@ -9,6 +9,9 @@ from poolbench.data import read_user_csv, write_datasets
 # the CSV (which several data sets may share, with other columns).
 name = snakemake.wildcards.dataset
 columns, csv = snakemake.params.columns, snakemake.params.csv
-data = read_user_csv(csv, columns["x"], columns["y"], columns["group"], columns["min_group_size"], name=name)
+data = read_user_csv(
+    csv, columns["x"], columns["y"], columns["group"], columns["min_group_size"], name=name,
+    family=columns["family"], trials=columns["trials"], success=columns["success"],
+)
 logger.info("data set %r (%s): %d rows in %d groups", name, csv, len(data), data["group"].nunique())
 write_datasets([data], snakemake.output.data)
