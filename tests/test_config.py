@@ -204,6 +204,19 @@ BAD = {
         "scenarios/hard/family", "poisson",
         ["scenarios/hard: rates exp(intercept + slope x) up to e^35.0", "overflow counts beyond 1e+09"],
     ),
+    "a data set's trials column with a normal family": (
+        "datasets", {"d": {"csv": "d.csv", "trials": "n"}},
+        ["datasets/d/trials: 'n' belongs to a binomial outcome; the family is normal"],
+    ),
+    "vary noise of a family without noise": (
+        "scenarios/hard", {"rng": "default", "family": "binomial", "slope_mean": 1.0, "slope_sd": 1.0,
+                           "points_per_group": 5, "vary": {"noise": [0.5, 1.0]}},
+        ["scenarios/hard/vary/noise: the binomial family has no noise"],
+    ),
+    "a family that fits nothing": (
+        "models/likelihoods", ["normal", "poisson"],
+        ["models/likelihoods: ['poisson'] fit(s) no scenario or data set (their outcomes: ['continuous'])"],
+    ),
     "unknown family of a scenario": (
         "scenarios/hard/family", "student_t",
         ["'student_t' is not one of ['normal', 'binomial', 'poisson', 'negative_binomial']"],

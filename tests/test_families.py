@@ -98,10 +98,11 @@ def test_an_undrawable_prior_predictive_replicate_is_beyond_every_observation():
     arrays = model_arrays(data, "poisson")
     model = build_model(spec, {"rule": "fixed", "slope_sd": 10.0}, arrays, 8)
     simulator = PriorSimulator(model, [])
-    draws = [np.asarray(y, dtype=float) for y in simulator.replicates(arrays, 5, 40)]
-    assert any(np.isinf(d).all() for d in draws) and any(np.isfinite(d).all() for d in draws)
-    again = [np.asarray(y, dtype=float) for y in simulator.replicates(arrays, 5, 40)]
-    np.testing.assert_array_equal(np.array(draws), np.array(again))
+    draws = list(simulator.replicates(arrays, 5, 40))
+    assert any(d is None for d in draws) and any(d is not None for d in draws)
+    again = list(simulator.replicates(arrays, 5, 40))
+    assert [d is None for d in draws] == [d is None for d in again]
+    np.testing.assert_array_equal(np.array([d for d in draws if d is not None]), np.array([d for d in again if d is not None]))
     rows = metrics.prior_predictive_check(arrays["y"], arrays["group_idx"], 8, draws)
     assert all(np.isfinite(row["prior_mean_upper"]) and row["prior_mean_upper"] > 1e300 for row in rows)
 
@@ -140,6 +141,12 @@ def read(tmp_path, edit: dict, **options):
     ({"cases": [0, 1, 2, -3, 1, 1, 2, 4]}, {"family": "negative_binomial"}, ["negative values at line 5"]),
     ({"cases": [0] * 8}, {"family": "binomial", "trials": "n"}, ["no successes at every row"]),
     ({}, {"family": "normal", "trials": "n"}, ["a trials column ('n') is read for the binomial family only"]),
+    # A missing answer is no failure; a label column with a trials column is refused.
+    ({"cases": ["yes", "", "yes", "no", "no", "no", "yes", "yes"]}, {"family": "binomial", "success": "yes"},
+     ["column 'cases' (y): empty or NaN values at line 3"]),
+    ({"cases": ["yes", "no"] * 4}, {"family": "binomial", "success": "yes", "trials": "n"}, ["give one or the other"]),
+    # Counts a 64-bit integer (and a float's whole numbers) cannot hold.
+    ({"cases": [0, 1, 2, 1e20, 1, 1, 2, 4]}, {"family": "poisson"}, ["column 'cases' (y): counts beyond 9.0072e+15 at line 5"]),
 ])
 def test_a_bad_binomial_or_count_csv_is_refused_naming_the_column_and_rows(tmp_path, edit, options, fragments):
     with pytest.raises(DataError) as error:
@@ -156,6 +163,9 @@ def test_good_binomial_and_count_csvs_are_read_with_their_trials_and_labels(tmp_
     # A group with no case at all is data for a family without noise, not a group to refuse.
     counts = read(tmp_path, {"cases": [0, 0, 0, 0, 1, 1, 2, 4]}, family="poisson")
     assert counts.groupby("group")["y"].sum().tolist() == [0, 8]
+    # Binomial: the same number of successes in every row is data where the trials differ.
+    same = read(tmp_path, {"cases": [1] * 8}, family="binomial", trials="n")
+    assert same["y"].tolist() == [1] * 8
     with pytest.raises(DataError, match="the same value at every row"):
         read(tmp_path, {"cases": [0, 0, 0, 0, 1, 1, 2, 4]})  # the normal family: no spread of its own
 

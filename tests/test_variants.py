@@ -121,7 +121,10 @@ def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkey
     config = {"models": {"priors": {}, "likelihood_priors": {}, "prior_sets": {}}}
     before = _digests(config)
     assert before == _digests(config) and len(set(before.values())) == len(before)  # stable, distinct
-    assert "variants.py" not in cache.SAMPLING_MODULES
+    # Neither the registry nor the builders of every term and family (models.py) key every
+    # fit: adding a family resamples no fit of another; the built model is in the key.
+    assert not {"variants.py", "models.py", "priors.py"} & set(cache.SAMPLING_MODULES)
+    assert "models.py" in cache.METRICS_MODULES  # its log densities and prior simulator are metrics
     hierarchical = variants.VARIANTS["hierarchical"]
     monkeypatch.setitem(variants.VARIANTS, "hierarchical", dataclasses.replace(hierarchical, priors=hierarchical.priors | {"mu_sd": 2.0}))
     monkeypatch.setitem(variants.VARIANTS, "pooled", dataclasses.replace(variants.VARIANTS["pooled"], title="renamed"))

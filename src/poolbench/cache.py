@@ -41,13 +41,17 @@ log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).parent
 # Modules whose code decides a fit's draws: part of every key. Not the registry
-# (variants.py), which declares every model: what it says about a fit's own model reaches
-# that fit's key through the built model (`poolbench.models.specification_digest`).
-SAMPLING_MODULES = ("samplers.py", "models.py", "priors.py", "nutpie_callbacks.py", "numerics.py")
+# (variants.py), which declares every model, nor the builders of its terms and families
+# (models.py) or the data rule's scales (priors.py): what they make of a fit's own model
+# reaches that fit's key through the built model (`poolbench.models.specification_digest`:
+# its log density and deterministics as graphs) and the data it is given (`arrays_digest`,
+# scales included), so adding a family or a term resamples no other model's fits.
+SAMPLING_MODULES = ("samplers.py", "nutpie_callbacks.py", "numerics.py")
 SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
-# Modules whose code decides the metrics computed from a posterior. Not the registry: what
-# it says about a fit's own model enters the fit's metrics inputs (`Variant.metrics_facts`).
-METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py")
+# Modules whose code decides the metrics computed from a posterior (models.py: the log
+# densities of the sensitivity check and the prior predictive simulator). Not the registry:
+# what it says about a fit's own model enters the fit's metrics inputs (`Variant.metrics_facts`).
+METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "models.py")
 METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
 
 

@@ -176,11 +176,26 @@ def _family_problems(config: dict, scenarios: dict) -> list[str]:
     fitted = config["models"]["likelihoods"]
     owners = [(f"scenarios/{name}", scenario) for name, scenario in config["scenarios"].items()]
     owners += [(f"datasets/{name}", dataset) for name, dataset in config["datasets"].items()]
+    outcomes = set()
     for where, block in owners:
         family = LIKELIHOODS[block.get("family", DEFAULT_LIKELIHOOD)]
+        outcomes.add(family.outcome)
         if not families_for(family.outcome, fitted):
             problems.append(f"{where}/family: {family.name}, but models/likelihoods {fitted} lists no family for "
                             f"{family.outcome} outcomes (one of {families_for(family.outcome, LIKELIHOODS)})")
+        if TRIALS not in family.columns:
+            problems += [f"{where}/{key}: {block[key]!r} belongs to a binomial outcome; the family is {family.name}"
+                         for key in ("trials", "success") if where.startswith("datasets/") and block.get(key) is not None]
+        elif where.startswith("datasets/") and block.get("trials") is not None and block.get("success") is not None:
+            problems.append(f"{where}/success: {block['success']!r} with trials {block['trials']!r}: `success` labels "
+                            "yes/no rows of one trial each, a trials column makes y a count of successes; give one")
+        if not family.has_noise and block.get("vary", {}).get("noise"):
+            problems.append(f"{where}/vary/noise: the {family.name} family has no noise; vary another key")
+    if owners:
+        unused = [name for name in fitted if LIKELIHOODS[name].outcome not in outcomes]
+        if unused:
+            problems.append(f"models/likelihoods: {unused} fit(s) no scenario or data set (their outcomes: "
+                            f"{sorted(outcomes)}); remove them or add data of their outcome")
     for name, scenario in scenarios.items():
         family = LIKELIHOODS[scenario.get("family", DEFAULT_LIKELIHOOD)]
         if not family.discrete:

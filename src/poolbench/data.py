@@ -32,6 +32,11 @@ FIRST_ROWS = 5
 # still break every fit. Below 1e150 the squares stay far from that limit.
 
 
+# The largest count (y, trials) of a binomial or count CSV: 2^53, beyond which a float (as
+# the CSV is parsed) no longer holds every whole number, and well inside int64.
+LARGEST_COUNT = 2.0**53
+
+
 class DataError(ValueError):
     """A data set that no fit could use, with the file, column and rows at fault."""
 
@@ -207,6 +212,9 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
         raise DataError(f"{at}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
+    if trials is not None and success is not None:
+        raise DataError(f"{at}: `success` ({success!r}) labels yes/no rows of one trial each; with a trials "
+                        f"column ({trials!r}) y counts successes: give one or the other")
     if trials is not None and outcome != BINOMIAL_OUTCOME:
         raise DataError(f"{at}: a trials column ({trials!r}) is read for the binomial family only, not {family}")
     if success is not None and outcome != BINOMIAL_OUTCOME:
@@ -243,7 +251,8 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
     if outcome != CONTINUOUS:
         _check_counts(values, outcome, at, y, trials)
     # No spread over the whole data set: the data-scaled priors would divide by an sd of 0.
-    if values["y"].nunique() == 1:
+    # (A binomial outcome varies through its rate: checked by _check_counts.)
+    if values["y"].nunique() == 1 and outcome != BINOMIAL_OUTCOME:
         raise DataError(f"{at}: column {y!r} (y): the same value ({values['y'].iloc[0]}) at every row; "
                         "nothing to model")
     if values["x"].nunique() == 1:
@@ -287,8 +296,12 @@ def read_user_csv(path: str | Path, x: str, y: str, group: str, min_group_size: 
 
 def _success_indicator(column: pd.Series, success: str, at: str, y: str) -> pd.Series:
     """A two-valued column as "1" where it holds the `success` label and "0" where it holds
-    the other one; any third label (or none of them) is refused."""
+    the other one; any third label, a blank or NA (a missing answer is no failure), or a
+    column without the success label is refused."""
     text = column.str.strip()
+    blank = text.eq("") | text.str.lower().isin(["na", "nan", "null", "none"])
+    if blank.any():
+        raise DataError(f"{at}: column {y!r} (y): empty or NaN values at {_rows(blank)}")
     labels = sorted(text.unique())
     if success not in labels:
         raise DataError(f"{at}: column {y!r} (y): success label {success!r} does not occur; the column holds "
@@ -303,7 +316,14 @@ def _success_indicator(column: pd.Series, success: str, at: str, y: str) -> pd.S
 
 def _check_counts(values: dict[str, pd.Series], outcome: str, at: str, y: str, trials: str | None) -> None:
     """y of a binomial or count family: whole numbers >= 0 (binomial: y <= trials, trials
-    >= 1, 1 where there is no trials column)."""
+    >= 1, 1 where there is no trials column), at most LARGEST_COUNT (y and trials)."""
+    for role, column in (("y", y), ("trials", trials)):
+        if role in values:
+            large = values[role] > LARGEST_COUNT
+            if large.any():
+                raise DataError(f"{at}: column {column!r} ({role}): counts beyond {LARGEST_COUNT:g} at {_rows(large)}; "
+                                "a count is held as a 64-bit integer, and beyond 2^53 a float no longer tells "
+                                "whole numbers apart")
     response = values["y"]
     fractional = response != np.round(response)
     if fractional.any():

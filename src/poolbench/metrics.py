@@ -334,7 +334,9 @@ def model_verdict(fits: pd.DataFrame) -> pd.DataFrame:
 def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, replicated) -> list[dict]:
     """Per group: the observed mean and sd of y and the central PRIOR_PREDICTIVE_PROB of
     their prior predictive distribution (`replicated`: an iterable of prior predictive y),
-    and whether the observed value of either lies outside. A group of one row has no sd."""
+    and whether the observed value of either lies outside. A group of one row has no sd. A
+    replicate that could not be drawn (None: rates beyond numpy's, `PriorSimulator.replicates`)
+    counts as a mean larger than any observed, with no sd."""
     def stats(values):
         count = np.bincount(group_idx, minlength=n_groups)
         total = np.bincount(group_idx, weights=values, minlength=n_groups)
@@ -343,8 +345,8 @@ def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, 
         sd = np.where(count > 1, np.sqrt(squares / np.maximum(count - 1, 1)), np.nan)
         return np.where(count > 0, mean, np.nan), sd
 
-    with np.errstate(invalid="ignore"):  # an undrawable replicate's sd: inf - inf, NaN
-        draws = [stats(np.asarray(values, dtype=float)) for values in replicated]
+    beyond = (np.full(n_groups, np.finfo(float).max), np.full(n_groups, np.nan))
+    draws = [beyond if values is None else stats(np.asarray(values, dtype=float)) for values in replicated]
     means, sds = np.array([d[0] for d in draws]), np.array([d[1] for d in draws])
     tail = (1 - PRIOR_PREDICTIVE_PROB) / 2
     observed_mean, observed_sd = stats(np.asarray(y, dtype=float))
@@ -352,10 +354,7 @@ def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, 
     for g in range(n_groups):
         row = {"group": g, "observed_mean": float(observed_mean[g]), "observed_sd": float(observed_sd[g])}
         for stat, values, observed in (("mean", means[:, g], observed_mean[g]), ("sd", sds[:, g], observed_sd[g])):
-            # An undrawable replicate (+inf, `PriorSimulator.replicates`) counts as the
-            # largest float (np.quantile interpolates inf into NaN); a group without an sd
-            # (one row) is left out.
-            kept = np.minimum(values[~np.isnan(values)], np.finfo(float).max)
+            kept = values[np.isfinite(values)]
             lower, upper = (np.quantile(kept, [tail, 1 - tail]) if len(kept) and observed == observed
                             else (np.nan, np.nan))
             row |= {f"prior_{stat}_lower": float(lower), f"prior_{stat}_upper": float(upper),

@@ -250,9 +250,9 @@ class PriorSimulator:
         """`draws` prior predictive datasets (y only), one after another from one seed.
 
         A count model's prior may put mass on rates beyond what numpy can draw (a log
-        link's tail: a Poisson rate above ~1e19); such a replicate is +inf everywhere, a
-        value beyond every observation, and the next one is drawn from a seed of its own
-        (the failed call left the generators where they were)."""
+        link's tail: a Poisson rate above ~1e19); such a replicate is None (larger than
+        every observation: `poolbench.metrics.prior_predictive_check`), and the next one is
+        drawn from a seed of its own (the failed call left the generators where they were)."""
         from pymc.pytensorf import reseed_rngs
 
         pm.set_data(arrays, model=self.model)
@@ -264,13 +264,13 @@ class PriorSimulator:
                 if not beyond_drawable(exc):
                     raise
                 reseed_rngs(self.rngs, [seed, i])
-                yield np.full(len(arrays[OBSERVED_DATA]), np.inf)
+                yield None
 
 
 def beyond_drawable(exc: ValueError) -> bool:
     """Whether numpy refused to draw a count because its rate is too large to represent
     ("lam value too large", "n too large or p too small")."""
-    return "too large" in str(exc) or "too small" in str(exc)
+    return any(message in str(exc) for message in ("lam value too large", "n too large or p too small"))
 
 
 def specification_digest(model: pm.Model) -> str:

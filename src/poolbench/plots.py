@@ -26,7 +26,7 @@ import seaborn as sns
 from poolbench import upstream
 from poolbench.grid import DEFAULT_PRIOR
 from poolbench.variants import (
-    CENTERED, DEFAULT_LIKELIHOOD, HIERARCHICAL, INTERCEPT, LIKELIHOODS, PARAMETERISATIONS, POOLED, SIGMA, SLOPE,
+    CENTERED, DEFAULT_FAMILIES, HIERARCHICAL, INTERCEPT, LIKELIHOODS, PARAMETERISATIONS, POOLED, SIGMA, SLOPE,
     UNPOOLED, VARIANTS, standardised,
 )
 
@@ -610,7 +610,7 @@ POOLING_ROLES = {UNPOOLED: "no pooling", HIERARCHICAL: "partial pooling", POOLED
 
 def shrinkage_fits(groups: pd.DataFrame, fits: pd.DataFrame) -> dict[str, pd.Series]:
     """The fits a real data set's shrinkage picture is about: one per way of pooling
-    (POOLING_ROLES), under one likelihood (the default where it was fitted) and the default
+    (POOLING_ROLES), under one likelihood (its outcome's default where it was fitted) and the default
     priors. Where several fits pool the same way (the centered and non-centered forms), the
     trusted one, then the one that failed fewest trust checks, then the one with fewest
     divergences, then the first. Returns the kind of pooling -> that fit's row of `fits`."""
@@ -618,7 +618,9 @@ def shrinkage_fits(groups: pd.DataFrame, fits: pd.DataFrame) -> dict[str, pd.Ser
     shown = shown[shown["model"].isin(groups["model"].unique())]
     if shown.empty:
         return {}
-    likelihood = DEFAULT_LIKELIHOOD if (shown["likelihood"] == DEFAULT_LIKELIHOOD).any() else shown["likelihood"].iloc[0]
+    # The default family of the data's outcome (normal; binomial; Poisson), where it was fitted.
+    default = DEFAULT_FAMILIES[LIKELIHOODS[shown["likelihood"].iloc[0]].outcome]
+    likelihood = default if (shown["likelihood"] == default).any() else shown["likelihood"].iloc[0]
     shown = shown[shown["likelihood"] == likelihood]
     if (shown["prior"] == DEFAULT_PRIOR).any():
         shown = shown[shown["prior"] == DEFAULT_PRIOR]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from poolbench.variants import (
-    DATA_RULE, DEFAULT_LIKELIHOOD, IDENTITY_LINK, LIKELIHOODS, LOG_LINK, LOGIT_LINK, TRIALS, VARIANTS,
+    BINOMIAL_OUTCOME, DATA_RULE, DEFAULT_LIKELIHOOD, IDENTITY_LINK, LIKELIHOODS, LOG_LINK, LOGIT_LINK, TRIALS, VARIANTS,
 )
 
 # The pm.Data names of the scales in a data-rule model.
@@ -58,7 +58,8 @@ def data_scales(x: np.ndarray, y: np.ndarray, has_intercept: bool, likelihood: s
         if has_intercept:
             scales[Y_CENTER] = np.asarray(float(np.mean(y)))
         return scales
-    _sd(y, "y")  # a response that never varies has nothing to model, on any scale
+    if family.outcome != BINOMIAL_OUTCOME:  # a binomial outcome varies through its rate (below)
+        _sd(y, "y")  # a response that never varies has nothing to model, on any scale
     scales = {Y_SCALE: np.asarray(1.0), X_SCALE: np.asarray(s_x)}
     if has_intercept:
         scales[Y_CENTER] = np.asarray(_link_of_mean(family.link, y, trials))

@@ -145,7 +145,7 @@ def simulate(
         intercept_sd=float(intercept_sd),
         intercepts=intercepts.tolist(),
         family=family,
-        trials=int(scenario.get("trials", DEFAULT_TRIALS)),
+        trials=int(scenario.get("trials", DEFAULT_TRIALS)) if TRIALS in LIKELIHOODS[family].columns else 1,
         overdispersion=float(scenario.get("overdispersion", DEFAULT_OVERDISPERSION)) if OVERDISPERSION in LIKELIHOODS[family].parameters else 0.0,
     )
     return data, truth
