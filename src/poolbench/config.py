@@ -183,14 +183,18 @@ def _family_problems(config: dict, scenarios: dict) -> list[str]:
         if not families_for(family.outcome, fitted):
             problems.append(f"{where}/family: {family.name}, but models/likelihoods {fitted} lists no family for "
                             f"{family.outcome} outcomes (one of {families_for(family.outcome, LIKELIHOODS)})")
-        if TRIALS not in family.columns:
-            problems += [f"{where}/{key}: {block[key]!r} belongs to a binomial outcome; the family is {family.name}"
-                         for key in ("trials", "success") if where.startswith("datasets/") and block.get(key) is not None]
-        elif where.startswith("datasets/") and block.get("trials") is not None and block.get("success") is not None:
-            problems.append(f"{where}/success: {block['success']!r} with trials {block['trials']!r}: `success` labels "
-                            "yes/no rows of one trial each, a trials column makes y a count of successes; give one")
         if not family.has_noise and block.get("vary", {}).get("noise"):
             problems.append(f"{where}/vary/noise: the {family.name} family has no noise; vary another key")
+    for name, dataset in config["datasets"].items():  # (a scenario's trials default to 1 whatever its family)
+        family = LIKELIHOODS[dataset.get("family", DEFAULT_LIKELIHOOD)]
+        labelled = {key: dataset[key] for key in ("trials", "success") if dataset.get(key) is not None}
+        if TRIALS not in family.columns:
+            problems += [f"datasets/{name}/{key}: {value!r} belongs to a binomial outcome; the family is {family.name}"
+                         for key, value in labelled.items()]
+        elif len(labelled) == 2:
+            problems.append(f"datasets/{name}/success: {labelled['success']!r} with trials {labelled['trials']!r}: "
+                            "`success` labels yes/no rows of one trial each, a trials column makes y a count of "
+                            "successes; give one")
     if owners:
         unused = [name for name in fitted if LIKELIHOODS[name].outcome not in outcomes]
         if unused:

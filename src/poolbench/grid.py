@@ -154,11 +154,11 @@ def prior_set_covers(config: dict, prior: str, *, variant: str | None = None, li
 
 
 def family_of(config: dict, *, scenario: str | None = None, dataset: str | None = None) -> str:
-    """The family a simulated scenario (its expanded name) draws y from, or a real data
-    set's outcome is read as (`family`, normal unless the config says otherwise)."""
-    if dataset is not None:
-        return config["datasets"][dataset].get("family", DEFAULT_LIKELIHOOD)
-    return scenarios(config)[scenario].get("family", DEFAULT_LIKELIHOOD)
+    """The family a simulated scenario (its name, or one of its `vary` expansions, which
+    cannot vary the family) draws y from, or a real data set's outcome is read as
+    (`family`, normal unless the config says otherwise)."""
+    block = config["datasets"][dataset] if dataset is not None else config["scenarios"][scenario_base(config, scenario)]
+    return block.get("family", DEFAULT_LIKELIHOOD)
 
 
 def family_fits(config: dict, likelihood: str, **where) -> bool:

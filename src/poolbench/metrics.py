@@ -354,8 +354,8 @@ def prior_predictive_check(y: np.ndarray, group_idx: np.ndarray, n_groups: int, 
     for g in range(n_groups):
         row = {"group": g, "observed_mean": float(observed_mean[g]), "observed_sd": float(observed_sd[g])}
         for stat, values, observed in (("mean", means[:, g], observed_mean[g]), ("sd", sds[:, g], observed_sd[g])):
-            kept = values[np.isfinite(values)]
-            lower, upper = (np.quantile(kept, [tail, 1 - tail]) if len(kept) and observed == observed
+            finite = values[np.isfinite(values)]
+            lower, upper = (np.quantile(finite, [tail, 1 - tail]) if len(finite) and observed == observed
                             else (np.nan, np.nan))
             row |= {f"prior_{stat}_lower": float(lower), f"prior_{stat}_upper": float(upper),
                     f"_{stat}_outside": bool(observed < lower or observed > upper)}

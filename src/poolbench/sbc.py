@@ -29,9 +29,9 @@ from poolbench.fit import environment_fault, error_message, log_densities
 from poolbench.grid import ModelSpec, SbcKey, sbc_seeds
 from poolbench.models import PriorSimulator, beyond_drawable
 from poolbench.samplers import CompiledModels, SamplerSettings
-from poolbench.simulate import design
+from poolbench.simulate import design, scenario_trials
 from poolbench.priors import design_scales
-from poolbench.variants import DATA_RULE, LIKELIHOODS, VARIANTS
+from poolbench.variants import DATA_RULE, LIKELIHOODS, TRIALS, VARIANTS
 
 # The calibration's derived test quantity, reported in the ranks table like a parameter.
 LOG_LIKELIHOOD = "log_likelihood"
@@ -114,7 +114,8 @@ class SbcBatch:
         groups, x = design(scenario, design_seed)
         family = LIKELIHOODS[spec.likelihood]
         arrays = {"x": x, "y": np.zeros(len(x), dtype=response_dtype(spec.likelihood)), "group_idx": groups.astype("int64")}
-        arrays |= {column: np.full(len(x), int(scenario.get(column, 1)), dtype="int64") for column in family.columns}
+        if TRIALS in family.columns:
+            arrays[TRIALS] = np.full(len(x), scenario_trials(scenario), dtype="int64")
         if self.fit_prior.get("rule") == DATA_RULE:
             arrays |= design_scales(scenario, x, VARIANTS[spec.variant].has_intercept, spec.likelihood)
         n_groups = scenario["n_groups"]

@@ -21,12 +21,19 @@ from poolbench.variants import (
 DEFAULT_TRIALS, DEFAULT_OVERDISPERSION = 1, 0.5
 
 
+def scenario_trials(scenario: dict) -> int:
+    """Trials per observation of a scenario: its `trials` for a binomial family, else 1 (the
+    dataset tables' `trials` column)."""
+    family = LIKELIHOODS[scenario.get("family", DEFAULT_LIKELIHOOD)]
+    return int(scenario.get("trials", DEFAULT_TRIALS)) if TRIALS in family.columns else 1
+
+
 def _normal(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
     return eta + noise
 
 
 def _binomial(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
-    return rng.binomial(scenario.get("trials", DEFAULT_TRIALS), 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return rng.binomial(scenario_trials(scenario), 1.0 / (1.0 + np.exp(-eta))).astype(float)
 
 
 def _poisson(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) -> np.ndarray:
@@ -103,8 +110,8 @@ def simulate(
     else:  # the tutorial's model: no intercept (and no draw, so its streams are unchanged)
         intercepts = np.zeros(scenario["n_groups"])
         eta = slopes[groups] * x
-    family = scenario.get("family", DEFAULT_LIKELIHOOD)
-    y = SIMULATORS[family](rng, eta, noise, scenario)
+    family = LIKELIHOODS[scenario.get("family", DEFAULT_LIKELIHOOD)]
+    y = SIMULATORS[family.name](rng, eta, noise, scenario)
 
     is_outlier = np.zeros(n, dtype=bool)
     if level["count"]:
@@ -121,7 +128,7 @@ def simulate(
             "group": groups,
             "group_label": groups.astype(str),
             "is_outlier": is_outlier,
-            TRIALS: scenario.get("trials", DEFAULT_TRIALS) if TRIALS in LIKELIHOODS[family].columns else 1,
+            TRIALS: scenario_trials(scenario),
         }
     )[DATASET_COLUMNS]
     truth = Truth(
@@ -137,16 +144,16 @@ def simulate(
         minority_points=minority_points,
         minority_group=scenario["n_groups"] - 1,
         # The noise sd of a family that has one; binomial and count data have none.
-        noise=float(scenario["noise"]) if LIKELIHOODS[family].has_noise else 0.0,
+        noise=float(scenario["noise"]) if family.has_noise else 0.0,
         slope_mean=float(scenario["slope_mean"]),
         slope_sd=float(scenario["slope_sd"]),
         slopes=slopes.tolist(),
         intercept_mean=float(scenario.get("intercept_mean", 0.0)),
         intercept_sd=float(intercept_sd),
         intercepts=intercepts.tolist(),
-        family=family,
-        trials=int(scenario.get("trials", DEFAULT_TRIALS)) if TRIALS in LIKELIHOODS[family].columns else 1,
-        overdispersion=float(scenario.get("overdispersion", DEFAULT_OVERDISPERSION)) if OVERDISPERSION in LIKELIHOODS[family].parameters else 0.0,
+        family=family.name,
+        trials=scenario_trials(scenario),
+        overdispersion=float(scenario.get("overdispersion", DEFAULT_OVERDISPERSION)) if OVERDISPERSION in family.parameters else 0.0,
     )
     return data, truth
 
