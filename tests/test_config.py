@@ -54,7 +54,7 @@ BAD = {
     "unknown parameterisation": (
         "models/parameterisations",
         ["centred"],
-        ["'centred' is not one of ['centered', 'noncentered']", "parameterisations"],
+        ["'centred' is not one of ['centered', 'noncentered', 'partial', 'mixed', 'learned']", "parameterisations"],
     ),
     "unknown likelihood": ("models/likelihoods", ["cauchy"], ["'cauchy' is not one of ['normal', 'student_t', 'binomial', 'poisson', 'negative_binomial']"]),
     "empty variants": ("models/variants", [], ["[] should be non-empty", "variants"]),

@@ -217,17 +217,17 @@ def calibrate_family(family: str, fitted_sigma_rate: float, generating_sigma_rat
     design = COUNTS | {"family": family, "points_per_group": 10, "minority_points": 10, "trials": 10}
     spec = grid.ModelSpec("hierarchical", "noncentered", family)
     prior = WEAK | {"mu_sd": 1.0, "sigma_rate": fitted_sigma_rate}
-    # 1000 draws thinned by 10: ranks of nearly independent draws (the log-likelihood's
+    # 600 draws thinned by 6: ranks of nearly independent draws (the log-likelihood's
     # rank is the first to show autocorrelated draws as "too narrow").
-    batch = SbcBatch(spec=spec, fit_prior=prior, settings=SamplerSettings("nutpie", 1000, 500, 2),
-                     scenarios={"design": design}, master_seed=5, thin=10,
+    batch = SbcBatch(spec=spec, fit_prior=prior, settings=SamplerSettings("nutpie", 600, 400, 2),
+                     scenarios={"design": design}, master_seed=5, thin=6,
                      generating_prior=prior | {"sigma_rate": generating_sigma_rate})
     fits, ranks = batch.run([grid.SbcKey("design", i, 0.9) for i in range(SBC_SIMULATIONS)])
     assert (fits["status"] == "ok").all(), fits["error"].unique()
     return calibration(ranks, trust_verdict(fits, DEFAULT["trust"]))
 
 
-SBC_SIMULATIONS = 40
+SBC_SIMULATIONS = 30
 
 
 @pytest.mark.slow

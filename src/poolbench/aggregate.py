@@ -9,7 +9,7 @@ import pandas as pd
 
 from poolbench import metrics, records
 from poolbench.grid import target_accept_label
-from poolbench.variants import PARAMETERISATIONS
+from poolbench.variants import PARAMETERISATIONS, PURE_PARAMETERISATIONS
 
 # One summary row per cell of the grid, pooled over seeds.
 CELL = [
@@ -129,9 +129,12 @@ def _with_spread(table: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def parameterisation_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """Centered against non-centered, per design cell (scenario, outliers, likelihood,
+    """The parameterisations side by side, per design cell (scenario, outliers, likelihood,
     prior, backend, target_accept): each one's share of trusted fits and of fits with
-    divergences, its median min-ESS per second over trusted fits, and their ratio."""
+    divergences, its median min-ESS per second over trusted fits; centered against
+    non-centered (`ess_ratio`), and each partially centered form (partial, mixed, learned)
+    against the better of the two (`better_pure`; `{form}_trusted_gain` in share of
+    trusted fits, `{form}_ess_vs_better_pure` the ratio of ESS per second)."""
     hierarchical = fits[fits["parameterisation"].isin(PARAMETERISATIONS) & (fits["source"] == "simulated")]
     if hierarchical.empty:
         return pd.DataFrame()
@@ -150,6 +153,14 @@ def parameterisation_table(fits: pd.DataFrame) -> pd.DataFrame:
                 f"{parameterisation}_ess_per_second": trusted["ess_bulk_per_second"].median() if len(trusted) else np.nan,
             }
         row["ess_ratio"] = row["centered_ess_per_second"] / row["noncentered_ess_per_second"]
+        # Each partially centered form against the better pure form of the cell (trusted
+        # more often; at equal shares, the faster).
+        better = max(PURE_PARAMETERISATIONS, key=lambda p: (np.nan_to_num(row[f"{p}_share_trusted"], nan=-1.0),
+                                                            np.nan_to_num(row[f"{p}_ess_per_second"], nan=-1.0)))
+        row["better_pure"] = better
+        for form in (p for p in PARAMETERISATIONS if p not in PURE_PARAMETERISATIONS):
+            row[f"{form}_trusted_gain"] = row[f"{form}_share_trusted"] - row[f"{better}_share_trusted"]
+            row[f"{form}_ess_vs_better_pure"] = row[f"{form}_ess_per_second"] / row[f"{better}_ess_per_second"]
         rows.append(row)
     return pd.DataFrame(rows)
 

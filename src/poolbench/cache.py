@@ -73,6 +73,14 @@ def sampling_code_version() -> str:
 
 
 @functools.cache
+def learning_code_version() -> str:
+    """The code that learns a learned parameterisation's centeredness before sampling
+    (`poolbench.models.learned_centeredness`): part of those fits' keys only, as their
+    lambda is not in the data arrays when the key is made."""
+    return _version(("models.py",), SAMPLING_PACKAGES)
+
+
+@functools.cache
 def metrics_code_version() -> str:
     return _version(METRICS_MODULES, METRICS_PACKAGES)
 

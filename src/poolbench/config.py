@@ -103,6 +103,24 @@ def check(config: dict, schema: dict | None = None) -> None:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(problems))
 
 
+def _adaptation_problems(config: dict) -> list[str]:
+    """A mass-matrix adaptation no listed backend can do, or one whose packages are missing."""
+    import importlib.util
+
+    sampler, problems = config["sampler"], []
+    able = [b for b in sampler["backends"] if b in grid.ADAPTIVE_BACKENDS]
+    for adaptation in sampler.get("adaptation", [grid.DEFAULT_ADAPTATION]):
+        if adaptation == grid.DEFAULT_ADAPTATION:
+            continue
+        if not able:
+            problems.append(f"sampler/adaptation: {adaptation!r} is nutpie's; backends {sampler['backends']} adapt "
+                            f"only {grid.DEFAULT_ADAPTATION!r}: add nutpie to sampler/backends or list {grid.DEFAULT_ADAPTATION!r} alone")
+        if adaptation == "flow" and importlib.util.find_spec("flowjax") is None:
+            problems.append("sampler/adaptation: 'flow' needs the flowjax package (and JAX), which is not installed: "
+                            "`pip install flowjax`, or list another adaptation")
+    return problems
+
+
 def consistency_problems(config: dict) -> list[str]:
     """Cross-key rules that a JSON schema cannot express."""
     problems = []
@@ -146,12 +164,13 @@ def consistency_problems(config: dict) -> list[str]:
             f"study/name: {config['study']['name']!r} is reserved (results/cache/ holds the fit cache, "
             "results/benchmarks/ the speed benchmarks); choose another name"
         )
-    backends = config["sampler"]["backends"]
+    problems += _adaptation_problems(config)
+    backends = grid.sampler_labels(config)
     if config["study"]["parameterisation_map"] and len(backends) > 1:
         # The map's thresholds and heatmaps are one sampler's answer; pooled they would mix two.
         problems.append(
-            f"sampler/backends: {backends} with study/parameterisation_map: true; the map answers "
-            "for one sampler backend: list one of them, or run a study per backend"
+            f"sampler/backends: samplers {backends} (backends x sampler/adaptation) with study/parameterisation_map: true; "
+            "the map answers for one sampler: list one backend and one adaptation, or run a study per sampler"
         )
     if "simulated" in config["datasets"]:
         problems.append("datasets/simulated: the name 'simulated' is reserved (it labels the simulated fits' jobs)")

@@ -23,14 +23,15 @@ import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
+from poolbench.centering import centeredness, centeredness_names
 from poolbench.data import DataError, DatasetTable, Truth, model_arrays
 from poolbench.figures import PPC_DRAWS, PPC_POINTS
-from poolbench.grid import REAL, FitKey, ModelSpec, fit_seed, prior_predictive_seed
+from poolbench.grid import REAL, FitKey, ModelSpec, derive_seed, fit_seed, prior_predictive_seed
 from poolbench.paths import loo_path
 from poolbench.priors import ScaleError, model_inputs
 from poolbench.runtime import progress, release_memory
 from poolbench.samplers import CompiledModels, Sampler, SamplerSettings
-from poolbench.variants import LIKELIHOODS, OBSERVED, TRIALS, VARIANTS
+from poolbench.variants import LEARNED, LIKELIHOODS, OBSERVED, TRIALS, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,19 @@ def environment_fault(exc: BaseException, doing: str) -> storage.EnvironmentFaul
     )
 
 
-def posterior_tree(tree: xr.DataTree, arrays: dict, attrs: dict) -> xr.DataTree:
+def posterior_tree(tree: xr.DataTree, arrays: dict, attrs: dict, per_group: list[str] = ()) -> xr.DataTree:
     """What a stored posterior keeps: the draws, the sample stats ArviZ reads, the data the
-    fit saw, and (in attrs) which fit it is and what generated its data."""
+    fit saw (with its per-group data `per_group`: a partially centered model's lambda_j,
+    without which its draws cannot be read back), and (in attrs) which fit it is and what
+    generated its data."""
     stats = tree["sample_stats"].to_dataset()
     stats = stats[[v for v in metrics.KEPT_SAMPLE_STATS if v in stats.data_vars]]
     groups = {
         "posterior": tree["posterior"].to_dataset(),
         "sample_stats": stats,
         "observed_data": xr.Dataset({OBSERVED: ("obs", arrays["y"])}),
-        "constant_data": xr.Dataset({name: ("obs", arrays[name]) for name in ("x", "group_idx", TRIALS) if name in arrays}),
+        "constant_data": xr.Dataset({name: ("obs", arrays[name]) for name in ("x", "group_idx", TRIALS) if name in arrays}
+                                    | {name: ("group", arrays[name]) for name in per_group if name in arrays}),
     }
     if "posterior_predictive" in tree.children:
         groups["posterior_predictive"] = tree["posterior_predictive"].to_dataset()
@@ -160,13 +164,15 @@ class FitBatch:
             arrays = model_inputs(model_arrays(data, spec.likelihood), spec.variant, self.prior, spec.likelihood)
         except ScaleError as exc:  # the data, not the model: no fit could use it
             raise DataError(f"{key.scenario} ({key.outliers}, seed {key.seed}): {exc}") from exc
+        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation)
         seed = fit_seed(self.master_seed, key, spec)
-        fit_identity = identity(key, spec, settings.backend)
+        fit_identity = identity(key, spec, settings.label)
         replicate = key.source == REAL and key.target_accept == self.check_target_accept
         # Whether the posterior holds replicated datasets is part of what is stored: a fit
         # cached without them must not serve the predictive check.
         model = {"model": spec.name, "likelihood": spec.likelihood, "replicated": replicate,
                  "specification": self.models.specification(arrays, n_groups)}
+        model |= learning_key(spec)
         if key.source == REAL:
             # A real-data entry keeps its pointwise LOO instead of its log-likelihood, and
             # replicated datasets capped at what the check draws (issue #24): entries made
@@ -177,7 +183,7 @@ class FitBatch:
             settings.decides_draws(), key.target_accept, seed,
         )
         record = fit_identity | _design(truth) | {"n_groups": n_groups} | {
-            "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+            "draws": settings.draws, "tune": settings.tune, "chains": settings.chains, "adaptation": settings.adaptation,
             "hdi_prob": self.hdi_prob, "random_seed": seed, "compile_seconds": 0.0,
         }
         metrics_inputs = self.metrics_inputs(data, truth, n_groups)
@@ -189,6 +195,9 @@ class FitBatch:
                 stale_loo = key.source == REAL and not _loo_current(hit)
                 if stale_metrics or stale_loo:  # recompute from the cached draws, do not resample
                     tree = storage.read_posterior(hit.posterior)
+                    # A learned lambda is not in the key's arrays; its draws are read with it.
+                    stored = tree["constant_data"]
+                    arrays = arrays | {name: stored[name].values for name in centeredness_names(spec.variant) if name in stored}
                     update = self.metrics(tree, key, data, arrays, truth, n_groups, metrics_inputs) if stale_metrics else {}
                     extras = {}
                     if stale_loo:  # the LOO code changed: its log-likelihood again, from the draws
@@ -207,6 +216,7 @@ class FitBatch:
         try:
             sampler = self.models.get(arrays, n_groups)
             start = time.perf_counter()  # the compile is shared out over the job's fits
+            arrays, learning = learned_inputs(spec, self.prior, arrays, n_groups, seed)
             # Real data may take minutes (a million rows): say so while it runs.
             with progress(log, f"sampling {len(arrays['y'])} observations") if key.source == REAL else nullcontext():
                 tree = sampler.sample(arrays, seed, key.target_accept)
@@ -225,10 +235,11 @@ class FitBatch:
                 "sampling_seconds": time.perf_counter() - start,
             }, [], False
         # pm.sample compiles inside the call; its own clock covers the sampling alone.
-        sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", elapsed))}
+        # A learned parameterisation's variational run is part of its sampling cost.
+        sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", elapsed - learning)) + learning}
         record["compile_seconds"] += elapsed - sampling["sampling_seconds"]
         attrs = {"fit": json.dumps(fit_identity), "truth": truth.to_json() if truth else "null"}
-        tree = posterior_tree(tree, arrays, attrs)
+        tree = posterior_tree(tree, arrays, attrs, centeredness_names(spec.variant))
         try:
             storage.write_posterior(tree, task.posterior)
             computed = self.metrics(tree, key, data, arrays, truth, n_groups, metrics_inputs)
@@ -253,7 +264,8 @@ class FitBatch:
         sensitivity = metrics.prior_sensitivity(tree["posterior"].to_dataset(), log_prior, log_likelihood,
                                                 VARIANTS[self.spec.variant].read + LIKELIHOODS[self.spec.likelihood].own_parameters)
         checks = self.prior_predictive(model, key, arrays, n_groups)
-        groups = [row | check for row, check in zip(groups, checks)]
+        groups = [row | check | {name: float(arrays[name][row["group"]]) for name in centeredness_names(self.spec.variant)
+                                 if name in arrays} for row, check in zip(groups, checks)]
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree), **summary, **sensitivity,
                   "prior_predictive_outside": int(sum(check["prior_outside"] for check in checks)),
                   "prior_predictive_checked": int(sum(np.isfinite([c["prior_mean_lower"], c["prior_sd_lower"]]).sum()
@@ -285,6 +297,24 @@ class FitBatch:
         return fit_cache.metrics_inputs(hdi_prob=self.hdi_prob, sizes=sizes.tolist(), labels=labels,
                                         truth=truth.to_json() if truth else None,
                                         registry=VARIANTS[self.spec.variant].metrics_facts(LIKELIHOODS[self.spec.likelihood]))
+
+
+def learning_key(spec: ModelSpec) -> dict:
+    """What else decides a learned parameterisation's draws, whose lambda the key's data
+    arrays do not hold (it is learned after the cache is asked): the learning code."""
+    return {"learned": fit_cache.learning_code_version()} if spec.parameterisation == LEARNED else {}
+
+
+def learned_inputs(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int, seed: int) -> tuple[dict, float]:
+    """`arrays` with a learned model's centeredness (`poolbench.models.learned_centeredness`,
+    seeded from the fit's seed), and the seconds it took; as they are for the others."""
+    if spec.parameterisation != LEARNED:
+        return arrays, 0.0
+    from poolbench.models import learned_centeredness
+
+    start = time.perf_counter()
+    learned = learned_centeredness(spec, prior, arrays, n_groups, derive_seed(seed, "learned-centeredness"))
+    return arrays | learned, time.perf_counter() - start
 
 
 def _group_facts(data: pd.DataFrame, n_groups: int) -> tuple:

@@ -81,6 +81,36 @@ class SbcKey(NamedTuple):
     target_accept: float
 
 
+# How NUTS adapts its mass matrix: a diagonal from the draws' variances (every backend),
+# nutpie's diagonal from draws and gradients, low-rank plus diagonal, or a normalizing flow
+# (needs flowjax and JAX). `sampler/adaptation` lists those fitted, as an axis.
+DEFAULT_ADAPTATION = "diag"
+ADAPTATIONS = (DEFAULT_ADAPTATION, "draw_diag", "low_rank", "flow")
+# The backends that adapt otherwise than the default.
+ADAPTIVE_BACKENDS = ("nutpie",)
+
+
+def sampler_label(backend: str, adaptation: str = DEFAULT_ADAPTATION) -> str:
+    """What a fit's `backend` column, path and findings call its sampler: the backend,
+    followed by its adaptation where that is not the default ('nutpie-low_rank')."""
+    return backend if adaptation == DEFAULT_ADAPTATION else f"{backend}-{adaptation}"
+
+
+def sampler_parts(label: str) -> tuple[str, str]:
+    """(backend, adaptation) of a sampler label."""
+    backend, _, adaptation = label.partition("-")
+    return backend, adaptation or DEFAULT_ADAPTATION
+
+
+def sampler_labels(config: dict) -> list[str]:
+    """Every sampler of the run: each backend under each listed adaptation it can do (the
+    backends other than nutpie adapt only the default way)."""
+    sampler = config["sampler"]
+    return [sampler_label(backend, adaptation) for backend in sampler["backends"]
+            for adaptation in sampler.get("adaptation", [DEFAULT_ADAPTATION])
+            if adaptation == DEFAULT_ADAPTATION or backend in ADAPTIVE_BACKENDS]
+
+
 def seeds(config: dict) -> list[int]:
     """Replicate seeds: `seeds` is a count (0..n-1) or an explicit list."""
     value = config["seeds"]

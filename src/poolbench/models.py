@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+from pytensor.graph.basic import Variable
 
+from poolbench.centering import centeredness, centeredness_name, centeredness_names, has_centeredness, placeholder
 from poolbench.grid import ModelSpec
 from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
 from poolbench.variants import (
     BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
-    NU, OBSERVED, OVERDISPERSION, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
-    population_mean, population_sd, standardised,
+    NU, OBSERVED, OVERDISPERSION, PARTIAL, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
+    partially_centered, population_mean, population_sd, standardised,
 )
 
 OBSERVED_DATA = "y"
@@ -45,9 +47,10 @@ class Units:
     the same geometry whatever the units of x and y, and the log-likelihood stays that
     of the data as given (PSIS-LOO, predictive checks)."""
 
-    def __init__(self, rule: str, scales: dict | None):
+    def __init__(self, rule: str, scales: dict | None, centeredness: dict | None = None):
         self.scaled = rule == DATA_RULE
         self.scales = scales
+        self.centeredness = centeredness or {}  # lambda_j of a partially centered model's terms
 
     def name(self, name: str) -> str:
         return scaled_name(name) if self.scaled else name
@@ -80,14 +83,29 @@ def unpooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups
     return units.shown(coefficient, raw, coefficient, centred=True, dims="group")
 
 
+def partially_centered_value(mu, sigma, centeredness, tilde):
+    """theta_j = mu + sigma^(1 - lambda_j) (theta~_j - lambda_j mu), theta~_j ~ N(lambda_j mu,
+    sigma^lambda_j): N(mu, sigma) for every lambda_j (poolbench.centering)."""
+    return mu + sigma ** (1.0 - centeredness) * (tilde - centeredness * mu)
+
+
 def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
-    """Centered: coefficient_g ~ N(mu, sigma). Non-centered: mu + sigma * z_g, z_g ~ N(0, 1)."""
+    """Centered: coefficient_g ~ N(mu, sigma). Non-centered: mu + sigma * z_g, z_g ~ N(0, 1).
+    Partial, mixed and learned: each group centered as far as its pm.Data centeredness
+    lambda_g says (`partially_centered_value`)."""
     mean, spread = population_mean(coefficient), population_sd(coefficient)
     mu = pm.Normal(units.name(mean), 0.0, prior[_prior_key(coefficient, "mu_sd")])
     sigma = _spread(units.name(spread), prior, coefficient)
     if parameterisation == CENTERED:
         raw = pm.Normal(units.name(coefficient), mu, sigma, dims="group")
         value = units.shown(coefficient, raw, coefficient, centred=True, dims="group")
+    elif has_centeredness(parameterisation):
+        lam = units.centeredness[centeredness_name(coefficient)]
+        if not isinstance(lam, Variable):  # data; a variable while it is learned (`learned_centeredness`)
+            lam = pm.Data(centeredness_name(coefficient), lam, dims="group")
+        tilde = pm.Normal(partially_centered(coefficient), lam * mu, sigma**lam, dims="group")
+        value = units.shown(coefficient, partially_centered_value(mu, sigma, lam, tilde), coefficient, centred=True,
+                            dims="group", deterministic=True)
     else:
         z = pm.Normal(standardised(coefficient), 0.0, 1.0, dims="group")
         value = units.shown(coefficient, mu + sigma * z, coefficient, centred=True, dims="group", deterministic=True)
@@ -138,6 +156,10 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
     rule = prior.get("rule", FIXED_RULE)
     if rule == DATA_RULE and not {Y_SCALE, X_SCALE} <= set(arrays):
         arrays = model_inputs(arrays, spec.variant, prior, spec.likelihood)
+    lams = {name: arrays[name] for name in centeredness_names(spec.variant) if name in arrays}
+    if has_centeredness(spec.parameterisation) and not lams:
+        lams = centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation) or placeholder(
+            n_groups, spec.variant)
     # No fixed coords for observations: one compiled model then fits datasets of any size.
     with pm.Model(coords={"group": np.arange(n_groups)}) as model:
         x = pm.Data("x", arrays["x"])
@@ -145,7 +167,7 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
         group_idx = pm.Data("group_idx", arrays["group_idx"])
         columns = {name: pm.Data(name, arrays[name]) for name in family.columns}
         scales = {name: pm.Data(name, arrays[name]) for name in SCALE_NAMES if name in arrays} if rule == DATA_RULE else None
-        units = Units(rule, scales)
+        units = Units(rule, scales, lams)
         terms = {
             coefficient: TERM_BUILDERS[kind](coefficient, prior, spec.parameterisation, n_groups, units)
             for coefficient, kind in variant.terms.items()
@@ -160,13 +182,55 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
     return model
 
 
+# The learned parameterisation's variational run (Gorinova, Moore & Hoffman 2020, VIP):
+# mean-field ADVI steps and Adam's learning rate. lambda_j = sigmoid(a_j), a_j starting at
+# the pilot's formula (`partial`'s lambda, clipped to [LEARN_CLIP, 1 - LEARN_CLIP] so that its
+# logit is finite) and read as the average of a_j over the second half of the run: the ELBO is
+# often nearly flat in lambda (docs/centering.md), where Adam's steps on a noisy gradient
+# would leave the last iterate wherever the noise took it.
+LEARN_STEPS = 3000
+LEARN_RATE = 0.05
+LEARN_CLIP = 0.01
+
+
+def learned_centeredness(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int, seed: int) -> dict[str, np.ndarray]:
+    """lambda_j of every hierarchical coefficient of a learned model: optimised jointly with
+    a mean-field ADVI approximation of the lambda-parameterised posterior (the
+    parameterisation under which the posterior looks most like independent normals), from
+    the pilot's formula, then fixed for NUTS. Seeded: the same data and seed give the same
+    lambda."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    start = centeredness(arrays, n_groups, spec.variant, spec.likelihood, PARTIAL)
+    logits = {name: pytensor.shared(_logit(np.clip(start[name], LEARN_CLIP, 1.0 - LEARN_CLIP)), name=f"{name}_logit")
+              for name in centeredness_names(spec.variant)}
+    model = build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in logits.items()}, n_groups)
+    averaged = {name: np.zeros(n_groups) for name in logits}
+
+    def accumulate(_approx, _losses, step):
+        if step > LEARN_STEPS // 2:
+            for name, a in logits.items():
+                averaged[name] += a.get_value()
+
+    with model:
+        pm.fit(n=LEARN_STEPS, method="advi", random_seed=seed, progressbar=False, callbacks=[accumulate],
+               obj_optimizer=pm.adam(learning_rate=LEARN_RATE), more_obj_params=list(logits.values()))
+    steps = LEARN_STEPS - LEARN_STEPS // 2
+    return {name: 1.0 / (1.0 + np.exp(-total / steps)) for name, total in averaged.items()}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
 def group_level(variant: str) -> set[str]:
-    """Free parameters of a model's group level: its hierarchical coefficients (centered)
-    and their offsets (non-centered), in either rule's names."""
+    """Free parameters of a model's group level: its hierarchical coefficients (centered),
+    their offsets (non-centered) and partially centered values, in either rule's names."""
     names = set()
     for coefficient, kind in VARIANTS[variant].terms.items():
         if kind == HIERARCHICAL:
-            names |= {coefficient, scaled_name(coefficient), standardised(coefficient)}
+            names |= {coefficient, scaled_name(coefficient), standardised(coefficient), partially_centered(coefficient)}
     return names
 
 

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from poolbench import figures, grid, paths, resources
-from poolbench.variants import HIERARCHICAL, LIKELIHOODS, VARIANTS
+from poolbench.variants import HIERARCHICAL, LIKELIHOODS, PURE_PARAMETERISATIONS, VARIANTS
 
 
 def canonical(mapping):
@@ -116,7 +116,7 @@ class Plan:
         self.datasets = config["datasets"]
         self.outlier_levels = grid.outlier_levels(config)
         self.seeds = grid.seeds(config)
-        self.backends = config["sampler"]["backends"]
+        self.backends = grid.sampler_labels(config)  # backends with their adaptations
         self.specs = grid.model_specs(config)
         self.sbc_specs = grid.sbc_specs(config)
         self.showcase_target_accept = grid.showcase_target_accept(config)
@@ -278,7 +278,9 @@ class Plan:
         fits the scenario's family, default priors), by parameterisation."""
         models, tas = self.config["models"], self.config["sampler"]["target_accept"]
         funnel = next((v for v in models["variants"] if VARIANTS[v].slopes == HIERARCHICAL), None)
-        specs = [s for s in grid.simulated_specs(self.config) if s.variant == funnel and s.prior == grid.DEFAULT_PRIOR]
+        # The funnel is the pure forms' picture: a partially centered model has neither axis.
+        specs = [s for s in grid.simulated_specs(self.config) if s.variant == funnel and s.prior == grid.DEFAULT_PRIOR
+                 and s.parameterisation in PURE_PARAMETERISATIONS]
         panels = []
         for scenario in self.scenarios:
             fitting = [s for s in specs if grid.family_fits(self.config, s.likelihood, scenario=scenario)]

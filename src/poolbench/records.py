@@ -17,7 +17,7 @@ IDENTITY = [
 ]
 # What generated simulated data (NaN for real data): the axes a study varies.
 DESIGN = ["n_groups", "points_per_group", "minority_points", "noise", "outlier_value"]
-SETTINGS = ["draws", "tune", "chains", "hdi_prob", "random_seed"]
+SETTINGS = ["draws", "tune", "chains", "adaptation", "hdi_prob", "random_seed"]
 STATUS = ["status", "error"]
 # Cost, not results: differs between otherwise identical runs.
 TIMING = ["compile_seconds", "sampling_seconds", "ess_bulk_per_second"]
@@ -64,6 +64,8 @@ GROUP_COLUMNS = IDENTITY + [
     # 99 % of their prior predictive distribution.
     "observed_mean", "observed_sd", "prior_mean_lower", "prior_mean_upper", "prior_sd_lower",
     "prior_sd_upper", "prior_outside",
+    # A partially centered model's centeredness lambda_j of each coefficient (poolbench.centering).
+    "slope_centeredness", "intercept_centeredness",
 ]
 
 # Simulation-based calibration: one row per simulation and scalar parameter.
@@ -73,7 +75,7 @@ RANK_COLUMNS = SBC_IDENTITY + ["parameter", "rank", "n_ranks", "true_value"]
 SBC_FIT_COLUMNS = SBC_IDENTITY + SETTINGS + STATUS + TIMING + DIAGNOSTICS
 
 _TEXT = {"source", "scenario", "outliers", "model", "variant", "parameterisation", "likelihood",
-         "prior", "backend", "status", "error", "group_label", "parameter", "untrusted_because",
+         "prior", "backend", "adaptation", "status", "error", "group_label", "parameter", "untrusted_because",
          "model_flags", *DIAGNOSES}
 _INTEGER = {"seed", "outlier_count", "draws", "tune", "chains", "random_seed", "n_divergent",
             "group", "n_obs", "simulation", "rank", "n_ranks", *PRIOR_PREDICTIVE}

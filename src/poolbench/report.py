@@ -48,7 +48,10 @@ from poolbench.metrics import (
     WEAK_SPREAD_SENSITIVITY,
     WEAKLY_IDENTIFIED,
 )
-from poolbench.variants import CENTERED, DEFAULT_FAMILIES, DEFAULT_LIKELIHOOD, LIKELIHOODS, MU, NONCENTERED, PARAMETERISATIONS, SIGMA
+from poolbench.variants import (
+    CENTERED, DEFAULT_FAMILIES, DEFAULT_LIKELIHOOD, LIKELIHOODS, MU, NONCENTERED, PARAMETERISATIONS, PURE_PARAMETERISATIONS,
+    SIGMA,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Packages whose versions decide the numbers or the pictures.
@@ -158,10 +161,10 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
     were trusted, and which is trusted more often."""
     out = []
     cells = _cells(summary)
-    hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
+    hierarchical = cells[cells["parameterisation"].isin(PURE_PARAMETERISATIONS)]
     for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False, dropna=False):
         shares = {}
-        for parameterisation in PARAMETERISATIONS:
+        for parameterisation in PURE_PARAMETERISATIONS:
             side = rows[rows["parameterisation"] == parameterisation]
             if side["n_fits"].sum():
                 shares[parameterisation] = (side["n_trusted"].sum(), side["n_fits"].sum())
@@ -188,6 +191,59 @@ def trust_headlines(summary: pd.DataFrame) -> list[Headline]:
     return out
 
 
+# A partially centered form is "as fast" as the better pure form at this share of its
+# ESS per second or more (issue #28's goal).
+AS_FAST = 0.9
+
+
+def centering_headlines(summary: pd.DataFrame) -> list[Headline]:
+    """Per scenario (and likelihood, prior set): each partially centered form (partial,
+    mixed, learned) against the better pure form, cell by cell (outlier level,
+    target_accept, variant): in how many cells it was trusted at least as often as the
+    better of centered and non-centered (trusted more often; at equal shares, the faster),
+    in how many it was also as fast (ESS per second at least AS_FAST of the better form's,
+    medians over trusted fits), and its trusted fits against the better form's."""
+    out = []
+    cells = _cells(summary)
+    keys = ["variant", "outliers", "target_accept"]
+    for (scenario, likelihood, prior), rows in cells.groupby(["scenario", "likelihood", "prior"], sort=False, dropna=False):
+        for form in (p for p in PARAMETERISATIONS if p not in PURE_PARAMETERISATIONS):
+            if not (rows["parameterisation"] == form).any():
+                continue
+            table = rows.pivot_table(index=keys, columns="parameterisation", aggfunc="first", dropna=False,
+                                     values=["n_trusted", "n_fits", "share_trusted", "ess_bulk_per_second_trusted_median"])
+            if not all((column, p) in table for column in ("n_fits",) for p in (*PURE_PARAMETERISATIONS, form)):
+                continue
+            table = table[table[("n_fits", form)].notna()]
+            trusted = better_trusted = better_fits = as_trusted = as_fast = 0
+            for _, cell in table.iterrows():
+                better = max(PURE_PARAMETERISATIONS, key=lambda p: (
+                    np.nan_to_num(cell[("share_trusted", p)], nan=-1.0),
+                    np.nan_to_num(cell[("ess_bulk_per_second_trusted_median", p)], nan=-1.0)))
+                trusted += cell[("n_trusted", form)]
+                better_trusted += cell[("n_trusted", better)]
+                better_fits += cell[("n_fits", better)]
+                kept = cell[("share_trusted", form)] >= cell[("share_trusted", better)]
+                as_trusted += bool(kept)
+                ratio = cell[("ess_bulk_per_second_trusted_median", form)] / cell[("ess_bulk_per_second_trusted_median", better)]
+                as_fast += bool(kept and ratio >= AS_FAST)
+            key = f"centering:{scenario}:{likelihood}:{prior}:{form}"
+            out.append(Headline(
+                key,
+                {"as_trusted": Number(f"{key}:cells_as_trusted", as_trusted, 0),
+                 "as_fast": Number(f"{key}:cells_as_fast", as_fast, 0),
+                 "cells": Number(f"{key}:cells", len(table), 0),
+                 "trusted": Number(f"{key}:trusted", trusted, 0),
+                 "fits": Number(f"{key}:fits", table[("n_fits", form)].sum(), 0),
+                 "better_trusted": Number(f"{key}:better_trusted", better_trusted, 0),
+                 "better_fits": Number(f"{key}:better_fits", better_fits, 0),
+                 "as_fast_share": Number(f"{key}:as_fast_share", AS_FAST, 1)},
+                {"scenario": scenario, "form": form, "variant": _axes_note(likelihood, prior)},
+                scope={"scenario": scenario, "likelihood": likelihood, "prior": prior},
+            ))
+    return out
+
+
 def _axes_note(likelihood: str, prior: str) -> str:
     parts = [] if likelihood == DEFAULT_LIKELIHOOD else [f"{likelihood} likelihood"]
     parts += [] if prior == DEFAULT_PRIOR else [f"{prior} priors"]
@@ -199,7 +255,7 @@ def funnel_headlines(summary: pd.DataFrame) -> list[Headline]:
     and what the highest target_accept left of the centered model's."""
     out = []
     cells = _cells(summary)
-    hierarchical = cells[cells["parameterisation"].isin(PARAMETERISATIONS)]
+    hierarchical = cells[cells["parameterisation"].isin(PURE_PARAMETERISATIONS)]
     tas = sorted(hierarchical["target_accept"].unique())
     for (scenario, likelihood, prior), rows in hierarchical.groupby(["scenario", "likelihood", "prior"], sort=False, dropna=False):
         low, high = tas[0], tas[-1]
@@ -677,7 +733,7 @@ def headlines(summary: pd.DataFrame, fits: pd.DataFrame) -> list[Headline]:
         cells = summary[summary["backend"] == backend]
         here = None if checked is None else checked[checked["backend"] == backend]
         found_here = [
-            *trust_headlines(cells), *trap_headlines(cells), *funnel_headlines(cells),
+            *trust_headlines(cells), *trap_headlines(cells), *funnel_headlines(cells), *centering_headlines(cells),
             *shrinkage_headlines(cells, here), *likelihood_headlines(cells, here), *prior_set_headlines(cells),
         ]
         found += [for_backend(h, backend) for h in found_here] if len(backends) > 1 else found_here
@@ -834,7 +890,7 @@ def tutorial_story(fits: pd.DataFrame, config: dict) -> list[Headline]:
     ta = grid.showcase_target_accept(config)
     rows = fits[(fits["scenario"] == scenario) & (fits["outliers"] == outliers) & (fits["seed"] == seed)
                 & np.isclose(fits["target_accept"], ta) & (fits["prior"] == DEFAULT_PRIOR)
-                & (fits["backend"] == config["sampler"]["backends"][0])]
+                & (fits["backend"] == grid.sampler_labels(config)[0])]
     picked = {role: _tutorial_fit(rows, *model) for role, model in grid.TUTORIAL_MODELS.items()}
     if picked["unpooled"] is None or picked["pooled"] is None:
         return []
@@ -907,11 +963,11 @@ TOP_FINDINGS = 8
 # (raising target_accept silenced the divergences, not the funnel), which form is trusted,
 # what pooling does to the error, the funnel, robust noise, the count of failed fits; then
 # the grid's order.
-KIND_ORDER = ("trap", "trust", "shrinkage", "funnel", "likelihood", "failed")
+KIND_ORDER = ("trap", "trust", "shrinkage", "funnel", "centering", "likelihood", "failed")
 # Every kind of finding, each worded by its own macro of templates/findings.j2.
 FINDING_KINDS = (*KIND_ORDER, "priors", "failed_calibration", "calibration", "real", "map", "map-priors", "story")
 # The figure a finding of each kind is read in (its id in the report).
-KIND_FIGURE = {"trap": "trust", "trust": "trust", "shrinkage": "shrinkage", "funnel": "divergences",
+KIND_FIGURE = {"trap": "trust", "trust": "trust", "shrinkage": "shrinkage", "funnel": "divergences", "centering": "trust",
                "likelihood": "shrinkage", "failed": "failed"}
 
 

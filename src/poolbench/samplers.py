@@ -15,6 +15,8 @@ import pymc as pm
 import xarray as xr
 from pymc.exceptions import SamplingError
 
+from poolbench.grid import DEFAULT_ADAPTATION, sampler_label, sampler_parts
+
 log = logging.getLogger(__name__)
 
 
@@ -25,10 +27,25 @@ class SamplerSettings:
     tune: int
     chains: int
     threads: int = 1
+    # How NUTS adapts its mass matrix (`poolbench.grid.ADAPTATIONS`; nutpie alone has others).
+    adaptation: str = DEFAULT_ADAPTATION
+
+    @classmethod
+    def from_label(cls, label: str, **settings) -> "SamplerSettings":
+        """The settings of a sampler label (`poolbench.grid.sampler_label`), e.g. 'nutpie-low_rank'."""
+        backend, adaptation = sampler_parts(label)
+        return cls(backend=backend, adaptation=adaptation, **settings)
+
+    @property
+    def label(self) -> str:
+        """What tables, paths and findings call this sampler: its backend, with its adaptation."""
+        return sampler_label(self.backend, self.adaptation)
 
     def decides_draws(self) -> dict:
-        """The settings that decide the draws (threads do not: results never depend on it)."""
-        return {"backend": self.backend, "draws": self.draws, "tune": self.tune, "chains": self.chains}
+        """The settings that decide the draws (threads do not: results never depend on it).
+        The default adaptation is left out: the keys of fits made before it was an axis hold."""
+        extra = {} if self.adaptation == DEFAULT_ADAPTATION else {"adaptation": self.adaptation}
+        return {"backend": self.backend, "draws": self.draws, "tune": self.tune, "chains": self.chains} | extra
 
 
 class Sampler:
@@ -84,6 +101,8 @@ class NutpieSampler(Sampler):
         # call and can crash the interpreter at exit (SIGSEGV).
         pm.set_data(arrays, model=self.model)
         self.check_start()
+        # The default is not passed: the call, and so the draws, stay those of before the axis.
+        adaptation = {} if s.adaptation == DEFAULT_ADAPTATION else {"adaptation": s.adaptation}
         return self._nutpie.sample(
             self.compiled.with_data(**arrays),
             draws=s.draws,
@@ -94,6 +113,7 @@ class NutpieSampler(Sampler):
             target_accept=target_accept,
             save_warmup=False,
             progress_bar=False,
+            **adaptation,
         )
 
 

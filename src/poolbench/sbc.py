@@ -24,14 +24,17 @@ import xarray as xr
 
 from poolbench import cache as fit_cache
 from poolbench import metrics, records, storage
+from poolbench.centering import centeredness, centeredness_name, has_centeredness, placeholder, recentred
 from poolbench.data import response_dtype
-from poolbench.fit import environment_fault, error_message, log_densities
+from poolbench.fit import environment_fault, error_message, learned_inputs, learning_key, log_densities
 from poolbench.grid import ModelSpec, SbcKey, sbc_seeds
-from poolbench.models import PriorSimulator, beyond_drawable
+from poolbench.models import PriorSimulator, beyond_drawable, scaled_name
 from poolbench.samplers import CompiledModels, SamplerSettings
 from poolbench.simulate import design, scenario_trials
 from poolbench.priors import design_scales
-from poolbench.variants import DATA_RULE, LIKELIHOODS, TRIALS, VARIANTS
+from poolbench.variants import (
+    DATA_RULE, HIERARCHICAL, LIKELIHOODS, TRIALS, VARIANTS, partially_centered, population_mean, population_sd,
+)
 
 # The calibration's derived test quantity, reported in the ranks table like a parameter.
 LOG_LIKELIHOOD = "log_likelihood"
@@ -119,12 +122,17 @@ class SbcBatch:
         if self.fit_prior.get("rule") == DATA_RULE:
             arrays |= design_scales(scenario, x, VARIANTS[spec.variant].has_intercept, spec.likelihood)
         n_groups = scenario["n_groups"]
+        # The prior's draws do not depend on a partially centered model's lambda (theta ~
+        # N(mu, sigma) whatever it is): they are drawn under 1/2, the fit gets the data's.
+        drawn_centeredness = placeholder(n_groups, spec.variant) if has_centeredness(spec.parameterisation) else {}
+        arrays |= drawn_centeredness
         identity = {
             "model": spec.name, "variant": spec.variant, "parameterisation": spec.parameterisation,
-            "likelihood": spec.likelihood, "prior": spec.prior, "backend": settings.backend,
+            "likelihood": spec.likelihood, "prior": spec.prior, "backend": settings.label,
             "scenario": key.scenario, "target_accept": key.target_accept, "simulation": key.simulation,
         }
         record = identity | {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+                             "adaptation": settings.adaptation,
                              "hdi_prob": np.nan, "random_seed": fit_seed, "compile_seconds": 0.0, "_cached": False}
         try:
             drawn, y = self.simulator(arrays, n_groups)(arrays, prior_seed)
@@ -136,9 +144,11 @@ class SbcBatch:
         truth = {name: drawn[name] for name in self.names}
         free = {name: value for name, value in drawn.items() if name not in self.names}
         arrays["y"] = np.asarray(y, dtype=response_dtype(spec.likelihood))
+        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation)
         cache_key = fit_cache.fit_key(
             fit_cache.arrays_digest(arrays), n_groups,
-            {"model": spec.name, "likelihood": spec.likelihood, "specification": self.models.specification(arrays, n_groups)},
+            {"model": spec.name, "likelihood": spec.likelihood, "specification": self.models.specification(arrays, n_groups)}
+            | learning_key(spec),
             self.fit_prior, settings.decides_draws(), key.target_accept, fit_seed,
         )
         hit = self.cache.get(cache_key, identity, posterior_required=False)
@@ -150,6 +160,8 @@ class SbcBatch:
         try:
             sampler = self.models.get(arrays, n_groups)
             start = time.perf_counter()
+            arrays, learning = learned_inputs(spec, self.fit_prior, arrays, n_groups, fit_seed)
+            free = self.recentred(free, truth, drawn_centeredness, arrays)
             tree = sampler.sample(arrays, fit_seed, key.target_accept)
         except Exception as exc:
             if storage.is_environment_error(exc):
@@ -157,7 +169,8 @@ class SbcBatch:
             log.exception("simulation fit failed: %s %s", spec.structure, key)
             return record | {"status": "failed", "error": error_message(exc),
                              "sampling_seconds": time.perf_counter() - start}, [], False
-        sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", time.perf_counter() - start))}
+        sampling = {"sampling_seconds": float(tree["posterior"].attrs.get("sampling_time", time.perf_counter() - start - learning))
+                    + learning}
         computed = self.metrics(tree, truth, self.log_likelihood_rank(sampler, tree, free | truth, arrays))
         try:
             self.cache.put_record(cache_key, identity, sampling, computed)
@@ -166,6 +179,18 @@ class SbcBatch:
                 raise environment_fault(exc, f"storing the simulation fit {spec.structure} {key}") from exc
             raise
         return record | sampling | computed["record"], computed["ranks"], False
+
+    def recentred(self, free: dict, truth: dict, drawn: dict, arrays: dict) -> dict:
+        """The true free parameters under the fit's centeredness (`arrays`) where they were
+        drawn under another (`drawn`): what the true log-likelihood is evaluated at."""
+        unit = scaled_name if self.fit_prior.get("rule") == DATA_RULE else (lambda name: name)
+        free, values = dict(free), free | truth
+        for coefficient in (c for c, kind in VARIANTS[self.spec.variant].terms.items() if kind == HIERARCHICAL):
+            name, lam = partially_centered(coefficient), centeredness_name(coefficient)
+            if name in free and lam in drawn:
+                free[name] = recentred(free[name], values[unit(population_mean(coefficient))],
+                                       values[unit(population_sd(coefficient))], drawn[lam], arrays[lam])
+        return free
 
     def metrics(self, tree: xr.DataTree, truth: dict, log_likelihood: dict) -> dict:
         record = {"status": "ok", "error": "", **metrics.sampler_diagnostics(tree)}

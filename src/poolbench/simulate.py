@@ -54,17 +54,33 @@ def _negative_binomial(rng, eta: np.ndarray, noise: np.ndarray, scenario: dict) 
 SIMULATORS = {NORMAL: _normal, BINOMIAL: _binomial, POISSON: _poisson, NEGATIVE_BINOMIAL: _negative_binomial}
 
 
-def group_index(n_groups: int, points_per_group: int, minority_points: int) -> np.ndarray:
-    """Group of each observation, in the tutorial's order: `points_per_group * [0..G-2]`
-    (majority groups interleaved) followed by `minority_points * [G-1]`."""
+def group_index(n_groups: int, points_per_group: int, minority_points: int, sizes: str = "equal") -> np.ndarray:
+    """Group of each observation. Equal sizes, in the tutorial's order:
+    `points_per_group * [0..G-2]` (majority groups interleaved) followed by
+    `minority_points * [G-1]`. Geometric sizes (`geometric_sizes`): each group's
+    observations together, group 0 first, so the minority group's are still last."""
+    if sizes == "geometric":
+        return np.repeat(np.arange(n_groups), geometric_sizes(n_groups, points_per_group, minority_points))
     majority = np.tile(np.arange(n_groups - 1), points_per_group)
     return np.concatenate([majority, np.full(minority_points, n_groups - 1)])
+
+
+def geometric_sizes(n_groups: int, largest: int, smallest: int) -> np.ndarray:
+    """Group sizes falling geometrically from `largest` (group 0) to `smallest` (the last),
+    rounded (8 groups from 100 to 2: 100, 57, 33, 19, 11, 6, 3, 2)."""
+    steps = np.arange(n_groups) / (n_groups - 1)
+    return np.maximum(1, np.rint(largest * (smallest / largest) ** steps)).astype(int)
+
+
+def _groups(scenario: dict) -> np.ndarray:
+    return group_index(scenario["n_groups"], scenario["points_per_group"], _minority(scenario),
+                       scenario.get("group_sizes", "equal"))
 
 
 def design(scenario: dict, rng_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A scenario's design without its responses: the group and x of each observation,
     drawn as `simulate` draws them (used by simulation-based calibration)."""
-    groups = group_index(scenario["n_groups"], scenario["points_per_group"], _minority(scenario))
+    groups = _groups(scenario)
     rng = np.random.default_rng(rng_seed)
     return groups, rng.standard_normal(len(groups))
 
@@ -90,7 +106,7 @@ def simulate(
     level is not part of the seed, so all levels share the same clean data.
     """
     minority_points = _minority(scenario)
-    groups = group_index(scenario["n_groups"], scenario["points_per_group"], minority_points)
+    groups = _groups(scenario)
     n = len(groups)
     if scenario["rng"] == "legacy":
         rng_seed = seed

@@ -26,8 +26,15 @@ HIERARCHICAL = "hierarchical"  # per group, drawn around a population mean with 
 
 CENTERED = "centered"
 NONCENTERED = "noncentered"
+# Per group between the two (poolbench.centering): centeredness lambda_j from the data's
+# efficient centeredness (PARTIAL), rounded to 0 or 1 (MIXED), or learned by a short
+# variational run before sampling (LEARNED; Gorinova, Moore & Hoffman 2020).
+PARTIAL = "partial"
+MIXED = "mixed"
+LEARNED = "learned"
 NO_PARAMETERISATION = "none"
-PARAMETERISATIONS = (CENTERED, NONCENTERED)
+PURE_PARAMETERISATIONS = (CENTERED, NONCENTERED)
+PARAMETERISATIONS = (*PURE_PARAMETERISATIONS, PARTIAL, MIXED, LEARNED)
 
 # Posterior variable names. Kept here, away from PyMC, so plots and reports share them.
 SLOPE = "slope"
@@ -56,6 +63,11 @@ def population_sd(coefficient: str) -> str:
 def standardised(coefficient: str) -> str:
     """The non-centered parameterisation's standard-normal offsets, e.g. 'z_slope'."""
     return f"z_{coefficient}"
+
+
+def partially_centered(coefficient: str) -> str:
+    """A partially centered parameterisation's free coefficients theta~_j, e.g. 'tilde_slope'."""
+    return f"tilde_{coefficient}"
 
 
 MU = population_mean(SLOPE)

@@ -28,7 +28,7 @@ logger.info(
 logger.info("declared: mem_mb=%s, runtime=%s min", snakemake.resources.get("mem_mb"), snakemake.resources.get("runtime"))
 w, params, output = snakemake.wildcards, snakemake.params, snakemake.output
 spec = ModelSpec.from_name(w.model, w.likelihood, w.prior)
-settings = SamplerSettings(backend=w.backend, threads=snakemake.threads, **params.sampler)
+settings = SamplerSettings.from_label(w.backend, threads=snakemake.threads, **params.sampler)
 data = DataSource(
     tables={name: DatasetTable(path) for name, path in zip(params.tables, snakemake.input.tables)},
     truths={name: read_truths(path) for name, path in zip(params.truths, snakemake.input.truths)},

@@ -1,0 +1,177 @@
+"""How far each group's coefficient is centered: the partial and mixed parameterisations.
+
+A hierarchical coefficient theta_j ~ N(mu, sigma) can be sampled centered (theta_j itself)
+or non-centered (mu + sigma * z_j). Partial centering (Papaspiliopoulos, Roberts & Sköld
+2007) interpolates per group with its centeredness lambda_j in [0, 1]:
+
+    theta~_j ~ N(lambda_j * mu, sigma ** lambda_j),
+    theta_j  = mu + sigma ** (1 - lambda_j) * (theta~_j - lambda_j * mu),
+
+centered at lambda = 1, non-centered at 0, and theta_j ~ N(mu, sigma) for every lambda (the
+posterior is the same; only the geometry the sampler sees changes). For a normal hierarchy
+the efficient choice is
+
+    w_j = tau^2 I_j / (tau^2 I_j + sigma_y^2),
+
+the share of group j's posterior precision that comes from its data: I_j is its
+information on the coefficient (n_j for an intercept, sum of x^2 over the group for a
+slope), tau the spread of the coefficient over groups and sigma_y the noise. `partial`
+uses lambda_j = w_j, `mixed` rounds it (centered where w_j >= 1/2). tau and sigma_y come
+from a deterministic pilot (`pilot`), documented in config/README.md ("Partial
+centering"). Nothing here imports PyMC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poolbench.variants import (
+    HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, TRIALS, VARIANTS,
+)
+
+# The parameterisations whose centeredness is computed here, from the data.
+FROM_DATA = (PARTIAL, MIXED)
+# Where `mixed` centers a group: its efficient centeredness at least this.
+MIXED_THRESHOLD = 0.5
+
+
+def centeredness_name(coefficient: str) -> str:
+    """The pm.Data name (and the groups table's column) of a coefficient's lambda_j."""
+    return f"{coefficient}_centeredness"
+
+
+def working_response(arrays: dict, likelihood: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(z, weights, noise_known): the data as a normal regression on the link's scale.
+
+    The identity link: z = y, weight 1, the noise to be estimated. A link family: one
+    Newton step of its GLM from the pooled rate (iteratively reweighted least squares'
+    first step), z = eta + (y - mu) / (dmu/deta) with weight (dmu/deta)^2 / Var(y), whose
+    noise is 1 by construction. The pooled rate is shrunk by half an observation (no
+    infinite logit or log where every trial succeeds or no count is seen)."""
+    family = LIKELIHOODS[likelihood]
+    y = np.asarray(arrays["y"], dtype="float64")
+    n = max(len(y), 1)
+    if family.link == LOGIT_LINK:
+        trials = np.asarray(arrays[TRIALS], dtype="float64")
+        rate = (y.sum() + 0.5) / (trials.sum() + 1.0)
+        weights = trials * rate * (1 - rate)
+        return np.log(rate / (1 - rate)) + (y - trials * rate) / np.maximum(weights, 1e-300), weights, True
+    if family.link == LOG_LINK:
+        mean = (y.sum() + 0.5) / n
+        # A negative binomial's Var = mu + (phi mu)^2, phi^2 by the moments of y (0: Poisson).
+        phi2 = max(0.0, (float(np.var(y)) - mean) / mean**2) if family.robust else 0.0
+        weights = np.full(len(y), mean / (1 + phi2 * mean))
+        return np.log(mean) + (y - mean) / mean, weights, True
+    return y, np.ones(len(y)), False
+
+
+def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str) -> dict[str, tuple[float, float, np.ndarray]]:
+    """Per hierarchical coefficient: (tau^2, sigma_y^2, I_j), the pilot's estimates.
+
+    Each group's own weighted least-squares fit of z on its design (1 and x where the
+    model has an intercept, x alone where its line passes through the origin) gives an
+    estimate b_j with variance v_j. sigma_y^2: the pooled residual variance of those fits
+    over the groups with more observations than coefficients (the identity link; 1 for
+    a link family, whose weights carry it); where no group has, the residual variance of
+    one fit to all the data; where that has no residual degree of freedom either, 0.
+    tau^2: DerSimonian & Laird's (1986) method-of-moments estimate over the groups with
+    an estimate, 0 where fewer than two have one or the moments say no spread."""
+    z, weights, noise_known = working_response(arrays, likelihood)
+    x = np.asarray(arrays["x"], dtype="float64")
+    groups = np.asarray(arrays["group_idx"])
+    terms = VARIANTS[variant].terms
+    design = np.column_stack([np.ones_like(x), x]) if INTERCEPT in terms else x[:, None]
+    columns = {INTERCEPT: 0, "slope": design.shape[1] - 1}
+    p = design.shape[1]
+    estimates, variances, residual, dof = [], [], 0.0, 0
+    for g in range(n_groups):
+        rows = groups == g
+        X, W, Z = design[rows], weights[rows], z[rows]
+        precision = X.T @ (W[:, None] * X)
+        if len(Z) < p or np.linalg.matrix_rank(precision) < p:
+            estimates.append(None)
+            variances.append(None)
+            continue
+        b = np.linalg.solve(precision, X.T @ (W * Z))
+        estimates.append(b)
+        variances.append(np.diag(np.linalg.inv(precision)))
+        if len(Z) > p:
+            residual += float(W @ (Z - X @ b) ** 2)
+            dof += len(Z) - p
+    if noise_known:
+        noise2 = 1.0
+    elif dof > 0:
+        noise2 = residual / dof
+    elif len(z) > p and np.linalg.matrix_rank(design.T @ design) == p:
+        b = np.linalg.lstsq(design, z, rcond=None)[0]
+        noise2 = float(np.sum((z - design @ b) ** 2)) / (len(z) - p)
+    else:
+        noise2 = 0.0
+    out = {}
+    for coefficient, kind in terms.items():
+        if kind != HIERARCHICAL:
+            continue
+        c = columns[coefficient]
+        known = [(b[c], v[c] * noise2) for b, v in zip(estimates, variances) if b is not None]
+        tau2 = _dersimonian_laird(np.array([b for b, _ in known]), np.array([v for _, v in known]))
+        regressor = design[:, c]
+        information = np.bincount(groups, weights=weights * regressor**2, minlength=n_groups)[:n_groups]
+        out[coefficient] = (tau2, noise2, information)
+    return out
+
+
+def _dersimonian_laird(estimates: np.ndarray, variances: np.ndarray) -> float:
+    """tau^2 of estimates with known sampling variances (0 where undefined)."""
+    if len(estimates) < 2:
+        return 0.0
+    if not (variances > 0).all():  # an exact fit somewhere: the plain variance of the estimates
+        return float(np.var(estimates, ddof=1))
+    w = 1.0 / variances
+    mean = np.sum(w * estimates) / np.sum(w)
+    q = float(np.sum(w * (estimates - mean) ** 2))
+    denominator = float(np.sum(w) - np.sum(w**2) / np.sum(w))
+    return max(0.0, (q - (len(estimates) - 1)) / denominator) if denominator > 0 else 0.0
+
+
+def efficient_centeredness(tau2: float, noise2: float, information: np.ndarray) -> np.ndarray:
+    """w_j = tau^2 I_j / (tau^2 I_j + sigma_y^2), with 0/0 = 0: a group without
+    information, or no spread between groups, is non-centered; noise 0 with information
+    centers the group."""
+    numerator = tau2 * np.asarray(information, dtype="float64")
+    denominator = numerator + noise2
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+def centeredness(arrays: dict, n_groups: int, variant: str, likelihood: str, parameterisation: str) -> dict[str, np.ndarray]:
+    """The pm.Data values lambda_j of every hierarchical coefficient of a partial or mixed
+    model (`centeredness_name`), from the data alone: the same data give the same lambda,
+    bit for bit. Empty for the other parameterisations."""
+    if parameterisation not in FROM_DATA:
+        return {}
+    out = {}
+    for coefficient, (tau2, noise2, information) in pilot(arrays, n_groups, variant, likelihood).items():
+        w = efficient_centeredness(tau2, noise2, information)
+        out[centeredness_name(coefficient)] = (w >= MIXED_THRESHOLD).astype("float64") if parameterisation == MIXED else w
+    return out
+
+
+def placeholder(n_groups: int, variant: str) -> dict[str, np.ndarray]:
+    """lambda_j = 1/2 for every group: a model of a learned parameterisation before its
+    centeredness is learned (its draws from the prior do not depend on lambda)."""
+    return {name: np.full(n_groups, 0.5) for name in centeredness_names(variant)}
+
+
+def centeredness_names(variant: str) -> list[str]:
+    """The centeredness names of a variant's hierarchical coefficients."""
+    return [centeredness_name(c) for c, kind in VARIANTS[variant].terms.items() if kind == HIERARCHICAL]
+
+
+def has_centeredness(parameterisation: str) -> bool:
+    return parameterisation in (*FROM_DATA, LEARNED)
+
+
+def recentred(tilde: np.ndarray, mu, sigma, lam_from: np.ndarray, lam_to: np.ndarray) -> np.ndarray:
+    """theta~ of the same theta under another centeredness: from theta = mu +
+    sigma^(1 - lam_from) (tilde - lam_from mu), the theta~ that lam_to gives it (calibration
+    draws its truth under one lambda and fits under the data's)."""
+    return lam_to * mu + sigma ** (lam_to - lam_from) * (tilde - lam_from * mu)
