@@ -74,7 +74,7 @@ def test_sigint_mid_run_then_rerun_redoes_only_unfinished_jobs(tmp_path, tiny_ru
     process.communicate(timeout=120)
     done_before = fit_jobs_finished_in_log(tmp_path)
     assert 1 <= done_before < 4, "interrupt came too late to test anything"
-    rerun = snakemake(tmp_path, tiny_config())
+    rerun = snakemake(tmp_path, tiny_config(), "--until", "aggregate")  # the tables are compared
     log = rerun.stdout + rerun.stderr
     assert job_counts(log)["fit"] == 4 - done_before  # only the unfinished fit jobs
     assert_no_partial_or_broken_files(tmp_path)
@@ -131,7 +131,7 @@ def test_sigkill_of_a_fit_process_fails_that_job_only_and_a_rerun_completes(tmp_
     assert process.returncode != 0 and "Error in rule fit" in output
     assert "(Rule: aggregate)" not in output  # nothing is built on a broken job
 
-    rerun = snakemake(run, slow_config())
+    rerun = snakemake(run, slow_config(), "--until", "aggregate")  # the tables are compared
     assert 1 <= job_counts(rerun.stdout + rerun.stderr)["fit"] <= 2
     # The killed job's finished fits came back from the cache: only the rest were sampled.
     for log in killed:
@@ -158,28 +158,34 @@ def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_pa
     logs = [log.read_text() for log in (run / R / "logs/fit").rglob("*.log")]
     assert any("is gone: stopping this job" in log for log in logs)
     snakemake(run, slow_config(), "--unlock")
-    snakemake(run, slow_config())
+    snakemake(run, slow_config(), "--until", "aggregate")  # the tables are compared
     assert_no_partial_or_broken_files(run)
     assert not list((run / "results/cache").rglob("*.partial"))
     pd.testing.assert_frame_equal(fits_table(run), fits_table(uninterrupted_slow_run))
 
 
 @pytest.mark.slow
-def test_eight_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_as_one_core(tmp_path):
-    """--cores 8 on 2 CPUs starts all 8 fit jobs (4 models x nutpie and PyMC's sampler, which
-    compiles C code under PyTensor's compile lock) at once, each compiling into an empty
-    PyTensor/numba cache; --cores 1 runs them one by one. Same numbers either way."""
+def test_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_and_lambda_as_one_core(tmp_path):
+    """--cores 8 on 2 CPUs starts all 4 fit jobs (the centered and the partially centered
+    model x nutpie and PyMC's sampler, which compiles C code under PyTensor's compile lock)
+    at once, each compiling into an empty PyTensor/numba cache; --cores 1 runs them one by
+    one. Same numbers either way, and the same lambda of every group (issue #28)."""
     config = tiny_config(seeds=[0])
+    config["models"] |= {"variants": ["hierarchical"], "parameterisations": ["centered", "partial"]}
     config["sampler"] |= {"backends": ["nutpie", "pymc"], "target_accept": [0.8], "draws": 100, "tune": 100}
     fresh_caches = {
         "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pytensor'}",
         "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
     }
     parallel = snakemake(tmp_path / "parallel", config, cores=8, env=fresh_caches)
-    assert job_counts(parallel.stdout + parallel.stderr)["fit"] == 8
+    assert job_counts(parallel.stdout + parallel.stderr)["fit"] == 4
     assert (tmp_path / "pytensor").is_dir()  # the jobs really compiled into the fresh cache
     snakemake(tmp_path / "serial", config, "--until", "aggregate", cores=1)  # the tables are compared
     pd.testing.assert_frame_equal(fits_table(tmp_path / "parallel"), fits_table(tmp_path / "serial"))
+    groups = [pd.read_parquet(tmp_path / run / R / "tables/groups.parquet") for run in ("parallel", "serial")]
+    pd.testing.assert_frame_equal(*groups)
+    partial = groups[0][groups[0]["model"] == "hierarchical_partial"]
+    assert len(partial) and partial["slope_centeredness"].between(0, 1).all()
     # The same two-backend run's report states each finding per backend, never pooled.
     findings = re.findall(r"<li>(.*?)</li>", (tmp_path / "parallel" / R / "report.html").read_text(), re.S)
     prefixed = [text for text in findings if text.startswith(("[nutpie] ", "[pymc] "))]
@@ -270,7 +276,7 @@ def test_a_truncated_posterior_gives_a_clear_error_whose_advice_works(finished_c
     relative = posterior.relative_to(finished_copy)
     assert f"{relative}: cannot read this NetCDF posterior" in output
     advice = re.search(r"`snakemake (--forcerun \S+)`", output)[1].split()
-    snakemake(finished_copy, tiny_config(), *advice)
+    snakemake(finished_copy, tiny_config(), *advice, "--until", "plot_posterior")  # the advice, up to the figure
     read_posterior(posterior)
     assert storage.file_sha256(posterior) == storage.file_sha256(entry)
     assert (finished_copy / R / "figures/posterior/unpooled.png").exists()
@@ -443,7 +449,7 @@ def test_a_full_disk_fails_the_run_loudly_and_a_rerun_after_freeing_space_comple
         assert not (run / "results/tiny/tables/fits.parquet").exists()  # no fit recorded as failed
         subprocess.run(["umount", str(cache)], check=True)
         assert mount_tmpfs(cache, "100m")  # space freed (an empty cache, as after a cleanup)
-        snakemake(run, small_config())
+        snakemake(run, small_config(), "--until", "aggregate")  # the tables are compared
     finally:
         subprocess.run(["umount", str(cache)], capture_output=True)
     fits = pd.read_parquet(run / "results/tiny/tables/fits.parquet")
@@ -530,7 +536,7 @@ def _resolved_config(run: Path) -> dict:
 def test_a_new_target_accept_samples_only_the_new_fits(finished_copy):
     config = tiny_config()
     config["sampler"]["target_accept"] = [0.8, 0.9, 0.99]
-    snakemake(finished_copy, config)
+    snakemake(finished_copy, config, "--until", "aggregate")  # the fit jobs and their table
     logs = [p.read_text() for p in (finished_copy / R / "logs/fit").rglob("*.log")]
     # Each job: 8 datasets x 3 target_accepts, 16 of them already sampled.
     assert len(logs) == 4 and all("24 fits, 16 from the cache" in log for log in logs)
@@ -644,7 +650,7 @@ def test_a_deleted_posterior_of_a_good_fit_is_an_error_naming_it_not_a_failed_fi
     assert result.returncode != 0
     assert f"{posterior.relative_to(finished_copy)}: missing, though the fit it belongs to succeeded" in output
     advice = re.search(r"`snakemake (--forcerun \S+)`", output)[1].split()
-    snakemake(finished_copy, tiny_config(), *advice)
+    snakemake(finished_copy, tiny_config(), *advice, "--until", rule)  # the advice, up to the figure
     read_posterior(posterior)
     assert (finished_copy / R / "figures" / figure).exists()
 

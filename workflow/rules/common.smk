@@ -189,6 +189,13 @@ def family_output(name):
     )
 
 
+def family_figures(name):
+    """The report's input from a figure family: its directory, or nothing where the run has
+    no such figure (no calibration, real data or map): no job starts only to draw none.
+    """
+    return [P.directory(f"figures/{name}")] if PLAN.family_items()[name] else []
+
+
 def get_report_figures():
     """Every figure of the HTML report, in order (poolbench.plan.Plan.report_figures)."""
     return PLAN.report_figures(Path(workflow.basedir) / "workflow/report")

@@ -11,12 +11,12 @@ rule html_report:
         parameterisation=rules.aggregate.output.parameterisation_parquet,
         comparison=rules.compare_real.output.comparison_parquet,
         summary_figures=rules.plot_summary.output,
-        posterior_figures=rules.plot_posterior.output.figures,
-        funnel_figures=rules.plot_funnel.output.figures,
-        calibration_figures=rules.plot_calibration.output.figures,
-        real_figures=rules.plot_real.output.figures,
-        map_figures=rules.plot_map.output.figures,
-        model_graphs=rules.model_graph.output.graphs,
+        posterior_figures=family_figures("posterior"),
+        funnel_figures=family_figures("funnel"),
+        calibration_figures=family_figures("calibration"),
+        real_figures=family_figures("real"),
+        map_figures=family_figures("map"),
+        model_graphs=family_figures("models"),
     output:
         html=P.report,
         findings=report(
