@@ -166,19 +166,19 @@ def test_sigkill_of_snakemake_itself_stops_its_jobs_and_a_rerun_completes(tmp_pa
 
 @pytest.mark.slow
 def test_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_and_lambda_as_one_core(tmp_path):
-    """--cores 8 on 2 CPUs starts all 4 fit jobs (the centered and the partially centered
-    model x nutpie and PyMC's sampler, which compiles C code under PyTensor's compile lock)
-    at once, each compiling into an empty PyTensor/numba cache; --cores 1 runs them one by
-    one. Same numbers either way, and the same lambda of every group (issue #28)."""
+    """--cores 8 on 2 CPUs starts all 6 fit jobs (the centered, non-centered and partially
+    centered model x nutpie and PyMC's sampler, which compiles C code under PyTensor's
+    compile lock) at once, each compiling into an empty PyTensor/numba cache; --cores 1 runs
+    them one by one. Same numbers either way, and the same lambda of every group (issue #28)."""
     config = tiny_config(seeds=[0])
-    config["models"] |= {"variants": ["hierarchical"], "parameterisations": ["centered", "partial"]}
+    config["models"] |= {"variants": ["hierarchical"], "parameterisations": ["centered", "noncentered", "partial"]}
     config["sampler"] |= {"backends": ["nutpie", "pymc"], "target_accept": [0.8], "draws": 100, "tune": 100}
     fresh_caches = {
         "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pytensor'}",
         "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
     }
     parallel = snakemake(tmp_path / "parallel", config, cores=8, env=fresh_caches)
-    assert job_counts(parallel.stdout + parallel.stderr)["fit"] == 4
+    assert job_counts(parallel.stdout + parallel.stderr)["fit"] == 6
     assert (tmp_path / "pytensor").is_dir()  # the jobs really compiled into the fresh cache
     snakemake(tmp_path / "serial", config, "--until", "aggregate", cores=1)  # the tables are compared
     pd.testing.assert_frame_equal(fits_table(tmp_path / "parallel"), fits_table(tmp_path / "serial"))
@@ -191,6 +191,9 @@ def test_parallel_fit_jobs_on_a_fresh_compile_cache_give_the_same_numbers_and_la
     prefixed = [text for text in findings if text.startswith(("[nutpie] ", "[pymc] "))]
     assert any(t.startswith("[nutpie] ") for t in prefixed) and any(t.startswith("[pymc] ") for t in prefixed)
     assert not [t for t in findings if t.startswith(("In the ", "Trap:"))]  # no unprefixed simulated finding
+    table = pd.read_parquet(tmp_path / "parallel" / R / "tables/findings.parquet")
+    kinds = table[table["kind"].isin(["trust", "funnel", "centering"])].groupby("backend")["kind"].agg(set)
+    assert kinds.to_dict() == {"nutpie": {"trust", "funnel", "centering"}, "pymc": {"trust", "funnel", "centering"}}, kinds
     # Threads pinned: every fit job ran single-threaded BLAS/OpenMP.
     for log in (tmp_path / "parallel" / R / "logs/fit").rglob("*.log"):
         threads = re.search(r"BLAS/OpenMP threads: (.*)", log.read_text())[1]
