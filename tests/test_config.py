@@ -217,6 +217,17 @@ BAD = {
         "models/likelihoods", ["normal", "poisson"],
         ["models/likelihoods: ['poisson'] fit(s) no scenario or data set (their outcomes: ['continuous'])"],
     ),
+    # A data set may fit only some of the families for its outcome, never others (tiny.yaml
+    # fits the normal likelihood only).
+    "a data set's likelihood that models/likelihoods does not fit": (
+        "datasets", {"d": {"csv": "d.csv", "likelihoods": ["student_t"]}},
+        ["datasets/d/likelihoods: ['student_t'] not among the families of models/likelihoods for its continuous "
+         "outcome: ['normal']"],
+    ),
+    "a data set's likelihood of another outcome": (
+        "datasets", {"d": {"csv": "d.csv", "likelihoods": ["poisson"]}},
+        ["datasets/d/likelihoods: ['poisson'] not among the families"],
+    ),
     "unknown family of a scenario": (
         "scenarios/hard/family", "student_t",
         ["'student_t' is not one of ['normal', 'binomial', 'poisson', 'negative_binomial']"],
@@ -381,3 +392,18 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, path, value, fr
     for part in [fragment] if isinstance(fragment, str) else fragment:
         assert part in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_data_sets_likelihoods_restrict_its_fits_and_a_family_fitted_nowhere_is_refused():
+    from poolbench import grid
+
+    config = changed("models/likelihoods", ["normal", "student_t"])
+    config["datasets"] = {"d": {"csv": "d.csv", "likelihoods": ["normal"]}}
+    check(config)  # (fills in the schema's defaults)
+    planned = config
+    assert {s.likelihood for s in grid.dataset_specs(planned, "d")} == {"normal"}
+    assert {s.likelihood for s in grid.simulated_specs(planned)} == {"normal", "student_t"}
+    # Without simulated scenarios no data set fits student_t: refused, not planned empty.
+    config["scenarios"], config["sbc"]["scenarios"] = {}, []
+    with pytest.raises((WorkflowError, config_checks.ConfigError), match=r"models/likelihoods: \['student_t'\] fit\(s\) no"):
+        check(config)

@@ -41,18 +41,20 @@ def test_every_fit_of_every_model_is_in_exactly_one_job_within_the_job_size():
                        for job in jobs)
 
 
-def test_the_default_plan_has_eighteen_fit_jobs_reading_their_own_tables(default_plan):
+def test_the_default_plan_has_fourteen_fit_jobs_reading_their_own_tables(default_plan):
     # 4 simulated-data models x 2 likelihoods, the hierarchical ones with the normal likelihood
-    # again under the data rule (hard only), and radon's 4 intercept models x 2 likelihoods.
-    assert len(default_plan.jobs) == 18
+    # again under the data rule (hard only), and radon's 4 intercept models with the normal
+    # likelihood only (its `likelihoods`).
+    assert len(default_plan.jobs) == 14
     data_scaled = [job for job in default_plan.jobs.values() if job.spec.prior == "data_scaled"]
     assert len(data_scaled) == 2 and all(job.tables == ["hard"] for job in data_scaled)
     radon = [job for job in default_plan.jobs.values() if job.real_datasets]
-    assert len(radon) == 8 and all(job.tables == ["radon"] and not job.simulations for job in radon)
+    assert len(radon) == 4 and all(job.tables == ["radon"] and not job.simulations for job in radon)
+    assert {job.spec.likelihood for job in radon} == {"normal"}
     assert all(len(job.fits) == 3 for job in radon)  # one per target_accept
     tutorial = default_plan.job("hierarchical_noncentered", "student_t", "default", "nutpie", "simulated-p0")
-    assert tutorial.tables == ["tutorial", "hard"] and len(tutorial.fits) == 2 * 2 * 3 * 3
-    assert len(tutorial.simulations) == 100
+    assert tutorial.tables == ["tutorial", "hard"] and len(tutorial.fits) == 2 * 2 * 2 * 3
+    assert len(tutorial.simulations) == 50
 
 
 @pytest.mark.parametrize("config", ["default", "split"])
@@ -76,9 +78,9 @@ def test_jobs_others_wait_on_first_then_the_costliest_fit_jobs_then_real_data_fi
     # Then radon's, which LOO waits for, ahead of every other simulated fit job.
     radon = {job.id: priority[job.id] for job in plan.jobs.values() if job.real_datasets}
     others = [p for job_id, p in priority.items() if job_id not in radon and p != top]
-    assert len(radon) == 8 and min(radon.values()) > max(others)
-    # Among themselves, by cost: the hierarchical Student-t radon fits before the pooled normal ones.
-    assert (priority["varying_intercepts_noncentered", "student_t", "default", "nutpie", "radon-p0"]
+    assert len(radon) == 4 and min(radon.values()) > max(others)
+    # Among themselves, by cost: the hierarchical radon fits before the pooled ones.
+    assert (priority["varying_intercepts_noncentered", "normal", "default", "nutpie", "radon-p0"]
             > priority["pooled_intercept", "normal", "default", "nutpie", "radon-p0"])
 
 
@@ -120,7 +122,7 @@ def test_the_figures_show_the_showcase_fits_the_plan_does(default_plan):
     assert list(tutorial) == ["pooled", "unpooled", "hierarchical_centered", "hierarchical_noncentered"]
     assert all(p in planned and paths.posterior_identity(p)["scenario"] == "tutorial" for p in tutorial.values())
     real = default_plan.real_fits()
-    assert len(real) == 8 and len({fit.label for fit in real}) == 8
+    assert len(real) == 4 and len({fit.label for fit in real}) == 4  # radon: 4 models, normal only
     assert all(fit.posterior in planned and paths.posterior_identity(fit.posterior)["target_accept_label"] == "0.99"
                for fit in real)
     assert set(default_plan.real_posteriors()) == {p for p in planned if "/radon/" in p}

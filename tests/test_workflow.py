@@ -48,13 +48,13 @@ def planned_priorities(output: str) -> dict[str, dict[str, float]]:
 
 @pytest.mark.slow
 def test_snakemake_plans_the_whole_grid_as_the_plan_does(tmp_path):
-    # A simulate job per scenario (each writing 2 outlier levels x 3 seeds datasets into one
+    # A simulate job per scenario (each writing 2 outlier levels x 2 seeds datasets into one
     # table) and one prepare job for radon; the plan's fit jobs (tests/test_plan.py), with its
     # priorities; one job for all plate diagrams and one per figure family.
     result = snakemake(tmp_path, REPO / "config/config.yaml", "--dry-run")
     counts = job_counts(result.stdout)
     assert counts["simulate"] == 2 and counts["prepare_dataset"] == 1
-    assert counts["fit"] == 18 and "sbc" not in counts  # calibration runs in the fit jobs
+    assert counts["fit"] == 14 and "sbc" not in counts  # calibration runs in the fit jobs
     assert counts["model_graph"] == 1 and counts["plot_posterior"] == 1 and counts["plot_funnel"] == 1
     assert counts["aggregate"] == 1 and counts["html_report"] == 1
     planned = set(re.findall(r"results/tutorial/datasets/\S+?\.parquet", result.stdout))

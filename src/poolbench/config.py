@@ -195,10 +195,17 @@ def _family_problems(config: dict, scenarios: dict) -> list[str]:
     fitted = config["models"]["likelihoods"]
     owners = [(f"scenarios/{name}", scenario) for name, scenario in config["scenarios"].items()]
     owners += [(f"datasets/{name}", dataset) for name, dataset in config["datasets"].items()]
-    outcomes = set()
+    outcomes, used = set(), set()
     for where, block in owners:
         family = LIKELIHOODS[block.get("family", DEFAULT_LIKELIHOOD)]
         outcomes.add(family.outcome)
+        listed = block.get("likelihoods")
+        if listed is not None:
+            wrong = [name for name in listed if name not in families_for(family.outcome, fitted)]
+            if wrong:
+                problems.append(f"{where}/likelihoods: {wrong} not among the families of models/likelihoods for its "
+                                f"{family.outcome} outcome: {families_for(family.outcome, fitted)}")
+        used |= set(listed if listed is not None else families_for(family.outcome, fitted))
         if not families_for(family.outcome, fitted):
             problems.append(f"{where}/family: {family.name}, but models/likelihoods {fitted} lists no family for "
                             f"{family.outcome} outcomes (one of {families_for(family.outcome, LIKELIHOODS)})")
@@ -215,7 +222,7 @@ def _family_problems(config: dict, scenarios: dict) -> list[str]:
                             "`success` labels yes/no rows of one trial each, a trials column makes y a count of "
                             "successes; give one")
     if owners:
-        unused = [name for name in fitted if LIKELIHOODS[name].outcome not in outcomes]
+        unused = [name for name in fitted if name not in used]
         if unused:
             problems.append(f"models/likelihoods: {unused} fit(s) no scenario or data set (their outcomes: "
                             f"{sorted(outcomes)}); remove them or add data of their outcome")

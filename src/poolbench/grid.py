@@ -199,6 +199,13 @@ def family_fits(config: dict, likelihood: str, **where) -> bool:
     return LIKELIHOODS[likelihood].outcome == LIKELIHOODS[family_of(config, **where)].outcome
 
 
+def dataset_fits(config: dict, likelihood: str, dataset: str) -> bool:
+    """Whether a model of family `likelihood` is fitted to a real data set: of its outcome,
+    and listed by its `likelihoods` where it lists them."""
+    listed = config["datasets"][dataset].get("likelihoods")
+    return family_fits(config, likelihood, dataset=dataset) and (listed is None or likelihood in listed)
+
+
 def scenario_base(config: dict, scenario: str) -> str:
     """The config's name of a scenario, also of one of its `vary` expansions."""
     if scenario in config["scenarios"]:
@@ -221,7 +228,7 @@ def specs(variants: list[str], config: dict, **where) -> list[ModelSpec]:
         ):
             if not prior_set_covers(config, prior, variant=variant, likelihood=likelihood, **where):
                 continue
-            if "dataset" in where and not family_fits(config, likelihood, dataset=where["dataset"]):
+            if "dataset" in where and not dataset_fits(config, likelihood, where["dataset"]):
                 continue
             if simulated and not any(prior_set_covers(config, prior, scenario=s) and family_fits(config, likelihood, scenario=s)
                                      for s in scenarios(config)):
