@@ -215,7 +215,13 @@ BAD = {
     ),
     "a family that fits nothing": (
         "models/likelihoods", ["normal", "poisson"],
-        ["models/likelihoods: ['poisson'] fit(s) no scenario or data set (their outcomes: ['continuous'])"],
+        ["models/likelihoods: 'poisson' fits no scenario or data set (their outcomes: ['continuous']); remove it "
+         "or add data of its count outcome"],
+    ),
+    # A prior set whose scope leaves nothing to fit is a mistake, not an empty axis.
+    "a prior set fitted to no model": (
+        "models/prior_sets", {"weak": {"scenarios": [], "datasets": [], "hierarchical": {"sigma_sd": 1.0}}},
+        ["models/prior_sets/weak: fitted to no model"],
     ),
     # A data set may fit only some of the families for its outcome, never others (tiny.yaml
     # fits the normal likelihood only).
@@ -405,5 +411,6 @@ def test_a_data_sets_likelihoods_restrict_its_fits_and_a_family_fitted_nowhere_i
     assert {s.likelihood for s in grid.simulated_specs(planned)} == {"normal", "student_t"}
     # Without simulated scenarios no data set fits student_t: refused, not planned empty.
     config["scenarios"], config["sbc"]["scenarios"] = {}, []
-    with pytest.raises((WorkflowError, config_checks.ConfigError), match=r"models/likelihoods: \['student_t'\] fit\(s\) no"):
+    with pytest.raises((WorkflowError, config_checks.ConfigError), match=r"models/likelihoods: 'student_t' fits no scenario or data set: the data "
+                       r"sets of its continuous outcome leave it out of their `likelihoods`"):
         check(config)

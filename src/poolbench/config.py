@@ -154,6 +154,11 @@ def consistency_problems(config: dict) -> list[str]:
                     f"digits ({label}); give distinct values"
                 )
     problems += _prior_set_problems(config)
+    if not problems:  # the plan needs a config that holds together
+        planned = {spec.prior for spec in grid.model_specs(config)}
+        problems += [f"models/prior_sets/{name}: fitted to no model: its variants, likelihoods, scenarios and "
+                     "datasets (with each data set's own `likelihoods`) leave nothing to fit; widen its scope or "
+                     "remove it" for name in config["models"]["prior_sets"] if name not in planned]
     problems += _plot_problems(config, scenarios)
     problems += _thin_problems(config)
     for name in config["sbc"]["scenarios"]:
@@ -223,9 +228,14 @@ def _family_problems(config: dict, scenarios: dict) -> list[str]:
                             "successes; give one")
     if owners:
         unused = [name for name in fitted if name not in used]
-        if unused:
-            problems.append(f"models/likelihoods: {unused} fit(s) no scenario or data set (their outcomes: "
-                            f"{sorted(outcomes)}); remove them or add data of their outcome")
+        for name in unused:
+            if LIKELIHOODS[name].outcome in outcomes:  # its data are there: a `likelihoods` list leaves it out
+                problems.append(f"models/likelihoods: {name!r} fits no scenario or data set: the data sets of its "
+                                f"{LIKELIHOODS[name].outcome} outcome leave it out of their `likelihoods`; remove it "
+                                "or list it in datasets/<name>/likelihoods")
+            else:
+                problems.append(f"models/likelihoods: {name!r} fits no scenario or data set (their outcomes: "
+                                f"{sorted(outcomes)}); remove it or add data of its {LIKELIHOODS[name].outcome} outcome")
     for name, scenario in scenarios.items():
         family = LIKELIHOODS[scenario.get("family", DEFAULT_LIKELIHOOD)]
         if not family.discrete:

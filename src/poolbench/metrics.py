@@ -48,10 +48,14 @@ def _stat(sample_stats: xr.Dataset, aliases: tuple[str, ...]) -> xr.DataArray | 
     return next((sample_stats[a] for a in aliases if a in sample_stats), None)
 
 
-def _over_all_variables(diagnostic: xr.DataTree, reduce) -> float:
-    """`reduce` (np.nanmin or np.nanmax) over every element of every posterior variable."""
-    values = [var.values.ravel() for var in diagnostic.to_dataset().data_vars.values()]
-    return float(reduce(np.concatenate(values)))
+def _draws_matrix(posterior: xr.Dataset) -> np.ndarray:
+    """Every element of every posterior variable as a column of one (chain, draw, element)
+    array: ArviZ's array layer then computes a diagnostic of all of them in one call, where
+    its xarray layer makes one call per variable (a fifth of the cost; the same numbers)."""
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    columns = [var.transpose("chain", "draw", ...).values.reshape(chains, draws, -1).astype(float)
+               for var in posterior.data_vars.values()]
+    return np.concatenate(columns, axis=2)
 
 
 def sampler_diagnostics(tree: xr.DataTree) -> dict:
@@ -59,6 +63,7 @@ def sampler_diagnostics(tree: xr.DataTree) -> dict:
     stats = tree["sample_stats"].to_dataset()
     n_draws = stats.sizes["chain"] * stats.sizes["draw"]
     n_divergent = int(stats["diverging"].sum())
+    draws = _draws_matrix(tree["posterior"].to_dataset())
     # The diagnostics the verdict needs, not az.summary's: its MCSEs would double the cost.
     depth = _stat(stats, TREE_DEPTH)
     max_depth_hit = _stat(stats, MAX_DEPTH_HIT)
@@ -67,9 +72,11 @@ def sampler_diagnostics(tree: xr.DataTree) -> dict:
     return {
         "n_divergent": n_divergent,
         "divergence_rate": n_divergent / n_draws,
-        "max_rhat": _over_all_variables(az.rhat(tree), np.nanmax),
-        "min_ess_bulk": _over_all_variables(az.ess(tree, method="bulk"), np.nanmin),
-        "min_ess_tail": _over_all_variables(az.ess(tree, method="tail"), np.nanmin),
+        "max_rhat": float(np.nanmax(az.rhat(draws, chain_axis=0, draw_axis=1))),
+        "min_ess_bulk": float(np.nanmin(az.ess(draws, chain_axis=0, draw_axis=1, method="bulk"))),
+        # The tail quantiles ArviZ's xarray layer takes by default (its `stats.ci_prob`).
+        "min_ess_tail": float(np.nanmin(az.ess(draws, chain_axis=0, draw_axis=1, method="tail",
+                                               prob=az.rcParams["stats.ci_prob"]))),
         "min_bfmi": float(np.min(az.bfmi(tree).to_dataset()["energy"].values)),
         "mean_tree_depth": float(depth.mean()) if depth is not None else np.nan,
         "max_tree_depth_rate": float(max_depth_hit.mean()) if max_depth_hit is not None else np.nan,
