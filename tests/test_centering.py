@@ -158,6 +158,48 @@ def test_adaptations_are_samplers_of_their_own_and_the_others_fit_diag_only():
 
 # ---- fitting and calibration (NUTS) ----
 
+def _pm_fit_centeredness(spec, prior, arrays, n_groups, seed):
+    """The learned lambda as `pm.fit` gives it, on a model built for this data set alone:
+    what `models.CenterednessLearner` reproduces with its step compiled once."""
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+
+    start = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, models.PARTIAL)
+    logits = {name: pytensor.shared(models._logit(np.clip(start[name], models.LEARN_CLIP, 1.0 - models.LEARN_CLIP)))
+              for name in centering.centeredness_names(spec.variant)}
+    model = models.build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in logits.items()}, n_groups)
+    averaged = {name: np.zeros(n_groups) for name in logits}
+
+    def accumulate(_approx, _losses, step):
+        if step > models.LEARN_STEPS // 2:
+            for name, a in logits.items():
+                averaged[name] += a.get_value()
+
+    with model:
+        pm.fit(n=models.LEARN_STEPS, method="advi", random_seed=seed, progressbar=False, callbacks=[accumulate],
+               obj_optimizer=pm.adam(learning_rate=models.LEARN_RATE), more_obj_params=list(logits.values()))
+    steps = models.LEARN_STEPS - models.LEARN_STEPS // 2
+    return {name: 1.0 / (1.0 + np.exp(-total / steps)) for name, total in averaged.items()}
+
+
+@pytest.mark.slow
+def test_the_learned_lambda_of_a_reused_variational_step_is_pm_fits_bit_for_bit():
+    """One compiled step serves every data set of a model (the data rule's priors too, whose
+    scales are data): each call starts where `pm.fit` starts, so the lambda of the second
+    and third data sets equal a fresh `pm.fit`'s, not the first's run continued."""
+    spec = grid.ModelSpec("hierarchical", "learned")
+    config = validated(DEFAULT)
+    for prior in (grid.priors(config, spec), {"rule": "data", **models.VARIANTS["hierarchical"].data_priors}):
+        models._LEARNERS.clear()
+        for seed, (scenario, level) in enumerate([("hard", 0), ("tutorial", 2), ("hard", 2)]):
+            data, _ = simulate.simulate(scenario, DEFAULT["scenarios"][scenario], {"count": level, "value": 30.0}, seed, 1)
+            arrays = models.model_inputs(model_arrays(data), "hierarchical", prior, "normal")
+            learned = models.learned_centeredness(spec, prior, arrays, 8, 40 + seed)["slope_centeredness"]
+            assert learned.tobytes() == _pm_fit_centeredness(spec, prior, arrays, 8, 40 + seed)["slope_centeredness"].tobytes()
+        assert len(models._LEARNERS) == 1  # compiled once for the three data sets
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["partial", "mixed", "learned"])
 def test_every_form_gives_the_tutorials_minority_slope(form):

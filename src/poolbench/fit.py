@@ -307,13 +307,16 @@ def learning_key(spec: ModelSpec) -> dict:
 
 def learned_inputs(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int, seed: int) -> tuple[dict, float]:
     """`arrays` with a learned model's centeredness (`poolbench.models.learned_centeredness`,
-    seeded from the fit's seed), and the seconds it took; as they are for the others."""
+    seeded from the fit's seed), and the seconds its variational run took; as they are for
+    the others. The run's compile, once per job, is not in those seconds: like the model's,
+    it is compile time."""
     if spec.parameterisation != LEARNED:
         return arrays, 0.0
-    from poolbench.models import learned_centeredness
+    from poolbench.models import centeredness_learner
 
+    learner = centeredness_learner(spec, prior, arrays, n_groups)
     start = time.perf_counter()
-    learned = learned_centeredness(spec, prior, arrays, n_groups, derive_seed(seed, "learned-centeredness"))
+    learned = learner(arrays, derive_seed(seed, "learned-centeredness"))
     return arrays | learned, time.perf_counter() - start
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 
 from poolbench.centering import centeredness, centeredness_name, centeredness_names, has_centeredness, placeholder
@@ -199,25 +200,85 @@ def learned_centeredness(spec: ModelSpec, prior: dict, arrays: dict, n_groups: i
     parameterisation under which the posterior looks most like independent normals), from
     the pilot's formula, then fixed for NUTS. Seeded: the same data and seed give the same
     lambda."""
-    import pytensor
-    import pytensor.tensor as pt
+    return centeredness_learner(spec, prior, arrays, n_groups)(arrays, seed)
 
-    start = centeredness(arrays, n_groups, spec.variant, spec.likelihood, PARTIAL)
-    logits = {name: pytensor.shared(_logit(np.clip(start[name], LEARN_CLIP, 1.0 - LEARN_CLIP)), name=f"{name}_logit")
-              for name in centeredness_names(spec.variant)}
-    model = build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in logits.items()}, n_groups)
-    averaged = {name: np.zeros(n_groups) for name in logits}
 
-    def accumulate(_approx, _losses, step):
-        if step > LEARN_STEPS // 2:
-            for name, a in logits.items():
-                averaged[name] += a.get_value()
+def centeredness_learner(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int) -> CenterednessLearner:
+    """The learned model's variational step, compiled once per model and number of groups
+    in a process, as a sampler is (a job's fits differ in data only); `arrays`: any data
+    set of the model, for the build."""
+    import json
 
-    with model:
-        pm.fit(n=LEARN_STEPS, method="advi", random_seed=seed, progressbar=False, callbacks=[accumulate],
-               obj_optimizer=pm.adam(learning_rate=LEARN_RATE), more_obj_params=list(logits.values()))
-    steps = LEARN_STEPS - LEARN_STEPS // 2
-    return {name: 1.0 / (1.0 + np.exp(-total / steps)) for name, total in averaged.items()}
+    key = (spec, json.dumps(prior, sort_keys=True, default=str), n_groups)
+    if key not in _LEARNERS:
+        _LEARNERS[key] = CenterednessLearner(spec, prior, arrays, n_groups)
+    return _LEARNERS[key]
+
+
+_LEARNERS: dict[tuple, CenterednessLearner] = {}
+
+
+class CenterednessLearner:
+    """PyMC's `pm.fit(n=LEARN_STEPS, method="advi", random_seed=seed, ...)` on the
+    lambda-parameterised model, with its step function compiled once (~1.8 s of a learned
+    fit's ~3 s were that compile). Every call starts from the state `pm.fit` starts from:
+    the data set, the approximation's means at the model's initial point and its rho at 0,
+    the optimiser's state as compiled, lambda at the pilot's formula, and the random
+    streams seeded as `pm.fit` seeds them (the approximation's RandomState(seed): one draw
+    for the initial point, the next for the step function's streams). Same data and seed:
+    the same lambda as `pm.fit` gives, bit for bit (tests/test_centering.py)."""
+
+    def __init__(self, spec: ModelSpec, prior: dict, arrays: dict, n_groups: int):
+        import pytensor
+        import pytensor.tensor as pt
+        from pymc.initial_point import make_initial_point_fn
+        from pytensor.tensor.random.type import RandomType
+
+        self.spec, self.n_groups = spec, n_groups
+        self.logits = {name: pytensor.shared(np.zeros(n_groups), name=f"{name}_logit")
+                       for name in centeredness_names(spec.variant)}
+        self.model = build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in self.logits.items()}, n_groups)
+        with self.model:
+            self.inference = pm.ADVI(random_seed=0)
+            self.step = self.inference.objective.step_function(
+                score=True, obj_optimizer=pm.adam(learning_rate=LEARN_RATE), more_obj_params=list(self.logits.values()))
+        group = self.inference.approx.groups[0]
+        self.group_values = {self.model.rvs_to_values[v].name for v in group.group}
+        self.mu, self.rho = group.params_dict["mu"], group.params_dict["rho"]
+        self.initial_point = make_initial_point_fn(model=self.model, jitter_rvs={}, return_transformed=True)
+        # The optimiser's state as compiled (Adam's moments and step count), restored per call.
+        # (Not the data: each call sets its own.)
+        set_per_call = {self.mu, self.rho, *self.logits.values(), *self.model.data_vars}
+        set_per_call |= {length for length in self.model.dim_lengths.values() if isinstance(length, SharedVariable)}
+        self.optimiser_state = {var: var.get_value(borrow=False) for var in self.step.get_shared()
+                                if var not in set_per_call and not isinstance(var.type, RandomType)}
+        self.rngs = [var for var in self.step.get_shared() if isinstance(var.type, RandomType)]
+
+    def __call__(self, arrays: dict, seed: int) -> dict[str, np.ndarray]:
+        from pymc.blocking import DictToArrayBijection
+        from pymc.pytensorf import reseed_rngs
+
+        seeds = np.random.RandomState(seed)
+        for var, value in self.optimiser_state.items():
+            var.set_value(value.copy())
+        data = {var.name for var in self.model.data_vars}
+        pm.set_data({name: value for name, value in arrays.items() if name in data}, model=self.model)
+        start = self.initial_point(seeds.randint(2**30, dtype=np.int64))
+        self.mu.set_value(DictToArrayBijection.map({k: v for k, v in start.items() if k in self.group_values}).data)
+        self.rho.set_value(np.zeros_like(self.rho.get_value()))
+        reseed_rngs(self.rngs, seeds.randint(2**30, dtype=np.int64))
+        pilot = centeredness(arrays, self.n_groups, self.spec.variant, self.spec.likelihood, PARTIAL)
+        for name, a in self.logits.items():
+            a.set_value(_logit(np.clip(pilot[name], LEARN_CLIP, 1.0 - LEARN_CLIP)))
+        averaged = {name: np.zeros(self.n_groups) for name in self.logits}
+        for step in range(1, LEARN_STEPS + 1):
+            if np.isnan(self.step()):
+                raise FloatingPointError(f"NaN occurred in the variational run that learns {sorted(self.logits)}")
+            if step > LEARN_STEPS // 2:
+                for name, a in self.logits.items():
+                    averaged[name] += a.get_value()
+        steps = LEARN_STEPS - LEARN_STEPS // 2
+        return {name: 1.0 / (1.0 + np.exp(-total / steps)) for name, total in averaged.items()}
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
