@@ -191,13 +191,13 @@ def test_the_learned_lambda_of_a_reused_variational_step_is_pm_fits_bit_for_bit(
     spec = grid.ModelSpec("hierarchical", "learned")
     config = validated(DEFAULT)
     for prior in (grid.priors(config, spec), {"rule": "data", **models.VARIANTS["hierarchical"].data_priors}):
-        models._LEARNERS.clear()
+        learner = None
         for seed, (scenario, level) in enumerate([("hard", 0), ("tutorial", 2), ("hard", 2)]):
             data, _ = simulate.simulate(scenario, DEFAULT["scenarios"][scenario], {"count": level, "value": 30.0}, seed, 1)
             arrays = models.model_inputs(model_arrays(data), "hierarchical", prior, "normal")
-            learned = models.learned_centeredness(spec, prior, arrays, 8, 40 + seed)["slope_centeredness"]
+            learner = learner or models.CenterednessLearner(spec, prior, arrays, 8)  # compiled for the first only
+            learned = learner(arrays, 40 + seed)["slope_centeredness"]
             assert learned.tobytes() == _pm_fit_centeredness(spec, prior, arrays, 8, 40 + seed)["slope_centeredness"].tobytes()
-        assert len(models._LEARNERS) == 1  # compiled once for the three data sets
 
 
 @pytest.mark.slow
@@ -210,13 +210,15 @@ def test_every_form_gives_the_tutorials_minority_slope(form):
     prior = grid.priors(validated(DEFAULT), spec)
     arrays = model_arrays(data)
     arrays |= centering.centeredness(arrays, 8, "hierarchical", "normal", form)
+    compiled = CompiledModels(spec, prior, SamplerSettings("nutpie", 500, 500, 2))
     if form == "learned":
         learned = models.learned_centeredness(spec, prior, arrays, 8, 11)
         assert ((learned["slope_centeredness"] > 0) & (learned["slope_centeredness"] < 1)).all()
-        assert learned["slope_centeredness"].tobytes() == models.learned_centeredness(spec, prior, arrays, 8, 11)[
-            "slope_centeredness"].tobytes()
+        # The job's step, compiled with its sampler and kept for its next fits: the same lambda.
+        assert learned["slope_centeredness"].tobytes() == compiled.learner(arrays, 8)(arrays, 11)["slope_centeredness"].tobytes()
+        assert compiled.learner(arrays, 8) is compiled.learner(arrays, 8) and list(compiled.learners) == [8]
         arrays |= learned
-    tree = CompiledModels(spec, prior, SamplerSettings("nutpie", 500, 500, 2)).get(arrays, 8).sample(arrays, 2, 0.9)
+    tree = compiled.get(arrays, 8).sample(arrays, 2, 0.9)
     slopes = tree["posterior"]["slope"].mean(("chain", "draw")).values
     assert slopes[7] == pytest.approx(8.6, abs=0.4) and float(tree["posterior"]["mu_slope"].mean()) == pytest.approx(3.0, abs=0.3)
     assert int(tree["sample_stats"]["diverging"].sum()) == 0

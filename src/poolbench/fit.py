@@ -216,7 +216,7 @@ class FitBatch:
         try:
             sampler = self.models.get(arrays, n_groups)
             start = time.perf_counter()  # the compile is shared out over the job's fits
-            arrays, learning = learned_inputs(spec, self.prior, arrays, n_groups, seed)
+            arrays, learning = learned_inputs(self.models, arrays, n_groups, seed)
             # Real data may take minutes (a million rows): say so while it runs.
             with progress(log, f"sampling {len(arrays['y'])} observations") if key.source == REAL else nullcontext():
                 tree = sampler.sample(arrays, seed, key.target_accept)
@@ -305,16 +305,14 @@ def learning_key(spec: ModelSpec) -> dict:
     return {"learned": fit_cache.learning_code_version()} if spec.parameterisation == LEARNED else {}
 
 
-def learned_inputs(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int, seed: int) -> tuple[dict, float]:
+def learned_inputs(models: CompiledModels, arrays: dict, n_groups: int, seed: int) -> tuple[dict, float]:
     """`arrays` with a learned model's centeredness (`poolbench.models.learned_centeredness`,
-    seeded from the fit's seed), and the seconds its variational run took; as they are for
-    the others. The run's compile, once per job, is not in those seconds: like the model's,
-    it is compile time."""
-    if spec.parameterisation != LEARNED:
+    seeded from the fit's seed, by the job's compiled step: `CompiledModels.learner`), and
+    the seconds its variational run took; as they are for the others. The step's compile,
+    once per job, is not in those seconds: like the model's, it is compile time."""
+    if models.spec.parameterisation != LEARNED:
         return arrays, 0.0
-    from poolbench.models import centeredness_learner
-
-    learner = centeredness_learner(spec, prior, arrays, n_groups)
+    learner = models.learner(arrays, n_groups)
     start = time.perf_counter()
     learned = learner(arrays, derive_seed(seed, "learned-centeredness"))
     return arrays | learned, time.perf_counter() - start

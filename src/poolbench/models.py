@@ -199,23 +199,9 @@ def learned_centeredness(spec: ModelSpec, prior: dict, arrays: dict, n_groups: i
     a mean-field ADVI approximation of the lambda-parameterised posterior (the
     parameterisation under which the posterior looks most like independent normals), from
     the pilot's formula, then fixed for NUTS. Seeded: the same data and seed give the same
-    lambda."""
-    return centeredness_learner(spec, prior, arrays, n_groups)(arrays, seed)
-
-
-def centeredness_learner(spec: ModelSpec, prior: dict, arrays: dict, n_groups: int) -> CenterednessLearner:
-    """The learned model's variational step, compiled once per model and number of groups
-    in a process, as a sampler is (a job's fits differ in data only); `arrays`: any data
-    set of the model, for the build."""
-    import json
-
-    key = (spec, json.dumps(prior, sort_keys=True, default=str), n_groups)
-    if key not in _LEARNERS:
-        _LEARNERS[key] = CenterednessLearner(spec, prior, arrays, n_groups)
-    return _LEARNERS[key]
-
-
-_LEARNERS: dict[tuple, CenterednessLearner] = {}
+    lambda. Compiles its step for this one call; a job's fits share one compiled
+    `CenterednessLearner` (`poolbench.samplers.CompiledModels.learner`)."""
+    return CenterednessLearner(spec, prior, arrays, n_groups)(arrays, seed)
 
 
 class CenterednessLearner:

@@ -16,6 +16,7 @@ import xarray as xr
 from pymc.exceptions import SamplingError
 
 from poolbench.grid import DEFAULT_ADAPTATION, sampler_label, sampler_parts
+from poolbench.variants import LEARNED
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,11 @@ class CompiledModels:
         self.samplers: dict[int, Sampler | Exception] = {}
         self.bare: dict[int, object] = {}  # models built for their densities alone
         self.digests: dict[int, str] = {}  # their specifications, for the cache key
+        self.learners: dict[int, object] = {}  # a learned form's variational steps
         self.seconds = 0.0
 
     def get(self, arrays: dict, n_groups: int) -> Sampler:
-        from poolbench.models import build_model
+        from poolbench.models import CenterednessLearner, build_model
         from poolbench.storage import is_environment_error
 
         if n_groups not in self.samplers:
@@ -171,6 +173,8 @@ class CompiledModels:
             try:
                 model = build_model(self.spec, self.prior, arrays, n_groups)
                 self.samplers[n_groups] = SAMPLERS[self.settings.backend](model, self.settings)
+                if self.spec.parameterisation == LEARNED:
+                    self.learners[n_groups] = CenterednessLearner(self.spec, self.prior, arrays, n_groups)
                 self.bare.pop(n_groups, None)  # the sampler's model serves from now on
             except Exception as exc:
                 if is_environment_error(exc):
@@ -183,6 +187,13 @@ class CompiledModels:
         if isinstance(sampler, Exception):
             raise sampler
         return sampler
+
+    def learner(self, arrays: dict, n_groups: int):
+        """A learned parameterisation's variational step for `n_groups` groups
+        (`poolbench.models.CenterednessLearner`): compiled with the model's sampler and
+        shared by the job's fits as the sampler is; its compile is compile time."""
+        self.get(arrays, n_groups)
+        return self.learners[n_groups]
 
     def specification(self, arrays: dict, n_groups: int) -> str:
         """`poolbench.models.specification_digest` of the model for `n_groups` groups, for

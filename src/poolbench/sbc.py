@@ -160,7 +160,7 @@ class SbcBatch:
         try:
             sampler = self.models.get(arrays, n_groups)
             start = time.perf_counter()
-            arrays, learning = learned_inputs(spec, self.fit_prior, arrays, n_groups, fit_seed)
+            arrays, learning = learned_inputs(self.models, arrays, n_groups, fit_seed)
             free = self.recentred(free, truth, drawn_centeredness, arrays)
             tree = sampler.sample(arrays, fit_seed, key.target_accept)
         except Exception as exc:
