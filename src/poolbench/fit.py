@@ -393,6 +393,7 @@ def _with_predictive(tree: xr.DataTree, sampler: Sampler, arrays: dict, seed: in
     import pymc as pm
 
     loo = _pointwise_loo(tree, sampler, arrays)
+    release_memory()  # the log-likelihood (draws x rows) before the replicates are drawn
     if replicate:
         posterior = tree["posterior"].to_dataset()
         step = max(1, posterior.sizes["chain"] * posterior.sizes["draw"] // PREDICTIVE_DRAWS)
