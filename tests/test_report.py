@@ -627,6 +627,32 @@ def test_the_prior_predictive_figure_draws_each_groups_interval_and_observed_val
         assert list(observed[:, 1]) == list(expected["observed_mean"])
 
 
+def test_the_prior_predictive_figure_caps_its_ranges_per_dataset_so_real_data_keep_their_own_models():
+    """The default study draws 7 simulated models × prior sets and radon's 3 other ones: a
+    cap over the whole figure left radon's panels empty."""
+    from functools import partial
+
+    from poolbench import plots
+
+    groups = groups_with_prior_predictive()
+    real_variants = {"pooled": "pooled_intercept", "unpooled": "unpooled_intercepts", "hierarchical": "varying_intercepts"}
+    is_real = groups["source"] == "real"
+    groups.loc[is_real, "variant"] = groups.loc[is_real, "variant"].map(real_variants)
+    wide = groups[~is_real & (groups["prior"] == "data_scaled")].assign(prior="wide")  # 9 labels on hard
+    fig = plots.prior_predictive_figure(None, pd.concat([groups, wide]), None, partial(plots.showcase, **SHOWCASE))
+    axes = np.array(fig.axes[:4]).reshape(2, 2)  # rows: mean, sd; columns: hard, radon
+    variants = ("pooled", "unpooled", "hierarchical")
+    hard = [f"{v} · {p}" for v in variants for p in ("default", "data_scaled")] + [f"{v} · wide" for v in variants]
+    radon = [f"{v} · {p}" for v in real_variants.values() for p in ("default", "data_scaled")]
+    for row in range(2):
+        assert list(drawn_ranges(axes[row][0])) == hard[:plots.MAX_PRIOR_PREDICTIVE_LABELS]
+        assert list(drawn_ranges(axes[row][1])) == radon
+    assert fig.get_suptitle() == f"Prior predictive ranges of each dataset's first {plots.MAX_PRIOR_PREDICTIVE_LABELS} models × prior sets (of up to 9)"
+    legend = [text.get_text() for text in axes[0][1].get_legend().get_texts()]
+    assert legend == hard[:plots.MAX_PRIOR_PREDICTIVE_LABELS] + radon + ["observed"]
+    assert plots.text_overlaps(fig) == []
+
+
 def test_the_prior_predictive_figure_without_its_columns_says_so():
     from functools import partial
 

@@ -338,9 +338,11 @@ PRIOR_PREDICTIVE_STATISTICS = {
     "mean": ("observed_mean", "prior_mean_lower", "prior_mean_upper"),
     "sd": ("observed_sd", "prior_sd_lower", "prior_sd_upper"),
 }
-# Colours in the prior predictive figure: at most this many model variants × prior sets
-# (× likelihoods), the first in the grid's order; more would be unreadable side by side.
-MAX_PRIOR_PREDICTIVE_LABELS = 6
+# Ranges side by side per group in a panel of the prior predictive figure: at most this
+# many model variants × prior sets (× likelihoods) of that panel's dataset, the first in
+# the grid's order; more would be unreadable. Per panel, so that a real data set's own
+# models are never crowded out by the simulated ones (the default study draws 7 and 3).
+MAX_PRIOR_PREDICTIVE_LABELS = 8
 
 
 def prior_predictive_rows(groups: pd.DataFrame, showcase) -> pd.DataFrame:
@@ -389,11 +391,12 @@ def prior_predictive_figure(fits, groups, summary, showcase):
     if rows.empty:
         return message_figure("No prior predictive check of the showcase datasets or real data sets: nothing to show.")
     rows = rows.assign(label=fit_label(rows.assign(model=rows["variant"])))
-    labels = list(dict.fromkeys(rows["label"]))
-    shown = labels[:MAX_PRIOR_PREDICTIVE_LABELS]
-    rows = rows[rows["label"].isin(shown)]
-    palette = dict(zip(shown, sns.color_palette(n_colors=len(shown))))
     datasets = list(dict.fromkeys(zip(rows["source"], rows["scenario"])))
+    in_panel = [rows[(rows["source"] == source) & (rows["scenario"] == name)] for source, name in datasets]
+    panel_labels = [list(dict.fromkeys(panel["label"])) for panel in in_panel]
+    panel_shown = [labels[:MAX_PRIOR_PREDICTIVE_LABELS] for labels in panel_labels]
+    shown = list(dict.fromkeys(label for labels in panel_shown for label in labels))
+    palette = dict(zip(shown, sns.color_palette("tab10" if len(shown) <= 10 else "husl", n_colors=len(shown))))
     # Wider panels for data sets with many groups, up to three times the width.
     sizes = [rows.loc[(rows["source"] == source) & (rows["scenario"] == name), "group"].nunique() for source, name in datasets]
     widths = [float(np.clip(size / 16, 1, 3)) for size in sizes]
@@ -401,15 +404,14 @@ def prior_predictive_figure(fits, groups, summary, showcase):
         len(PRIOR_PREDICTIVE_STATISTICS), len(datasets), figsize=(5.5 * sum(widths) + 2, 7.2), squeeze=False,
         gridspec_kw={"width_ratios": widths}, layout="constrained",
     )
-    width = 0.8 / len(shown)
-    for col, (source, name) in enumerate(datasets):
-        panel = rows[(rows["source"] == source) & (rows["scenario"] == name)]
+    for col, ((source, name), panel, labels) in enumerate(zip(datasets, in_panel, panel_shown)):
         first = panel.iloc[0]
+        width = 0.8 / len(labels)
         for row, (statistic, (observed, lower, upper)) in enumerate(PRIOR_PREDICTIVE_STATISTICS.items()):
             ax = axes[row][col]
-            for i, label in enumerate(shown):
+            for i, label in enumerate(labels):
                 ranges = panel[panel["label"] == label].dropna(subset=[lower, upper])
-                x = ranges["group"] + (i - (len(shown) - 1) / 2) * width
+                x = ranges["group"] + (i - (len(labels) - 1) / 2) * width
                 ax.vlines(x, ranges[lower], ranges[upper], color=palette[label], lw=2.2, label=label)
             points = panel.drop_duplicates("group").dropna(subset=[observed])
             ax.scatter(points["group"], points[observed], s=14, color="black", zorder=5, label="observed")
@@ -428,8 +430,10 @@ def prior_predictive_figure(fits, groups, summary, showcase):
     handles = [Line2D([], [], color=palette[label], lw=2.2, label=label) for label in shown]
     handles.append(Line2D([], [], color="black", marker="o", ls="", ms=4, label="observed"))
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-    if len(labels) > len(shown):
-        fig.suptitle(f"Prior predictive ranges of the first {len(shown)} of {len(labels)} models × prior sets", fontsize=10)
+    most = max(len(labels) for labels in panel_labels)
+    if most > MAX_PRIOR_PREDICTIVE_LABELS:
+        fig.suptitle(f"Prior predictive ranges of each dataset's first {MAX_PRIOR_PREDICTIVE_LABELS} models × prior "
+                     f"sets (of up to {most})", fontsize=10)
     return fig
 
 
