@@ -189,11 +189,25 @@ def test_priors_that_follow_the_data_give_least_squares_in_any_units(tmp_path):
         for column, factor in (("slope_mean", 1e5), ("intercept_mean", 1e3)):
             mcse = 0.1 * a[1][column.replace("mean", "sd")].to_numpy()
             assert np.allclose(b[1][column].to_numpy() / factor, a[1][column].to_numpy(), atol=mcse + 1e-9)
-        assert (a[0]["model_flags"] if "model_flags" in a[0] else pd.Series([""])).tolist() == \
-            (b[0]["model_flags"] if "model_flags" in b[0] else pd.Series([""])).tolist()
     rank = {label: list(az.compare({m: loo[label, m] for m in fits}, round_to="none").index) for label in ("ms", "seconds")}
     assert rank["ms"] == rank["seconds"]
-    # The model check agrees too: the same diagnoses in both units.
+    # The verdicts agree too: the sampler's and the model check's (model_ok, the same
+    # failing diagnoses per variable and the same prior predictive misses) in both units.
     for model in fits:
+        a, b = metrics.trust_verdict(fits[model][0], DEFAULT["trust"]), metrics.trust_verdict(scaled[model][0], DEFAULT["trust"])
+        # Not the varying intercepts' sampler verdict: NUTS amplifies the units' last-bit
+        # rounding into other trajectories, and that fit sits at the thresholds at this
+        # length (measured: R-hat 1.012 and bulk ESS 375 in one unit, 1.005 and 607 in the
+        # other; at 1000 draws one to three divergences): Monte Carlo, not the priors.
+        if model != "varying_intercepts_noncentered":
+            assert a["trusted"].tolist() == b["trusted"].tolist() == [True]
         a, b = metrics.model_verdict(fits[model][0]), metrics.model_verdict(scaled[model][0])
         assert a["model_ok"].tolist() == b["model_ok"].tolist()
+        # Not the "weakly identified" notes: they sit on the sensitivity threshold here
+        # (measured: sigma_intercept's prior sensitivity 0.08 in one unit, 0.05 in the
+        # other) and do not count against model_ok.
+        failing = (metrics.CONFLICT, metrics.PRIOR_DOMINATED)
+        for name in metrics.CHECKED_VARIABLES:
+            column = f"{name}_diagnosis"
+            assert [d if d in failing else "" for d in a[column]] == [d if d in failing else "" for d in b[column]]
+        assert a["prior_predictive_outside"].tolist() == b["prior_predictive_outside"].tolist()
