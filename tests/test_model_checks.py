@@ -168,13 +168,19 @@ def test_priors_that_follow_the_data_give_least_squares_in_any_units(tmp_path):
     fits, frame = _real_fits(tmp_path / "ms", 1.0, 1.0)
     scaled, _ = _real_fits(tmp_path / "seconds", 1000.0, 0.01)  # y x 1000, x x 0.01
     ls = _least_squares(frame)
-    pooled = fits["pooled_intercept"][1]
-    assert pooled["slope_mean"].iloc[0] == pytest.approx(ls["slope"], abs=3 * pooled["slope_sd"].iloc[0])
-    assert pooled["intercept_mean"].iloc[0] == pytest.approx(ls["intercept"], abs=3 * pooled["intercept_sd"].iloc[0])
+    # Within a quarter of a posterior sd of least squares: the MCSE of a posterior mean is
+    # sd/sqrt(ESS), 0.03-0.06 sd at these fits' ESS (300-1000), so this is four to eight
+    # MCSEs (measured: at most 0.09 sd); the fixed unit-scale priors miss by 6-24 sds.
+    def near(estimate, least_squares, sd):
+        return abs(estimate - least_squares) <= 0.25 * sd
+
+    pooled = fits["pooled_intercept"][1].iloc[0]
+    assert near(pooled["slope_mean"], ls["slope"], pooled["slope_sd"])
+    assert near(pooled["intercept_mean"], ls["intercept"], pooled["intercept_sd"])
     unpooled = fits["unpooled_intercepts"][1].set_index("group")
     for g, row in ls["groups"].iterrows():
-        assert unpooled.loc[g, "slope_mean"] == pytest.approx(row["slope"], abs=3 * unpooled.loc[g, "slope_sd"])
-        assert unpooled.loc[g, "intercept_mean"] == pytest.approx(row["intercept"], abs=3 * unpooled.loc[g, "intercept_sd"])
+        assert near(unpooled.loc[g, "slope_mean"], row["slope"], unpooled.loc[g, "slope_sd"])
+        assert near(unpooled.loc[g, "intercept_mean"], row["intercept"], unpooled.loc[g, "intercept_sd"])
     loo = {}
     for label, runs in (("ms", fits), ("seconds", scaled)):
         for model, (records, groups) in runs.items():
