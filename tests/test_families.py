@@ -49,6 +49,35 @@ def test_simulated_discrete_data_take_their_familys_values_and_share_x_with_the_
     assert arrays["y"].dtype == np.int64 and (("trials" in arrays) == (family == "binomial"))
 
 
+def test_the_predictive_check_of_discrete_data_draws_bars_of_each_values_share_not_a_density():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+
+    from poolbench import plots
+
+    assert {name for name, family in variants.LIKELIHOODS.items() if family.discrete} == {
+        "binomial", "poisson", "negative_binomial"}
+    rng = np.random.default_rng(0)
+    observed = rng.poisson(2.0, 400)
+    replicated = {"model": [rng.poisson(2.0, 400) for _ in range(50)]}
+    ax = plots.ppc_figure(observed, replicated, "counts", discrete=True).axes[0]
+    support = np.arange(0, int(np.ceil(np.percentile(observed, 99))) + 1)
+    # One bar per value up to the 99th percentile, as high as the share of rows with it.
+    heights = [bar.get_height() for bar in ax.patches]
+    np.testing.assert_allclose(heights, [(observed == v).mean() for v in support])
+    assert [round(bar.get_x() + bar.get_width() / 2) for bar in ax.patches] == support.tolist()
+    # The replicated shares as points (their median) with 90 % intervals, no density curve.
+    (points,) = ax.get_lines()
+    median = np.median([[(draw == v).mean() for v in support] for draw in replicated["model"]], axis=0)
+    np.testing.assert_allclose(points.get_ydata(), median)
+    assert points.get_linestyle() == "None" and any(isinstance(c, LineCollection) for c in ax.collections)
+    # A normal outcome keeps its densities: one thin line per replicate and the observed.
+    ax = plots.ppc_figure(observed.astype(float), replicated, "y", discrete=False).axes[0]
+    assert not ax.patches and sum(len(line.get_xdata()) == 200 for line in ax.get_lines()) == 51
+
+
 def test_overdispersed_counts_are_more_variable_than_poisson_ones():
     big = COUNTS | {"points_per_group": 500, "minority_points": 500, "slope_sd": 0.01, "slope_mean": 0.0}
     poisson, _ = simulate.simulate("s", big, NO_OUTLIERS, 0, 1)
