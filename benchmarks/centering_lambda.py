@@ -18,7 +18,7 @@ import yaml
 
 from poolbench import centering, grid, simulate
 from poolbench.data import model_arrays, read_user_csv
-from poolbench.models import learned_centeredness
+from poolbench.learned import learned_centeredness
 from poolbench.priors import model_inputs
 from poolbench.variants import VARIANTS
 

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import DEFAULT, TINY_RESULTS, snakemake, tiny_config, validated
 from poolbench import centering, grid, models, simulate
+from poolbench import learned as learning
 from poolbench.config import ConfigError, check
 from poolbench.data import model_arrays
 
@@ -160,26 +161,26 @@ def test_adaptations_are_samplers_of_their_own_and_the_others_fit_diag_only():
 
 def _pm_fit_centeredness(spec, prior, arrays, n_groups, seed):
     """The learned lambda as `pm.fit` gives it, on a model built for this data set alone:
-    what `models.CenterednessLearner` reproduces with its step compiled once."""
+    what `learning.CenterednessLearner` reproduces with its step compiled once."""
     import pymc as pm
     import pytensor
     import pytensor.tensor as pt
 
-    start = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, models.PARTIAL)
-    logits = {name: pytensor.shared(models._logit(np.clip(start[name], models.LEARN_CLIP, 1.0 - models.LEARN_CLIP)))
+    start = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, learning.PARTIAL)
+    logits = {name: pytensor.shared(learning._logit(np.clip(start[name], learning.LEARN_CLIP, 1.0 - learning.LEARN_CLIP)))
               for name in centering.centeredness_names(spec.variant)}
     model = models.build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in logits.items()}, n_groups)
     averaged = {name: np.zeros(n_groups) for name in logits}
 
     def accumulate(_approx, _losses, step):
-        if step > models.LEARN_STEPS // 2:
+        if step > learning.LEARN_STEPS // 2:
             for name, a in logits.items():
                 averaged[name] += a.get_value()
 
     with model:
-        pm.fit(n=models.LEARN_STEPS, method="advi", random_seed=seed, progressbar=False, callbacks=[accumulate],
-               obj_optimizer=pm.adam(learning_rate=models.LEARN_RATE), more_obj_params=list(logits.values()))
-    steps = models.LEARN_STEPS - models.LEARN_STEPS // 2
+        pm.fit(n=learning.LEARN_STEPS, method="advi", random_seed=seed, progressbar=False, callbacks=[accumulate],
+               obj_optimizer=pm.adam(learning_rate=learning.LEARN_RATE), more_obj_params=list(logits.values()))
+    steps = learning.LEARN_STEPS - learning.LEARN_STEPS // 2
     return {name: 1.0 / (1.0 + np.exp(-total / steps)) for name, total in averaged.items()}
 
 
@@ -195,7 +196,7 @@ def test_the_learned_lambda_of_a_reused_variational_step_is_pm_fits_bit_for_bit(
         for seed, (scenario, level) in enumerate([("hard", 0), ("tutorial", 2), ("hard", 2)]):
             data, _ = simulate.simulate(scenario, DEFAULT["scenarios"][scenario], {"count": level, "value": 30.0}, seed, 1)
             arrays = models.model_inputs(model_arrays(data), "hierarchical", prior, "normal")
-            learner = learner or models.CenterednessLearner(spec, prior, arrays, 8)  # compiled for the first only
+            learner = learner or learning.CenterednessLearner(spec, prior, arrays, 8)  # compiled for the first only
             learned = learner(arrays, 40 + seed)["slope_centeredness"]
             assert learned.tobytes() == _pm_fit_centeredness(spec, prior, arrays, 8, 40 + seed)["slope_centeredness"].tobytes()
 
@@ -212,7 +213,7 @@ def test_every_form_gives_the_tutorials_minority_slope(form):
     arrays |= centering.centeredness(arrays, 8, "hierarchical", "normal", form)
     compiled = CompiledModels(spec, prior, SamplerSettings("nutpie", 500, 500, 2))
     if form == "learned":
-        learned = models.learned_centeredness(spec, prior, arrays, 8, 11)
+        learned = learning.learned_centeredness(spec, prior, arrays, 8, 11)
         assert ((learned["slope_centeredness"] > 0) & (learned["slope_centeredness"] < 1)).all()
         # The job's step, compiled with its sampler and kept for its next fits: the same lambda.
         assert learned["slope_centeredness"].tobytes() == compiled.learner(arrays, 8)(arrays, 11)["slope_centeredness"].tobytes()
@@ -264,7 +265,7 @@ def test_every_partially_centered_form_is_calibrated(form, monkeypatch):
     in the simulations that put it in the tail, the centered model's posterior on the same
     data is the learned one's, the least-squares slope sits 2.5 posterior sds from the truth.)"""
     if form == "learned":  # a shorter variational run: the posterior does not depend on lambda
-        monkeypatch.setattr(models, "LEARN_STEPS", 300)
+        monkeypatch.setattr(learning, "LEARN_STEPS", 300)
     table = calibrate(form)
     assert (table["p_value"] >= table["alpha_bonferroni"] / len(PARTIAL_FORMS)).all(), table.sort_values("p_value").head()
     assert {"mu_slope", "sigma_slope", "slope[0]", "slope[7]", "log_likelihood"} <= set(table["parameter"])

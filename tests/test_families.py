@@ -120,7 +120,8 @@ def test_an_undrawable_prior_predictive_replicate_is_beyond_every_observation():
     """A count prior whose tail holds rates numpy cannot draw: the check goes on, that
     replicate counts as larger than anything observed, and the draws stay reproducible."""
     from poolbench import metrics
-    from poolbench.models import PriorSimulator, build_model
+    from poolbench.densities import PriorSimulator
+    from poolbench.models import build_model
 
     spec = grid.ModelSpec("unpooled", likelihood="poisson")
     data, _ = simulate.simulate("s", COUNTS, NO_OUTLIERS, 0, 1)

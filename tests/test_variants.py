@@ -111,6 +111,43 @@ def _digests(config: dict) -> dict[str, str]:
     return out
 
 
+def test_a_new_builder_in_models_py_changes_no_code_version_of_the_fit_cache(tmp_path, monkeypatch):
+    """Adding a family or a term edits the builders (models.py): that must neither resample
+    nor recompute the metrics of any other model's fits (grid, calibration, learned). The
+    code the metrics evaluate on a built model (densities.py) and the learned form's run
+    (learned.py, from the pilot in centering.py) do change their versions."""
+    import shutil
+
+    from poolbench import cache
+
+    package = tmp_path / "poolbench"
+    shutil.copytree(cache.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "PACKAGE", package)
+    versions = (cache.sampling_code_version, cache.metrics_code_version, cache.learning_code_version)
+
+    def current():
+        for version in versions:
+            version.cache_clear()
+        return tuple(version() for version in versions)
+
+    before = current()
+    for module in ("models.py", "variants.py", "simulate.py", "priors.py"):
+        with open(package / module, "a") as out:
+            out.write("\n\ndef zero_inflated_poisson_likelihood(eta, noise, y, prior, n_obs, columns):\n    pass\n")
+    assert current() == before
+    changed = {}
+    for module in ("densities.py", "learned.py", "centering.py", "samplers.py"):
+        with open(package / module, "a") as out:
+            out.write("\n# edited\n")
+        after = current()
+        changed[module] = {version.__name__ for version, old, new in zip(versions, before, after) if old != new}
+        before = after
+    assert changed == {"densities.py": {"metrics_code_version"}, "learned.py": {"learning_code_version"},
+                       "centering.py": {"learning_code_version"}, "samplers.py": {"sampling_code_version"}}
+    for version in versions:
+        version.cache_clear()
+
+
 def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkeypatch):
     """Issue #26, item 4: the fit cache keys a fit by its own model (the built graph), not by
     the file that declares all of them; a title is no model fact."""
@@ -124,7 +161,6 @@ def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkey
     # Neither the registry nor the builders of every term and family (models.py) key every
     # fit: adding a family resamples no fit of another; the built model is in the key.
     assert not {"variants.py", "models.py", "priors.py"} & set(cache.SAMPLING_MODULES)
-    assert "models.py" in cache.METRICS_MODULES  # its log densities and prior simulator are metrics
     hierarchical = variants.VARIANTS["hierarchical"]
     monkeypatch.setitem(variants.VARIANTS, "hierarchical", dataclasses.replace(hierarchical, priors=hierarchical.priors | {"mu_sd": 2.0}))
     monkeypatch.setitem(variants.VARIANTS, "pooled", dataclasses.replace(variants.VARIANTS["pooled"], title="renamed"))

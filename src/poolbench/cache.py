@@ -48,10 +48,14 @@ PACKAGE = Path(__file__).parent
 # scales included), so adding a family or a term resamples no other model's fits.
 SAMPLING_MODULES = ("samplers.py", "nutpie_callbacks.py", "numerics.py")
 SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "numpyro")
-# Modules whose code decides the metrics computed from a posterior (models.py: the log
-# densities of the sensitivity check and the prior predictive simulator). Not the registry:
-# what it says about a fit's own model enters the fit's metrics inputs (`Variant.metrics_facts`).
-METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "models.py")
+# Modules whose code decides the metrics computed from a posterior (densities.py: the log
+# densities of the sensitivity check, the pointwise log-likelihood and the prior simulator,
+# evaluated on the fit's built model). Not the registry, nor the builders (models.py): what
+# they make of a fit's own model is in its key (the built model), what the registry says
+# about it in its metrics inputs (`Variant.metrics_facts`).
+METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "densities.py")
+# The code that learns a learned form's centeredness, and the pilot it starts from.
+LEARNING_MODULES = ("learned.py", "centering.py")
 METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
 
 
@@ -75,9 +79,10 @@ def sampling_code_version() -> str:
 @functools.cache
 def learning_code_version() -> str:
     """The code that learns a learned parameterisation's centeredness before sampling
-    (`poolbench.models.learned_centeredness`): part of those fits' keys only, as their
-    lambda is not in the data arrays when the key is made."""
-    return _version(("models.py",), SAMPLING_PACKAGES)
+    (`poolbench.learned.learned_centeredness`, from the pilot's formula): part of those
+    fits' keys only, as their lambda is not in the data arrays when the key is made. (The
+    model it learns on is the fit's own, in the key already.)"""
+    return _version(LEARNING_MODULES, SAMPLING_PACKAGES)
 
 
 @functools.cache

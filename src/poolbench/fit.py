@@ -280,7 +280,7 @@ class FitBatch:
         dataset = (key.scenario, key.outliers, key.seed)
         if dataset not in self._prior_checks:
             if not hasattr(model, "prior_simulator"):  # compiled once per model
-                from poolbench.models import PriorSimulator
+                from poolbench.densities import PriorSimulator
 
                 model.prior_simulator = PriorSimulator(model, [])
             seed = prior_predictive_seed(self.master_seed, key, self.spec)
@@ -306,7 +306,7 @@ def learning_key(spec: ModelSpec) -> dict:
 
 
 def learned_inputs(models: CompiledModels, arrays: dict, n_groups: int, seed: int) -> tuple[dict, float]:
-    """`arrays` with a learned model's centeredness (`poolbench.models.learned_centeredness`,
+    """`arrays` with a learned model's centeredness (`poolbench.learned.learned_centeredness`,
     seeded from the fit's seed, by the job's compiled step: `CompiledModels.learner`), and
     the seconds its variational run took; as they are for the others. The step's compile,
     once per job, is not in those seconds: like the model's, it is compile time."""
@@ -361,9 +361,9 @@ def _loo_current(hit: fit_cache.CachedFit) -> bool:
 
 def log_densities(model, variant: str):
     """The per-draw log prior and log-likelihood of a PyMC model
-    (`poolbench.models.LogDensities`), compiled once per model."""
+    (`poolbench.densities.LogDensities`), compiled once per model."""
     if not hasattr(model, "poolbench_log_densities"):
-        from poolbench.models import LogDensities
+        from poolbench.densities import LogDensities
 
         model.poolbench_log_densities = LogDensities(model, variant)
     return model.poolbench_log_densities
@@ -373,7 +373,7 @@ def _pointwise_loo(tree: xr.DataTree, sampler: Sampler, arrays: dict):
     """PSIS-LOO of a real-data fit (`metrics.pointwise_loo`), from its pointwise
     log-likelihood, which is not kept: draws x observations, at a million rows it would be
     most of what is stored, twice (results and cache)."""
-    from poolbench.models import PointwiseLogLikelihood
+    from poolbench.densities import PointwiseLogLikelihood
 
     if not hasattr(sampler, "log_likelihood"):  # compiled once per model
         sampler.log_likelihood = PointwiseLogLikelihood(sampler.model)

@@ -265,7 +265,7 @@ def prior_sensitivity(posterior: xr.Dataset, log_prior: np.ndarray, log_likeliho
     """`{name}_prior_sensitivity` and `{name}_likelihood_sensitivity` of each variable in
     `names` (the largest over its groups for a per-group one), by ArviZ's power-scaling
     (`arviz_stats.psense`), from per-draw sums of the log prior and the log-likelihood
-    (`poolbench.models.LogDensities`): nothing per observation is needed or kept."""
+    (`poolbench.densities.LogDensities`): nothing per observation is needed or kept."""
     from arviz_stats import psense
 
     names = [name for name in names if name in posterior]

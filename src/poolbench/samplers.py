@@ -165,7 +165,8 @@ class CompiledModels:
         self.seconds = 0.0
 
     def get(self, arrays: dict, n_groups: int) -> Sampler:
-        from poolbench.models import CenterednessLearner, build_model
+        from poolbench.learned import CenterednessLearner
+        from poolbench.models import build_model
         from poolbench.storage import is_environment_error
 
         if n_groups not in self.samplers:
@@ -190,7 +191,7 @@ class CompiledModels:
 
     def learner(self, arrays: dict, n_groups: int):
         """A learned parameterisation's variational step for `n_groups` groups
-        (`poolbench.models.CenterednessLearner`): compiled with the model's sampler and
+        (`poolbench.learned.CenterednessLearner`): compiled with the model's sampler and
         shared by the job's fits as the sampler is; its compile is compile time."""
         self.get(arrays, n_groups)
         return self.learners[n_groups]

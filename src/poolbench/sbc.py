@@ -28,7 +28,8 @@ from poolbench.centering import centeredness, centeredness_name, has_centerednes
 from poolbench.data import response_dtype
 from poolbench.fit import environment_fault, error_message, learned_inputs, learning_key, log_densities
 from poolbench.grid import ModelSpec, SbcKey, sbc_seeds
-from poolbench.models import PriorSimulator, beyond_drawable, scaled_name
+from poolbench.densities import PriorSimulator, beyond_drawable
+from poolbench.models import scaled_name
 from poolbench.samplers import CompiledModels, SamplerSettings
 from poolbench.simulate import design, scenario_trials
 from poolbench.priors import design_scales
