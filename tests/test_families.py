@@ -50,12 +50,9 @@ def test_simulated_discrete_data_take_their_familys_values_and_share_x_with_the_
 
 
 def test_the_predictive_check_of_discrete_data_draws_bars_of_each_values_share_not_a_density():
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.collections import LineCollection
 
-    from poolbench import plots
+    from poolbench import plots  # draws with Agg
 
     assert {name for name, family in variants.LIKELIHOODS.items() if family.discrete} == {
         "binomial", "poisson", "negative_binomial"}

@@ -713,11 +713,11 @@ def test_a_study_whose_data_contradict_a_former_caption_claim_gets_the_finding_i
     """Where data are weak, the captions used to say, the centered model is rarely trusted
     and non-centering removes its divergences. A study whose weak-data regime says the
     opposite is told the opposite, by the computed findings; no caption says otherwise."""
-    from poolbench.report import funnel_headlines, render_headline, trust_headlines
+    from poolbench.report import funnel_headlines, trust_headlines
 
     summary = weak_data_summary(centered_wins)
     (trust,), (funnel,) = trust_headlines(summary), funnel_headlines(summary)
-    trust_text, funnel_text = (html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(h)))) for h in (trust, funnel))
+    trust_text, funnel_text = headline_text(trust), headline_text(funnel)
     if centered_wins:
         assert trust_text.endswith("the centered form is trusted more often.")
         assert trust_text.startswith("In the weak scenario, 6 of 6 centered fits and 2 of 6 non-centered fits were trusted")
@@ -748,10 +748,17 @@ def tutorial_fits(trusted_centered: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def story_text(fits, config) -> str:
-    from poolbench.report import render_headline, tutorial_story
+def headline_text(headline) -> str:
+    """A finding's sentence as a reader sees it: its HTML rendering, tags dropped."""
+    from poolbench.report import render_headline
 
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(h)))) for h in tutorial_story(fits, config))
+    return html.unescape(re.sub(r"<[^>]+>", "", str(render_headline(headline))))
+
+
+def story_text(fits, config) -> str:
+    from poolbench.report import tutorial_story
+
+    return " ".join(headline_text(h) for h in tutorial_story(fits, config))
 
 
 def test_the_tutorials_story_is_told_in_three_numbers_with_the_truth():

@@ -130,22 +130,24 @@ def test_a_new_builder_in_models_py_changes_no_code_version_of_the_fit_cache(tmp
             version.cache_clear()
         return tuple(version() for version in versions)
 
-    before = current()
-    for module in ("models.py", "variants.py", "simulate.py", "priors.py"):
-        with open(package / module, "a") as out:
-            out.write("\n\ndef zero_inflated_poisson_likelihood(eta, noise, y, prior, n_obs, columns):\n    pass\n")
-    assert current() == before
-    changed = {}
-    for module in ("densities.py", "learned.py", "centering.py", "samplers.py"):
-        with open(package / module, "a") as out:
-            out.write("\n# edited\n")
-        after = current()
-        changed[module] = {version.__name__ for version, old, new in zip(versions, before, after) if old != new}
-        before = after
-    assert changed == {"densities.py": {"metrics_code_version"}, "learned.py": {"learning_code_version"},
-                       "centering.py": {"learning_code_version"}, "samplers.py": {"sampling_code_version"}}
-    for version in versions:
-        version.cache_clear()
+    try:
+        before = current()
+        for module in ("models.py", "variants.py", "simulate.py", "priors.py"):
+            with open(package / module, "a") as out:
+                out.write("\n\ndef zero_inflated_poisson_likelihood(eta, noise, y, prior, n_obs, columns):\n    pass\n")
+        assert current() == before
+        changed = {}
+        for module in ("densities.py", "learned.py", "centering.py", "samplers.py"):
+            with open(package / module, "a") as out:
+                out.write("\n# edited\n")
+            after = current()
+            changed[module] = {version.__name__ for version, old, new in zip(versions, before, after) if old != new}
+            before = after
+        assert changed == {"densities.py": {"metrics_code_version"}, "learned.py": {"learning_code_version"},
+                           "centering.py": {"learning_code_version"}, "samplers.py": {"sampling_code_version"}}
+    finally:  # the versions of the copy must not outlive the test, even a failed one
+        for version in versions:
+            version.cache_clear()
 
 
 def test_a_registry_edit_changes_the_cache_key_of_that_variants_fits_only(monkeypatch):

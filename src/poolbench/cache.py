@@ -54,9 +54,9 @@ SAMPLING_PACKAGES = ("pymc", "pytensor", "nutpie", "numba", "numpy", "jax", "num
 # they make of a fit's own model is in its key (the built model), what the registry says
 # about it in its metrics inputs (`Variant.metrics_facts`).
 METRICS_MODULES = ("metrics.py", "records.py", "fit.py", "data.py", "densities.py")
+METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
 # The code that learns a learned form's centeredness, and the pilot it starts from.
 LEARNING_MODULES = ("learned.py", "centering.py")
-METRICS_PACKAGES = ("arviz", "arviz-stats", "arviz-base", "xarray", "numpy", "pandas")
 
 
 def _version(modules: tuple[str, ...], packages: tuple[str, ...]) -> str:
