@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from conftest import DEFAULT, fit, fit_keys, simulated_source
 
 from poolbench import grid, metrics, priors
@@ -191,7 +192,9 @@ def test_priors_that_follow_the_data_give_least_squares_in_any_units(tmp_path):
         # Same verdict, estimates scaled by the units (slope: y x 1000 / x x 0.01 = 1e5),
         # within a tenth of a posterior sd (the same seeds on the same standardised data).
         assert a[0]["status"].tolist() == b[0]["status"].tolist() == ["ok"]
-        assert a[0]["n_divergent"].iloc[0] == b[0]["n_divergent"].iloc[0] == 0
+        assert a[0]["n_divergent"].iloc[0] == b[0]["n_divergent"].iloc[0]
+        if model != "varying_intercepts_noncentered":  # data-rich groups: its funnel may show
+            assert a[0]["n_divergent"].iloc[0] == 0
         for column, factor in (("slope_mean", 1e5), ("intercept_mean", 1e3)):
             mcse = 0.1 * a[1][column.replace("mean", "sd")].to_numpy()
             assert np.allclose(b[1][column].to_numpy() / factor, a[1][column].to_numpy(), atol=mcse + 1e-9)
@@ -200,20 +203,33 @@ def test_priors_that_follow_the_data_give_least_squares_in_any_units(tmp_path):
     # The verdicts agree too: the sampler's and the model check's (model_ok, the same
     # failing diagnoses per variable and the same prior predictive misses) in both units.
     for model in fits:
+        # NUTS sees no units (the standardised data on a grid): its draws in the data's
+        # scale are the same bit for bit, so are its diagnostics and sampler verdict, even
+        # of a fit near the thresholds (the varying intercepts here: R-hat 1.005-1.012,
+        # bulk ESS 375-607 over seeds; before, the units alone moved it across them).
+        draws = {label: xr.open_datatree(next((tmp_path / label / f"{model}.normal").rglob("*.nc")))["posterior"]
+                 for label in ("ms", "seconds")}
+        sampled = [name for name in draws["ms"].data_vars if name.endswith("_std") or name.startswith("z_")]
+        assert sampled
+        for name in sampled:
+            assert draws["ms"][name].values.tobytes() == draws["seconds"][name].values.tobytes(), (model, name)
+        # Their diagnostics are read in the data's units, whose last bits differ: ranks, and
+        # so bulk ESS, do not move; R-hat's folded half does, by 1e-5 (the two middle draws
+        # lie equally far from their median, tied or not as the last bit falls).
+        np.testing.assert_allclose(fits[model][0]["min_ess_bulk"], scaled[model][0]["min_ess_bulk"], rtol=1e-9)
+        np.testing.assert_allclose(fits[model][0]["max_rhat"], scaled[model][0]["max_rhat"], rtol=1e-4)
         a, b = metrics.trust_verdict(fits[model][0], DEFAULT["trust"]), metrics.trust_verdict(scaled[model][0], DEFAULT["trust"])
-        # Not the varying intercepts' sampler verdict: NUTS amplifies the units' last-bit
-        # rounding into other trajectories, and that fit sits at the thresholds at this
-        # length (measured: R-hat 1.012 and bulk ESS 375 in one unit, 1.005 and 607 in the
-        # other; at 1000 draws one to three divergences): Monte Carlo, not the priors.
-        if model != "varying_intercepts_noncentered":
-            assert a["trusted"].tolist() == b["trusted"].tolist() == [True]
+        assert a["trusted"].tolist() == b["trusted"].tolist()
+        if model != "varying_intercepts_noncentered":  # the data-rich groups' non-centered form is not always
+            assert a["trusted"].tolist() == [True]
         a, b = metrics.model_verdict(fits[model][0]), metrics.model_verdict(scaled[model][0])
         assert a["model_ok"].tolist() == b["model_ok"].tolist()
-        # Not the "weakly identified" notes: they sit on the sensitivity threshold here
-        # (measured: sigma_intercept's prior sensitivity 0.08 in one unit, 0.05 in the
-        # other) and do not count against model_ok.
-        failing = (metrics.CONFLICT, metrics.PRIOR_DOMINATED)
+        # Every diagnosis, the notes too (sigma_intercept's sits near the threshold: 0.05-0.08
+        # over seeds), from the same sensitivities.
         for name in metrics.CHECKED_VARIABLES:
-            column = f"{name}_diagnosis"
-            assert [d if d in failing else "" for d in a[column]] == [d if d in failing else "" for d in b[column]]
+            assert a[f"{name}_diagnosis"].tolist() == b[f"{name}_diagnosis"].tolist(), name
+            for component in ("prior", "likelihood"):
+                column = f"{name}_{component}_sensitivity"
+                if column in a:
+                    np.testing.assert_allclose(a[column], b[column], rtol=1e-6, err_msg=column)
         assert a["prior_predictive_outside"].tolist() == b["prior_predictive_outside"].tolist()

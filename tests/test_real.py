@@ -139,6 +139,10 @@ def real_run(tmp_path_factory):
     }
     config = real_config(datasets)
     config["models"]["parameterisations"] = ["noncentered"]
+    # The short chains of tests (2 x 400 draws): at 1.01 whether any fit is trusted, hence
+    # ranked, is a matter of seeds (measured: pooled_intercept's R-hat 1.005-1.023 over
+    # seeds); the ranking path is what these tests check.
+    config.setdefault("trust", {})["max_rhat"] = 1.1
     snakemake(workdir, config)
     return workdir / "results/real"
 
@@ -180,6 +184,7 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
     table = pd.read_csv(real_run / "tables/comparison.csv", keep_default_na=False, na_values=[""])
     fits = pd.read_parquet(real_run / "tables/fits.parquet")
     pointwise = pd.read_parquet(real_run / "tables/loo_pointwise.parquet")
+    compared = 0
     for dataset in ("radon", "NA"):
         rows = table[(table["dataset"] == dataset)]
         assert rows["elpd_loo"].notna().all()
@@ -198,6 +203,7 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
                 assert row.not_ranked_because == f"PSIS-LOO unreliable: {high} of {row.n_obs} Pareto k > {good_k:.2f}"
         if len(ranked) < 2:
             continue
+        compared += 1
         trees = {model: with_log_likelihood(next((real_run / "fits" / model).rglob(f"posterior/{dataset}/*.nc")))
                  for model in ranked.index}
         direct = az.compare(trees, method="stacking", var_name="y_obs", round_to="none")
@@ -207,6 +213,7 @@ def test_the_comparison_table_is_arvizs_on_the_stored_posteriors(real_run):
             assert ranked.loc[model, "elpd_diff_se"] == pytest.approx(row["dse"])
             assert ranked.loc[model, "weight"] == pytest.approx(row["weight"])
             assert ranked.loc[model, "elpd_loo"] == pytest.approx(row["elpd"])
+    assert compared, "no data set had two ranked fits: the comparison was not checked"
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from poolbench.priors import on_grid
 from poolbench.variants import (
     HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, TRIALS, VARIANTS,
 )
@@ -150,7 +151,8 @@ def centeredness(arrays: dict, n_groups: int, variant: str, likelihood: str, par
         return {}
     out = {}
     for coefficient, (tau2, noise2, information) in pilot(arrays, n_groups, variant, likelihood).items():
-        w = efficient_centeredness(tau2, noise2, information)
+        # On the grid: the units of x and y change w's last bits, and lambda is the sampler's.
+        w = on_grid(efficient_centeredness(tau2, noise2, information))
         out[centeredness_name(coefficient)] = (w >= MIXED_THRESHOLD).astype("float64") if parameterisation == MIXED else w
     return out
 

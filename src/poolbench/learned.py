@@ -57,7 +57,9 @@ class CenterednessLearner:
         self.spec, self.n_groups = spec, n_groups
         self.logits = {name: pytensor.shared(np.zeros(n_groups), name=f"{name}_logit")
                        for name in centeredness_names(spec.variant)}
-        self.model = build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in self.logits.items()}, n_groups)
+        # The sampler's model: the variational run, like NUTS, sees no units (`build_model`).
+        self.model = build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in self.logits.items()}, n_groups,
+                                 for_sampler=True)
         with self.model:
             self.inference = pm.ADVI(random_seed=0)
             self.step = self.inference.objective.step_function(

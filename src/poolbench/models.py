@@ -18,9 +18,9 @@ from pytensor.graph.basic import Variable
 
 from poolbench.centering import centeredness, centeredness_name, centeredness_names, has_centeredness, placeholder
 from poolbench.grid import ModelSpec
-from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
+from poolbench.priors import GRID_STEP, SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
 from poolbench.variants import (
-    BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
+    BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, IDENTITY_LINK, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
     NU, OBSERVED, OVERDISPERSION, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
     partially_centered, population_mean, population_sd, standardised,
 )
@@ -65,6 +65,12 @@ class Units:
             return self.scales[Y_SCALE] / self.scales[X_SCALE]
         return self.scales[Y_SCALE]  # intercepts and the noise: the response's unit
 
+    def sampled(self, scaled, shown):
+        """What the linear predictor takes of a term: under the data rule its value in the
+        data's scale (`scaled`), the model's likelihood then being written in those units
+        too (`build_model`); under the fixed rule the value in the data's units (`shown`)."""
+        return scaled if self.scaled else shown
+
     def shown(self, name: str, value, coefficient: str, centred: bool, dims=None, deterministic=False):
         """`value` in the data's units under `name` (as it is, with the fixed rule, unless
         it must become a named Deterministic)."""
@@ -80,12 +86,13 @@ class Units:
 def pooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
     raw = pm.Normal(units.name(common(coefficient)), 0.0, prior[f"{coefficient}_sd"])
     value = units.shown(common(coefficient), raw, coefficient, centred=True)
-    return pm.Deterministic(coefficient, value * pm.math.ones(n_groups), dims="group")
+    shown = pm.Deterministic(coefficient, value * pm.math.ones(n_groups), dims="group")
+    return units.sampled(raw * pm.math.ones(n_groups), shown)
 
 
 def unpooled_term(coefficient: str, prior: dict, parameterisation: str, n_groups: int, units: Units):
     raw = pm.Normal(units.name(coefficient), 0.0, prior[f"{coefficient}_sd"], dims="group")
-    return units.shown(coefficient, raw, coefficient, centred=True, dims="group")
+    return units.sampled(raw, units.shown(coefficient, raw, coefficient, centred=True, dims="group"))
 
 
 def partially_centered_value(mu, sigma, centeredness, tilde):
@@ -103,20 +110,20 @@ def hierarchical_term(coefficient: str, prior: dict, parameterisation: str, n_gr
     sigma = _spread(units.name(spread), prior, coefficient)
     if parameterisation == CENTERED:
         raw = pm.Normal(units.name(coefficient), mu, sigma, dims="group")
-        value = units.shown(coefficient, raw, coefficient, centred=True, dims="group")
     elif has_centeredness(parameterisation):
         lam = units.centeredness[centeredness_name(coefficient)]
         if not isinstance(lam, Variable):  # data; a variable while it is learned (`learned_centeredness`)
             lam = pm.Data(centeredness_name(coefficient), lam, dims="group")
         tilde = pm.Normal(partially_centered(coefficient), lam * mu, sigma**lam, dims="group")
-        value = units.shown(coefficient, partially_centered_value(mu, sigma, lam, tilde), coefficient, centred=True,
-                            dims="group", deterministic=True)
+        raw = partially_centered_value(mu, sigma, lam, tilde)
     else:
         z = pm.Normal(standardised(coefficient), 0.0, 1.0, dims="group")
-        value = units.shown(coefficient, mu + sigma * z, coefficient, centred=True, dims="group", deterministic=True)
+        raw = mu + sigma * z
+    value = units.shown(coefficient, raw, coefficient, centred=True, dims="group",
+                        deterministic=parameterisation != CENTERED)
     units.shown(mean, mu, coefficient, centred=True)
     units.shown(spread, sigma, coefficient, centred=False)
-    return value
+    return units.sampled(raw, value)
 
 
 TERM_BUILDERS = {POOLED: pooled_term, UNPOOLED: unpooled_term, HIERARCHICAL: hierarchical_term}
@@ -153,10 +160,18 @@ LIKELIHOOD_BUILDERS = {NORMAL: normal_likelihood, STUDENT_T: student_t_likelihoo
 assert set(LIKELIHOOD_BUILDERS) == set(LIKELIHOODS), "every registered likelihood needs a builder"
 
 
-def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_groups: int) -> pm.Model:
+def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_groups: int,
+                for_sampler: bool = False) -> pm.Model:
     """PyMC model of `spec` on `arrays` (poolbench.data.model_arrays; with the data rule's
     scales, poolbench.priors.model_inputs, or they are computed from these arrays);
-    `prior` holds the rule and hyperparameters of poolbench.grid.priors."""
+    `prior` holds the rule and hyperparameters of poolbench.grid.priors.
+
+    Under the data rule, `for_sampler` gives the model NUTS runs on: its likelihood that of
+    the standardised response (`data_scale_likelihood`), so that nothing the sampler
+    computes depends on the units of x and y. Without it, the model whose likelihood is
+    that of y as given, on which everything else is evaluated (log-likelihood and PSIS-LOO,
+    predictive checks, prior sensitivity): the same posterior, its log density shifted by
+    the constant n log s_y. Under the fixed rule both are the same model."""
     variant, family = VARIANTS[spec.variant], LIKELIHOODS[spec.likelihood]
     rule = prior.get("rule", FIXED_RULE)
     if rule == DATA_RULE and not {Y_SCALE, X_SCALE} <= set(arrays):
@@ -177,14 +192,49 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
             coefficient: TERM_BUILDERS[kind](coefficient, prior, spec.parameterisation, n_groups, units)
             for coefficient, kind in variant.terms.items()
         }
-        mean = terms[SLOPE][group_idx] * x
+        covariate = x
+        if units.scaled:  # x in units of s_x: on the grid for the sampler (`data_scale_likelihood`)
+            covariate = on_grid(x / scales[X_SCALE]) if for_sampler else x / scales[X_SCALE]
+        mean = terms[SLOPE][group_idx] * covariate
         if INTERCEPT in terms:
             mean = terms[INTERCEPT][group_idx] + mean
         noise = None
         if family.has_noise:
-            noise = units.shown(NOISE, pm.Exponential(units.name(NOISE), prior["noise_rate"]), NOISE, centred=False)
-        LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, y, prior, x.shape, columns)
+            raw_noise = pm.Exponential(units.name(NOISE), prior["noise_rate"])
+            noise = units.sampled(raw_noise, units.shown(NOISE, raw_noise, NOISE, centred=False))
+        observed = y
+        if units.scaled:
+            mean, noise, observed = data_scale_likelihood(family, scales, mean, noise, y, for_sampler)
+        LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, observed, prior, x.shape, columns)
     return model
+
+
+def on_grid(value):
+    """`value` rounded to a multiple of `poolbench.priors.GRID_STEP`: standardised data the
+    same bit for bit in any units (`poolbench.priors.on_grid`, in the graph)."""
+    import pytensor.tensor as pt
+
+    return pt.round(value / GRID_STEP, mode="half_to_even") * GRID_STEP
+
+
+def data_scale_likelihood(family, scales: dict, eta, noise, y, for_sampler: bool):
+    """(mean, noise, observed) of a data-rule model's likelihood, from its linear predictor
+    `eta` and `noise` in units of the data's scale (x / s_x; on the grid for the sampler).
+
+    A link family's response has no unit (s_y = 1): eta + m_y on the link's scale, either
+    way. The identity link: for the sampler, the standardised response (y - m_y) / s_y on
+    the grid, with eta and the noise as they are; the units of x and y, which change the
+    last bits of every product with s_y or s_x, then reach no number NUTS computes (its
+    trajectories, step size and verdict are the same in any units: a change of units
+    multiplied out in the graph moved a fit at the R-hat threshold across it). Otherwise
+    y as given, with mean m_y + s_y eta and noise s_y * noise (and x as given: the
+    log-likelihood is that of the data, not of the grid's 2e-10 sd away)."""
+    center = scales[Y_CENTER] if Y_CENTER in scales else 0.0
+    if family.link != IDENTITY_LINK:
+        return center + eta, noise, y
+    if for_sampler:
+        return eta, noise, on_grid((y - center) / scales[Y_SCALE])
+    return center + scales[Y_SCALE] * eta, scales[Y_SCALE] * noise, y
 
 
 def specification_digest(model: pm.Model) -> str:

@@ -23,6 +23,20 @@ SCALE_NAMES = (Y_CENTER, Y_SCALE, X_SCALE)
 LARGEST_VALUE = 1e150
 
 
+# Standardised data (x / s_x, (y - m_y) / s_y) and a partial form's lambda are rounded to
+# multiples of this (2^-32: 2e-10 of the data's sd, far below any measurement's precision).
+# A change of units changes their last bits; on this grid they are the same bit for bit
+# (unless a value falls within those last bits of a grid point's midpoint, or |value| >
+# 2^20, beyond which float64 holds no finer than the grid), and so is every fit on them.
+GRID_STEP = 2.0**-32
+
+
+def on_grid(values: np.ndarray) -> np.ndarray:
+    """`values` rounded to a multiple of GRID_STEP (the model rounds its standardised data
+    the same way in its graph: `poolbench.models.on_grid`)."""
+    return np.round(np.asarray(values, dtype="float64") / GRID_STEP) * GRID_STEP
+
+
 class ScaleError(ValueError):
     """Data whose scale the data rule cannot take: constant, or too large."""
 

@@ -16,7 +16,7 @@ import xarray as xr
 from pymc.exceptions import SamplingError
 
 from poolbench.grid import DEFAULT_ADAPTATION, sampler_label, sampler_parts
-from poolbench.variants import LEARNED
+from poolbench.variants import DATA_RULE, FIXED_RULE, LEARNED
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,15 @@ class SamplerSettings:
 
 
 class Sampler:
-    """Compile once, then sample many datasets with the same number of groups."""
+    """Compile once, then sample many datasets with the same number of groups.
 
-    def __init__(self, model: pm.Model, settings: SamplerSettings):
+    NUTS runs on `sampled` (`poolbench.models.build_model(..., for_sampler=True)`; the
+    model itself where none is given); its draws, the same free parameters and
+    deterministics, are evaluated on `model` (log-likelihood, predictive checks)."""
+
+    def __init__(self, model: pm.Model, settings: SamplerSettings, sampled: pm.Model | None = None):
         self.model = model
+        self.sampled = model if sampled is None else sampled
         self.settings = settings
 
     def sample(self, arrays: dict, seed: int, target_accept: float) -> xr.DataTree:
@@ -84,23 +89,23 @@ class StartCheck:
 
 
 class NutpieSampler(Sampler):
-    def __init__(self, model, settings):
+    def __init__(self, model, settings, sampled=None):
         import nutpie
 
         from poolbench import nutpie_callbacks
 
-        super().__init__(model, settings)
+        super().__init__(model, settings, sampled)
         self._nutpie = nutpie
         with nutpie_callbacks.faster_callbacks():  # same draws, ~1.3 s less compile per model
-            self.compiled = nutpie.compile_pymc_model(model)
-        self.check_start = StartCheck(model)
+            self.compiled = nutpie.compile_pymc_model(self.sampled)
+        self.check_start = StartCheck(self.sampled)
 
     def sample(self, arrays, seed, target_accept):
         s = self.settings
         # PyMC's start check names the offending terms. It also keeps nutpie off its
         # failed-initialisation path, after which nutpie 0.16's worker threads outlive the
         # call and can crash the interpreter at exit (SIGSEGV).
-        pm.set_data(arrays, model=self.model)
+        pm.set_data(arrays, model=self.sampled)
         self.check_start()
         # The default is not passed: the call, and so the draws, stay those of before the axis.
         adaptation = {} if s.adaptation == DEFAULT_ADAPTATION else {"adaptation": s.adaptation}
@@ -126,7 +131,7 @@ class PymcSampler(Sampler):
 
     def sample(self, arrays, seed, target_accept):
         s = self.settings
-        with self.model:
+        with self.sampled:
             pm.set_data(arrays)
             return pm.sample(
                 draws=s.draws,
@@ -160,6 +165,7 @@ class CompiledModels:
         self.spec, self.prior, self.settings = spec, prior, settings
         self.samplers: dict[int, Sampler | Exception] = {}
         self.bare: dict[int, object] = {}  # models built for their densities alone
+        self.for_sampler: dict[int, object] = {}  # the data rule's models NUTS runs on
         self.digests: dict[int, str] = {}  # their specifications, for the cache key
         self.learners: dict[int, object] = {}  # a learned form's variational steps
         self.seconds = 0.0
@@ -172,8 +178,9 @@ class CompiledModels:
         if n_groups not in self.samplers:
             start = time.perf_counter()
             try:
-                model = build_model(self.spec, self.prior, arrays, n_groups)
-                self.samplers[n_groups] = SAMPLERS[self.settings.backend](model, self.settings)
+                model = self.model(arrays, n_groups)
+                self.samplers[n_groups] = SAMPLERS[self.settings.backend](model, self.settings,
+                                                                          self.sampled_model(arrays, n_groups))
                 if self.spec.parameterisation == LEARNED:
                     self.learners[n_groups] = CenterednessLearner(self.spec, self.prior, arrays, n_groups)
                 self.bare.pop(n_groups, None)  # the sampler's model serves from now on
@@ -212,8 +219,25 @@ class CompiledModels:
                 model = None
             # A failure of the digest itself is a bug here, not a model that cannot be
             # built: it stops the job rather than key fits by a placeholder.
-            self.digests[n_groups] = "unbuildable" if model is None else specification_digest(model)
+            if model is None:
+                self.digests[n_groups] = "unbuildable"
+            else:
+                sampled = self.sampled_model(arrays, n_groups)
+                digest = specification_digest(model)
+                # The data rule's sampler model decides the draws too (the fixed rule's is the model).
+                self.digests[n_groups] = digest if sampled is model else f"{digest}+{specification_digest(sampled)}"
         return self.digests[n_groups]
+
+    def sampled_model(self, arrays: dict, n_groups: int):
+        """The model NUTS runs on (`poolbench.models.build_model(..., for_sampler=True)`):
+        under the fixed rule the model itself (`model`)."""
+        if self.prior.get("rule", FIXED_RULE) != DATA_RULE:
+            return self.model(arrays, n_groups)
+        if n_groups not in self.for_sampler:
+            from poolbench.models import build_model
+
+            self.for_sampler[n_groups] = build_model(self.spec, self.prior, arrays, n_groups, for_sampler=True)
+        return self.for_sampler[n_groups]
 
     def model(self, arrays: dict, n_groups: int):
         """The PyMC model for `n_groups` groups, without compiling a sampler where none was
