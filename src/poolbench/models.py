@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
 from poolbench.centering import centeredness, centeredness_name, centeredness_names, has_centeredness, placeholder
 from poolbench.grid import ModelSpec
-from poolbench.priors import GRID_STEP, SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs
+from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs, on_grid
 from poolbench.variants import (
     BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, IDENTITY_LINK, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
     NU, OBSERVED, OVERDISPERSION, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
@@ -194,7 +195,7 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
         }
         covariate = x
         if units.scaled:  # x in units of s_x: on the grid for the sampler (`data_scale_likelihood`)
-            covariate = on_grid(x / scales[X_SCALE]) if for_sampler else x / scales[X_SCALE]
+            covariate = on_grid(x / scales[X_SCALE], pt.round) if for_sampler else x / scales[X_SCALE]
         mean = terms[SLOPE][group_idx] * covariate
         if INTERCEPT in terms:
             mean = terms[INTERCEPT][group_idx] + mean
@@ -207,14 +208,6 @@ def build_model(spec: ModelSpec, prior: dict, arrays: dict[str, np.ndarray], n_g
             mean, noise, observed = data_scale_likelihood(family, scales, mean, noise, y, for_sampler)
         LIKELIHOOD_BUILDERS[spec.likelihood](mean, noise, observed, prior, x.shape, columns)
     return model
-
-
-def on_grid(value):
-    """`value` rounded to a multiple of `poolbench.priors.GRID_STEP`: standardised data the
-    same bit for bit in any units (`poolbench.priors.on_grid`, in the graph)."""
-    import pytensor.tensor as pt
-
-    return pt.round(value / GRID_STEP, mode="half_to_even") * GRID_STEP
 
 
 def data_scale_likelihood(family, scales: dict, eta, noise, y, for_sampler: bool):
@@ -233,7 +226,7 @@ def data_scale_likelihood(family, scales: dict, eta, noise, y, for_sampler: bool
     if family.link != IDENTITY_LINK:
         return center + eta, noise, y
     if for_sampler:
-        return eta, noise, on_grid((y - center) / scales[Y_SCALE])
+        return eta, noise, on_grid((y - center) / scales[Y_SCALE], pt.round)
     return center + scales[Y_SCALE] * eta, scales[Y_SCALE] * noise, y
 
 

@@ -31,10 +31,10 @@ LARGEST_VALUE = 1e150
 GRID_STEP = 2.0**-32
 
 
-def on_grid(values: np.ndarray) -> np.ndarray:
-    """`values` rounded to a multiple of GRID_STEP (the model rounds its standardised data
-    the same way in its graph: `poolbench.models.on_grid`)."""
-    return np.round(np.asarray(values, dtype="float64") / GRID_STEP) * GRID_STEP
+def on_grid(values, rounding=np.round):
+    """`values` rounded to a multiple of GRID_STEP, half to even: numpy arrays, or with
+    `rounding=pytensor.tensor.round` a graph's tensors (the model's standardised data)."""
+    return rounding(values / GRID_STEP) * GRID_STEP
 
 
 class ScaleError(ValueError):
