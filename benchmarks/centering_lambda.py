@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def compare(name: str, data: pd.DataFrame, spec: grid.ModelSpec, prior: dict, n_groups: int, seed: int) -> pd.DataFrame:
     arrays = model_inputs(model_arrays(data, spec.likelihood), spec.variant, prior, spec.likelihood)
-    formula = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, "partial")
+    formula = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, "partial", prior)
     start = time.perf_counter()
     learned = learned_centeredness(grid.ModelSpec(spec.variant, "learned", spec.likelihood), prior, arrays, n_groups, seed)
     seconds = time.perf_counter() - start

@@ -23,9 +23,17 @@ def arrays_of(groups, x, y, **extra):
     return {"x": np.asarray(x, float), "y": np.asarray(y, float), "group_idx": np.asarray(groups, np.int64)} | extra
 
 
-def lam(arrays, n_groups=None, variant="hierarchical", likelihood="normal", form="partial"):
+def data_rule(variant="hierarchical"):
+    return {"rule": "data", **models.VARIANTS[variant].data_priors}
+
+
+def lam(arrays, n_groups=None, variant="hierarchical", likelihood="normal", form="partial", prior=None):
+    """lambda of `form` on `arrays` under `prior` (default: the data rule's, whose weak
+    spread prior leaves tau to the data)."""
     n_groups = n_groups or int(arrays["group_idx"].max()) + 1
-    out = centering.centeredness(arrays, n_groups, variant, likelihood, form)
+    prior = prior or data_rule(variant)
+    arrays = models.model_inputs(arrays, variant, prior, likelihood)
+    out = centering.centeredness(arrays, n_groups, variant, likelihood, form, prior)
     return out["slope_centeredness"], out.get("intercept_centeredness")
 
 
@@ -50,10 +58,24 @@ def test_lambda_follows_the_formula_with_the_true_spread_and_noise():
 
 def test_the_tutorials_groups_are_centered_and_its_minority_least():
     data, _ = simulate.simulate("tutorial", DEFAULT["scenarios"]["tutorial"], {"count": 2, "value": 30.0}, 0, 1)
-    partial, _ = lam(model_arrays(data))
+    tutorial = grid.priors(validated(DEFAULT), grid.ModelSpec("hierarchical", "partial"))
+    partial, _ = lam(model_arrays(data), prior=tutorial)
     assert (partial[:7] > 0.9).all() and partial[7] == partial.min() < 0.7
-    mixed, _ = lam(model_arrays(data), form="mixed")
+    mixed, _ = lam(model_arrays(data), form="mixed", prior=tutorial)
     np.testing.assert_array_equal(mixed, (partial >= 0.5).astype(float))
+
+
+def test_lambda_follows_the_spread_the_prior_allows_not_the_data_alone():
+    """The hard regime (five points per group, noise 1, true spread 1): the tutorial's
+    sigma_slope ~ Exp(13) holds the posterior's spread near 0.09, so lambda puts every group
+    on the non-centered side (there the non-centered form is trusted and the centered one
+    diverges); the data rule's weak spread prior leaves tau to the data, which center them
+    more. (A data-only tau gave 0.13-0.70 under both: measured on seed 0, 2026-12-06.)"""
+    data, _ = simulate.simulate("hard", DEFAULT["scenarios"]["hard"], NO_OUTLIERS, 0, 20250101)
+    tutorial = grid.priors(validated(DEFAULT), grid.ModelSpec("hierarchical", "partial"))
+    held, _ = lam(model_arrays(data), prior=tutorial)
+    free, _ = lam(model_arrays(data))
+    assert held.max() < 0.1 and (free > 3 * held).all(), np.c_[held, free]
 
 
 @pytest.mark.parametrize("scale_y, scale_x", [(1000.0, 1.0), (1e-3, 1e4), (1e6, 1e-6)])
@@ -76,8 +98,9 @@ def test_the_same_data_give_the_same_lambda_bit_for_bit():
 def test_degenerate_groups_and_estimates_give_a_defined_lambda():
     """The documented rules: a group without information on its coefficient (no
     observations, or x all 0 for a slope) is non-centered (0); a group with one observation
-    is centered as far as its information says; no spread between groups (tau^2 = 0) gives
-    0 everywhere; an exact fit (sigma^2 = 0) centers every group with information (1)."""
+    is centered as far as its information says; fewer than two groups with an estimate
+    (tau^2 = 0) give 0 everywhere; an exact fit (sigma^2 = 0) centers every group with
+    information (1)."""
     rng = np.random.default_rng(2)
     groups = np.array([0] * 6 + [1] * 6 + [2] * 6 + [3] + [4] * 3)
     x = rng.standard_normal(len(groups))
@@ -89,8 +112,12 @@ def test_degenerate_groups_and_estimates_give_a_defined_lambda():
     assert got[4] == 0 and got[5] == 0 and 0 < got[3] < 1
     exact, _ = lam(arrays_of(groups, x, slopes[groups] * x), n_groups=6)
     np.testing.assert_array_equal(exact, [1, 1, 1, 1, 0, 0])
+    # Groups that share their slope: tau's posterior sits lower, every group less centered.
     same_slope, _ = lam(arrays_of(groups, x, 2.0 * x + 0.3 * rng.standard_normal(len(groups))), n_groups=6)
-    np.testing.assert_array_equal(same_slope, np.zeros(6))
+    assert (same_slope[:4] < got[:4]).all() and (same_slope[4:] == 0).all()
+    # Fewer than two groups with an estimate: no spread to estimate, tau^2 = 0, lambda 0.
+    keep = (groups == 0) | (groups == 4)  # group 4's x is all 0: no estimate of its slope
+    np.testing.assert_array_equal(lam(arrays_of(groups[keep], x[keep], noisy[keep]), n_groups=6)[0], np.zeros(6))
     # Intercepts and slopes of a varying-intercepts model, single rows included.
     slope, intercept = lam(arrays_of(groups, x, noisy + groups), n_groups=6, variant="varying_intercepts")
     assert np.isfinite(slope).all() and np.isfinite(intercept).all() and intercept[5] == 0 and intercept[3] > 0
@@ -166,7 +193,7 @@ def _pm_fit_centeredness(spec, prior, arrays, n_groups, seed):
     import pytensor
     import pytensor.tensor as pt
 
-    start = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, learning.PARTIAL)
+    start = centering.centeredness(arrays, n_groups, spec.variant, spec.likelihood, learning.PARTIAL, prior)
     logits = {name: pytensor.shared(learning._logit(np.clip(start[name], learning.LEARN_CLIP, 1.0 - learning.LEARN_CLIP)))
               for name in centering.centeredness_names(spec.variant)}
     model = models.build_model(spec, prior, arrays | {name: pt.sigmoid(a) for name, a in logits.items()}, n_groups,
@@ -211,7 +238,7 @@ def test_every_form_gives_the_tutorials_minority_slope(form):
     spec = grid.ModelSpec("hierarchical", form)
     prior = grid.priors(validated(DEFAULT), spec)
     arrays = model_arrays(data)
-    arrays |= centering.centeredness(arrays, 8, "hierarchical", "normal", form)
+    arrays |= centering.centeredness(arrays, 8, "hierarchical", "normal", form, prior)
     compiled = CompiledModels(spec, prior, SamplerSettings("nutpie", 500, 500, 2))
     if form == "learned":
         learned = learning.learned_centeredness(spec, prior, arrays, 8, 11)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from poolbench.priors import on_grid
+from poolbench.priors import X_SCALE, Y_CENTER, Y_SCALE, on_grid
 from poolbench.variants import (
-    HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, TRIALS, VARIANTS,
+    DATA_RULE, HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, SLOPE, TRIALS,
+    VARIANTS, prior_key,
 )
 
 # The parameterisations whose centeredness is computed here, from the data.
@@ -66,7 +67,8 @@ def working_response(arrays: dict, likelihood: str) -> tuple[np.ndarray, np.ndar
     return y, np.ones(len(y)), False
 
 
-def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str) -> dict[str, tuple[float, float, np.ndarray]]:
+def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str,
+          prior: dict) -> dict[str, tuple[float, float, np.ndarray]]:
     """Per hierarchical coefficient: (tau^2, sigma_y^2, I_j), the pilot's estimates.
 
     Each group's own weighted least-squares fit of z on its design (1 and x where the
@@ -75,8 +77,10 @@ def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str) -> dict[st
     over the groups with more observations than coefficients (the identity link; 1 for
     a link family, whose weights carry it); where no group has, the residual variance of
     one fit to all the data; where that has no residual degree of freedom either, 0.
-    tau^2: DerSimonian & Laird's (1986) method-of-moments estimate over the groups with
-    an estimate, 0 where fewer than two have one or the moments say no spread."""
+    tau^2: the square of tau's posterior median given the estimates under the model's own
+    priors on the spread and the mean (`posterior_spread`), over the groups with an
+    estimate; 0 where fewer than two have one; where some v_j is 0 (an exact fit) the plain
+    variance of the estimates."""
     z, weights, noise_known = working_response(arrays, likelihood)
     x = np.asarray(arrays["x"], dtype="float64")
     groups = np.asarray(arrays["group_idx"])
@@ -114,24 +118,68 @@ def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str) -> dict[st
             continue
         c = columns[coefficient]
         known = [(b[c], v[c] * noise2) for b, v in zip(estimates, variances) if b is not None]
-        tau2 = _dersimonian_laird(np.array([b for b, _ in known]), np.array([v for _, v in known]))
+        tau2 = posterior_spread(np.array([b for b, _ in known]), np.array([v for _, v in known]),
+                                *_population_prior(prior, coefficient, arrays))
         regressor = design[:, c]
         information = np.bincount(groups, weights=weights * regressor**2, minlength=n_groups)[:n_groups]
         out[coefficient] = (tau2, noise2, information)
     return out
 
 
-def _dersimonian_laird(estimates: np.ndarray, variances: np.ndarray) -> float:
-    """tau^2 of estimates with known sampling variances (0 where undefined)."""
+def _population_prior(prior: dict, coefficient: str, arrays: dict) -> tuple[float, float, str, float]:
+    """(mean's centre, mean's sd, spread's distribution, spread's scale) of a hierarchical
+    coefficient's prior in the pilot's units (those of x and y as given, on the link's
+    scale): the fixed rule's numbers as they are; the data rule's times the coefficient's
+    unit (s_y / s_x for a slope, s_y for an intercept, whose mean is centred at the centre
+    of y), as `poolbench.models` builds them. The spread's scale is an exponential's mean
+    or a half-normal's sd."""
+    unit, centre = 1.0, 0.0
+    if prior.get("rule") == DATA_RULE:
+        unit = float(arrays[Y_SCALE]) / (float(arrays[X_SCALE]) if coefficient == SLOPE else 1.0)
+        centre = float(arrays[Y_CENTER]) if coefficient == INTERCEPT and Y_CENTER in arrays else 0.0
+    mean_sd = prior[prior_key(coefficient, "mu_sd")] * unit
+    if prior.get("sigma_dist", "exponential") == "halfnormal":
+        return centre, mean_sd, "halfnormal", prior[prior_key(coefficient, "sigma_sd")] * unit
+    return centre, mean_sd, "exponential", unit / prior[prior_key(coefficient, "sigma_rate")]
+
+
+# tau's posterior is evaluated on a grid even in log tau from TAU_GRID_SPAN below its upper
+# end (relative steps of 0.5 %): fine enough for a median, wide enough for any prior.
+TAU_GRID_POINTS = 4001
+TAU_GRID_SPAN = 1e-8
+
+
+def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: float, mean_sd: float,
+                     spread_dist: str, spread_scale: float) -> float:
+    """tau^2 of estimates b_j with known sampling variances v_j: the square of the posterior
+    median of tau in b_j ~ N(mu, tau^2 + v_j), mu ~ N(mean_centre, mean_sd) integrated out,
+    tau under its prior (an exponential of mean `spread_scale`, or a half-normal of that
+    sd), on a fixed grid (deterministic). The model's own prior on the spread: where it
+    holds the posterior's spread far below what the data alone say (the tutorial's
+    sigma_slope ~ Exp(13) on groups of five noisy points), lambda must follow the
+    posterior that NUTS actually samples, not the data alone. 0 with fewer than two
+    estimates; the plain variance of the estimates where some v_j is 0 (an exact fit)."""
     if len(estimates) < 2:
         return 0.0
-    if not (variances > 0).all():  # an exact fit somewhere: the plain variance of the estimates
+    if not (variances > 0).all():
         return float(np.var(estimates, ddof=1))
-    w = 1.0 / variances
-    mean = np.sum(w * estimates) / np.sum(w)
-    q = float(np.sum(w * (estimates - mean) ** 2))
-    denominator = float(np.sum(w) - np.sum(w**2) / np.sum(w))
-    return max(0.0, (q - (len(estimates) - 1)) / denominator) if denominator > 0 else 0.0
+    # Above the prior's 1 - 1e-9 quantile and ten times the estimates' whole spread, nothing
+    # is left of the posterior.
+    prior_top = spread_scale * (np.log(1e9) if spread_dist == "exponential" else 6.2)
+    top = max(prior_top, 10 * (float(np.ptp(estimates)) + float(np.sqrt(variances.max()))))
+    tau = top * np.geomspace(TAU_GRID_SPAN, 1.0, TAU_GRID_POINTS)
+    d = tau[:, None] ** 2 + variances[None, :]
+    r = estimates[None, :] - mean_centre
+    s1, sr, srr = (1 / d).sum(axis=1), (r / d).sum(axis=1), (r**2 / d).sum(axis=1)
+    shrink = 1 + mean_sd**2 * s1
+    # The normal marginal of b with mu integrated out (Sherman-Morrison): covariance D + s0^2 11'.
+    log_marginal = -0.5 * (np.log(d).sum(axis=1) + np.log(shrink) + srr - mean_sd**2 * sr**2 / shrink)
+    log_prior = -tau / spread_scale if spread_dist == "exponential" else -0.5 * (tau / spread_scale) ** 2
+    log_density = log_marginal + log_prior + np.log(tau)  # per unit of log tau
+    density = np.exp(log_density - log_density.max())
+    mass = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
+    median = float(np.exp(np.interp(mass[-1] / 2, mass, np.log(tau))))
+    return median**2
 
 
 def efficient_centeredness(tau2: float, noise2: float, information: np.ndarray) -> np.ndarray:
@@ -143,14 +191,16 @@ def efficient_centeredness(tau2: float, noise2: float, information: np.ndarray) 
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-def centeredness(arrays: dict, n_groups: int, variant: str, likelihood: str, parameterisation: str) -> dict[str, np.ndarray]:
+def centeredness(arrays: dict, n_groups: int, variant: str, likelihood: str, parameterisation: str,
+                 prior: dict) -> dict[str, np.ndarray]:
     """The pm.Data values lambda_j of every hierarchical coefficient of a partial or mixed
-    model (`centeredness_name`), from the data alone: the same data give the same lambda,
+    model (`centeredness_name`), from the data and the model's prior (`prior`, as
+    poolbench.grid.priors gives it) alone: the same data and prior give the same lambda,
     bit for bit. Empty for the other parameterisations."""
     if parameterisation not in FROM_DATA:
         return {}
     out = {}
-    for coefficient, (tau2, noise2, information) in pilot(arrays, n_groups, variant, likelihood).items():
+    for coefficient, (tau2, noise2, information) in pilot(arrays, n_groups, variant, likelihood, prior).items():
         # On the grid: the units of x and y change w's last bits, and lambda is the sampler's.
         w = on_grid(efficient_centeredness(tau2, noise2, information))
         out[centeredness_name(coefficient)] = (w >= MIXED_THRESHOLD).astype("float64") if parameterisation == MIXED else w

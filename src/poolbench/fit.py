@@ -164,7 +164,7 @@ class FitBatch:
             arrays = model_inputs(model_arrays(data, spec.likelihood), spec.variant, self.prior, spec.likelihood)
         except ScaleError as exc:  # the data, not the model: no fit could use it
             raise DataError(f"{key.scenario} ({key.outliers}, seed {key.seed}): {exc}") from exc
-        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation)
+        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation, self.prior)
         seed = fit_seed(self.master_seed, key, spec)
         fit_identity = identity(key, spec, settings.label)
         replicate = key.source == REAL and key.target_accept == self.check_target_accept

@@ -54,7 +54,7 @@ class CenterednessLearner:
         from pymc.initial_point import make_initial_point_fn
         from pytensor.tensor.random.type import RandomType
 
-        self.spec, self.n_groups = spec, n_groups
+        self.spec, self.prior, self.n_groups = spec, prior, n_groups
         self.logits = {name: pytensor.shared(np.zeros(n_groups), name=f"{name}_logit")
                        for name in centeredness_names(spec.variant)}
         # The sampler's model: the variational run, like NUTS, sees no units (`build_model`).
@@ -89,7 +89,7 @@ class CenterednessLearner:
         self.mu.set_value(DictToArrayBijection.map({k: v for k, v in start.items() if k in self.group_values}).data)
         self.rho.set_value(np.zeros_like(self.rho.get_value()))
         reseed_rngs(self.rngs, seeds.randint(2**30, dtype=np.int64))
-        pilot = centeredness(arrays, self.n_groups, self.spec.variant, self.spec.likelihood, PARTIAL)
+        pilot = centeredness(arrays, self.n_groups, self.spec.variant, self.spec.likelihood, PARTIAL, self.prior)
         for name, a in self.logits.items():
             a.set_value(_logit(np.clip(pilot[name], LEARN_CLIP, 1.0 - LEARN_CLIP)))
         averaged = {name: np.zeros(self.n_groups) for name in self.logits}

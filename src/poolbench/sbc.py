@@ -145,7 +145,8 @@ class SbcBatch:
         truth = {name: drawn[name] for name in self.names}
         free = {name: value for name, value in drawn.items() if name not in self.names}
         arrays["y"] = np.asarray(y, dtype=response_dtype(spec.likelihood))
-        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation)
+        arrays |= centeredness(arrays, n_groups, spec.variant, spec.likelihood, spec.parameterisation,
+                               self.fit_prior)
         cache_key = fit_cache.fit_key(
             fit_cache.arrays_digest(arrays), n_groups,
             {"model": spec.name, "likelihood": spec.likelihood, "specification": self.models.specification(arrays, n_groups)}

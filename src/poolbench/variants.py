@@ -52,6 +52,12 @@ def common(coefficient: str) -> str:
     return f"common_{coefficient}"
 
 
+def prior_key(coefficient: str, key: str) -> str:
+    """A hierarchical term's prior key: the slope's are bare ('mu_sd'), the intercept's
+    prefixed ('intercept_mu_sd')."""
+    return key if coefficient == SLOPE else f"{coefficient}_{key}"
+
+
 def population_mean(coefficient: str) -> str:
     return f"mu_{coefficient}"
 
