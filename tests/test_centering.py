@@ -78,6 +78,40 @@ def test_lambda_follows_the_spread_the_prior_allows_not_the_data_alone():
     assert held.max() < 0.1 and (free > 3 * held).all(), np.c_[held, free]
 
 
+def _reference_spread(b, v, centre, mean_sd, dist, scale):
+    """tau's posterior median by brute force: the full covariance's normal density on a
+    fine grid of log tau far wider than any posterior here."""
+    from scipy.stats import expon, halfnorm, multivariate_normal
+
+    log_tau = np.linspace(np.log(1e-14), np.log(1e6), 6001)
+    prior = expon(scale=scale) if dist == "exponential" else halfnorm(scale=scale)
+    density = np.array([multivariate_normal(np.full(len(b), centre), np.diag(np.exp(2 * t) + v) + mean_sd**2).logpdf(b)
+                        + prior.logpdf(np.exp(t)) + t for t in log_tau])
+    mass = np.cumsum(np.exp(density - density.max()))
+    return float(np.exp(np.interp(mass[-1] / 2, mass, log_tau)))
+
+
+@pytest.mark.parametrize("b, v, centre, mean_sd, dist, scale", [
+    ([0.3, -1.2, 0.8, 2.0, -0.4], [0.2, 0.5, 0.1, 0.3, 0.2], 0.0, 2.5, "exponential", 1.0),
+    ([0.3, -1.2, 0.8, 2.0, -0.4], [0.2, 0.5, 0.1, 0.3, 0.2], 0.0, 1.0, "halfnormal", 0.1),
+    # Estimates far below a wide prior's scale: the grid reaches below the prior's quantiles.
+    ([1e-7, -2e-7, 0.5e-7, 1.5e-7], [1e-14] * 4, 0.0, 1e-6, "exponential", 100.0),
+    # A tight mean prior far from the estimates: tau far above their spread.
+    ([100.0, 100.01, 99.99, 100.02], [1e-4] * 4, 0.0, 0.1, "exponential", 1.0),
+])
+def test_the_pilots_spread_is_the_posterior_median_of_tau(b, v, centre, mean_sd, dist, scale):
+    got = np.sqrt(centering.posterior_spread(np.array(b), np.array(v), centre, mean_sd, dist, scale))
+    assert got == pytest.approx(_reference_spread(np.array(b), np.array(v), centre, mean_sd, dist, scale), rel=0.01)
+
+
+def test_the_pilots_spread_loses_no_digits_far_from_the_mean_priors_centre():
+    """Estimates 1e7 from the mean prior's centre with standard errors of 0.1 (an intercept
+    far from 0 under a wide fixed prior): the same spread as the same estimates near it."""
+    b, v = np.array([1.0, -0.5, 0.2, -1.1, 0.7]), np.full(5, 0.01)
+    near = centering.posterior_spread(b, v, 0.0, 1e8, "exponential", 1.0)
+    assert centering.posterior_spread(b + 1e7, v, 0.0, 1e8, "exponential", 1.0) == pytest.approx(near, rel=1e-3)
+
+
 @pytest.mark.parametrize("scale_y, scale_x", [(1000.0, 1.0), (1e-3, 1e4), (1e6, 1e-6)])
 def test_lambda_does_not_depend_on_the_units_of_x_or_y(scale_y, scale_x):
     data, _ = simulate.simulate("hard", HARD | {"intercept_sd": 1.0, "points_per_group": 12}, NO_OUTLIERS, 0, 3)

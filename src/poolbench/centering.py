@@ -143,10 +143,11 @@ def _population_prior(prior: dict, coefficient: str, arrays: dict) -> tuple[floa
     return centre, mean_sd, "exponential", unit / prior[prior_key(coefficient, "sigma_rate")]
 
 
-# tau's posterior is evaluated on a grid even in log tau from TAU_GRID_SPAN below its upper
-# end (relative steps of 0.5 %): fine enough for a median, wide enough for any prior.
+# tau's posterior is evaluated on TAU_GRID_POINTS points even in log tau (`_tau_grid`), over
+# groups in chunks of TAU_GRID_GROUPS (the grid's temporaries stay ~30 MB for any number of
+# groups).
 TAU_GRID_POINTS = 4001
-TAU_GRID_SPAN = 1e-8
+TAU_GRID_GROUPS = 1024
 
 
 def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: float, mean_sd: float,
@@ -154,7 +155,7 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
     """tau^2 of estimates b_j with known sampling variances v_j: the square of the posterior
     median of tau in b_j ~ N(mu, tau^2 + v_j), mu ~ N(mean_centre, mean_sd) integrated out,
     tau under its prior (an exponential of mean `spread_scale`, or a half-normal of that
-    sd), on a fixed grid (deterministic). The model's own prior on the spread: where it
+    sd), on a grid that the estimates and the prior bound (`_tau_grid`; deterministic). The model's own prior on the spread: where it
     holds the posterior's spread far below what the data alone say (the tutorial's
     sigma_slope ~ Exp(13) on groups of five noisy points), lambda must follow the
     posterior that NUTS actually samples, not the data alone. 0 with fewer than two
@@ -163,23 +164,49 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
         return 0.0
     if not (variances > 0).all():
         return float(np.var(estimates, ddof=1))
-    # Above the prior's 1 - 1e-9 quantile and ten times the estimates' whole spread, nothing
-    # is left of the posterior.
-    prior_top = spread_scale * (np.log(1e9) if spread_dist == "exponential" else 6.2)
-    top = max(prior_top, 10 * (float(np.ptp(estimates)) + float(np.sqrt(variances.max()))))
-    tau = top * np.geomspace(TAU_GRID_SPAN, 1.0, TAU_GRID_POINTS)
-    d = tau[:, None] ** 2 + variances[None, :]
-    r = estimates[None, :] - mean_centre
-    s1, sr, srr = (1 / d).sum(axis=1), (r / d).sum(axis=1), (r**2 / d).sum(axis=1)
-    shrink = 1 + mean_sd**2 * s1
-    # The normal marginal of b with mu integrated out (Sherman-Morrison): covariance D + s0^2 11'.
-    log_marginal = -0.5 * (np.log(d).sum(axis=1) + np.log(shrink) + srr - mean_sd**2 * sr**2 / shrink)
+    tau = _tau_grid(estimates, variances, mean_centre, spread_dist, spread_scale)
+    log_marginal = _log_marginal(tau, estimates - mean_centre, variances, mean_sd)
     log_prior = -tau / spread_scale if spread_dist == "exponential" else -0.5 * (tau / spread_scale) ** 2
     log_density = log_marginal + log_prior + np.log(tau)  # per unit of log tau
     density = np.exp(log_density - log_density.max())
     mass = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
     median = float(np.exp(np.interp(mass[-1] / 2, mass, np.log(tau))))
     return median**2
+
+
+def _tau_grid(estimates, variances, mean_centre, spread_dist, spread_scale) -> np.ndarray:
+    """From far below the estimates' standard errors and the prior's scale (where the
+    posterior density of log tau has vanished: tau^2 adds nothing to v_j and the prior is
+    flat) to above both the prior's 1 - 1e-9 quantile and ten times the larger of the
+    estimates' range and their distance from the mean prior's centre (a tight mean prior
+    far from them puts tau that high), plus their largest standard error."""
+    prior_top = spread_scale * (np.log(1e9) if spread_dist == "exponential" else 6.2)
+    distance = max(float(np.ptp(estimates)), float(np.abs(estimates - mean_centre).max()))
+    top = max(prior_top, 10 * (distance + float(np.sqrt(variances.max()))))
+    bottom = min(top * 1e-8, 1e-4 * min(float(np.sqrt(variances.min())), spread_scale))
+    return np.geomspace(bottom, top, TAU_GRID_POINTS)
+
+
+def _log_marginal(tau: np.ndarray, r: np.ndarray, variances: np.ndarray, mean_sd: float) -> np.ndarray:
+    """log N(r; 0, D + s0^2 11') per tau (D = diag(tau^2 + v_j), s0 = mean_sd; constants
+    dropped), by Sherman-Morrison: log det D + log(1 + s0^2 S) and the quadratic form in its
+    stable form, sum (r_j - rbar)^2 / d_j + rbar^2 S / (1 + s0^2 S) with S = sum 1 / d_j and
+    rbar the precision-weighted mean of r (r_j' D^-1 r minus its correction loses every digit
+    when |r| is far above sqrt(d)). Summed over chunks of groups."""
+    chunks = [slice(start, start + TAU_GRID_GROUPS) for start in range(0, len(r), TAU_GRID_GROUPS)]
+    s1, sr, logdet = (np.zeros(len(tau)) for _ in range(3))
+    for part in chunks:
+        d = tau[:, None] ** 2 + variances[None, part]
+        s1 += (1 / d).sum(axis=1)
+        sr += (r[None, part] / d).sum(axis=1)
+        logdet += np.log(d).sum(axis=1)
+    mean = sr / s1
+    spread = np.zeros(len(tau))
+    for part in chunks:
+        d = tau[:, None] ** 2 + variances[None, part]
+        spread += ((r[None, part] - mean[:, None]) ** 2 / d).sum(axis=1)
+    shrink = 1 + mean_sd**2 * s1
+    return -0.5 * (logdet + np.log(shrink) + spread + mean**2 * s1 / shrink)
 
 
 def efficient_centeredness(tau2: float, noise2: float, information: np.ndarray) -> np.ndarray:
