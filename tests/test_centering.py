@@ -27,6 +27,11 @@ def data_rule(variant="hierarchical"):
     return {"rule": "data", **models.VARIANTS[variant].data_priors}
 
 
+def tutorial_prior():
+    """The default study's (the tutorial's) priors of the hierarchical model."""
+    return grid.priors(validated(DEFAULT), grid.ModelSpec("hierarchical", "partial"))
+
+
 def lam(arrays, n_groups=None, variant="hierarchical", likelihood="normal", form="partial", prior=None):
     """lambda of `form` on `arrays` under `prior` (default: the data rule's, whose weak
     spread prior leaves tau to the data)."""
@@ -58,7 +63,7 @@ def test_lambda_follows_the_formula_with_the_true_spread_and_noise():
 
 def test_the_tutorials_groups_are_centered_and_its_minority_least():
     data, _ = simulate.simulate("tutorial", DEFAULT["scenarios"]["tutorial"], {"count": 2, "value": 30.0}, 0, 1)
-    tutorial = grid.priors(validated(DEFAULT), grid.ModelSpec("hierarchical", "partial"))
+    tutorial = tutorial_prior()
     partial, _ = lam(model_arrays(data), prior=tutorial)
     assert (partial[:7] > 0.9).all() and partial[7] == partial.min() < 0.7
     mixed, _ = lam(model_arrays(data), form="mixed", prior=tutorial)
@@ -72,7 +77,7 @@ def test_lambda_follows_the_spread_the_prior_allows_not_the_data_alone():
     diverges); the data rule's weak spread prior leaves tau to the data, which center them
     more. (A data-only tau gave 0.13-0.70 under both: measured on seed 0, 2026-12-06.)"""
     data, _ = simulate.simulate("hard", DEFAULT["scenarios"]["hard"], NO_OUTLIERS, 0, 20250101)
-    tutorial = grid.priors(validated(DEFAULT), grid.ModelSpec("hierarchical", "partial"))
+    tutorial = tutorial_prior()
     held, _ = lam(model_arrays(data), prior=tutorial)
     free, _ = lam(model_arrays(data))
     assert held.max() < 0.1 and (free > 3 * held).all(), np.c_[held, free]
@@ -253,7 +258,7 @@ def test_the_learned_lambda_of_a_reused_variational_step_is_pm_fits_bit_for_bit(
     and third data sets equal a fresh `pm.fit`'s, not the first's run continued."""
     spec = grid.ModelSpec("hierarchical", "learned")
     config = validated(DEFAULT)
-    for prior in (grid.priors(config, spec), {"rule": "data", **models.VARIANTS["hierarchical"].data_priors}):
+    for prior in (grid.priors(config, spec), data_rule()):
         learner = None
         for seed, (scenario, level) in enumerate([("hard", 0), ("tutorial", 2), ("hard", 2)]):
             data, _ = simulate.simulate(scenario, DEFAULT["scenarios"][scenario], {"count": level, "value": 30.0}, seed, 1)

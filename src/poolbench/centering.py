@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from poolbench.priors import X_SCALE, Y_CENTER, Y_SCALE, on_grid
+from poolbench.priors import Y_CENTER, coefficient_unit, on_grid
 from poolbench.variants import (
-    DATA_RULE, HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, SLOPE, TRIALS,
-    VARIANTS, prior_key,
+    DATA_RULE, HIERARCHICAL, INTERCEPT, LEARNED, LIKELIHOODS, LOG_LINK, LOGIT_LINK, MIXED, PARTIAL, TRIALS, VARIANTS,
+    prior_key, spread_prior,
 )
 
 # The parameterisations whose centeredness is computed here, from the data.
@@ -135,12 +135,11 @@ def _population_prior(prior: dict, coefficient: str, arrays: dict) -> tuple[floa
     or a half-normal's sd."""
     unit, centre = 1.0, 0.0
     if prior.get("rule") == DATA_RULE:
-        unit = float(arrays[Y_SCALE]) / (float(arrays[X_SCALE]) if coefficient == SLOPE else 1.0)
+        unit = float(coefficient_unit(coefficient, arrays))
         centre = float(arrays[Y_CENTER]) if coefficient == INTERCEPT and Y_CENTER in arrays else 0.0
-    mean_sd = prior[prior_key(coefficient, "mu_sd")] * unit
-    if prior.get("sigma_dist", "exponential") == "halfnormal":
-        return centre, mean_sd, "halfnormal", prior[prior_key(coefficient, "sigma_sd")] * unit
-    return centre, mean_sd, "exponential", unit / prior[prior_key(coefficient, "sigma_rate")]
+    dist, parameter = spread_prior(prior, coefficient)
+    scale = parameter * unit if dist == "halfnormal" else unit / parameter  # an exponential's mean
+    return centre, prior[prior_key(coefficient, "mu_sd")] * unit, dist, scale
 
 
 # tau's posterior is evaluated on TAU_GRID_POINTS points even in log tau (`_tau_grid`), over
@@ -155,10 +154,11 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
     """tau^2 of estimates b_j with known sampling variances v_j: the square of the posterior
     median of tau in b_j ~ N(mu, tau^2 + v_j), mu ~ N(mean_centre, mean_sd) integrated out,
     tau under its prior (an exponential of mean `spread_scale`, or a half-normal of that
-    sd), on a grid that the estimates and the prior bound (`_tau_grid`; deterministic). The model's own prior on the spread: where it
-    holds the posterior's spread far below what the data alone say (the tutorial's
-    sigma_slope ~ Exp(13) on groups of five noisy points), lambda must follow the
-    posterior that NUTS actually samples, not the data alone. 0 with fewer than two
+    sd), on a grid that the estimates and the prior bound (`_tau_grid`; deterministic).
+    The model's own prior on the spread: where it holds the posterior's spread far below
+    what the data alone say (the tutorial's sigma_slope ~ Exp(13) on groups of five noisy
+    points), lambda must follow the posterior that NUTS actually samples, not the data
+    alone. 0 with fewer than two
     estimates; the plain variance of the estimates where some v_j is 0 (an exact fit)."""
     if len(estimates) < 2:
         return 0.0

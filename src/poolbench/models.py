@@ -19,20 +19,19 @@ from pytensor.graph.basic import Variable
 
 from poolbench.centering import centeredness, centeredness_name, centeredness_names, has_centeredness, placeholder
 from poolbench.grid import ModelSpec
-from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, model_inputs, on_grid
+from poolbench.priors import SCALE_NAMES, X_SCALE, Y_CENTER, Y_SCALE, coefficient_unit, model_inputs, on_grid
 from poolbench.variants import (
     BINOMIAL, CENTERED, DATA_RULE, FIXED_RULE, HIERARCHICAL, IDENTITY_LINK, INTERCEPT, LIKELIHOODS, NEGATIVE_BINOMIAL, NOISE, NORMAL,
     NU, OBSERVED, OVERDISPERSION, POISSON, POOLED, SLOPE, STUDENT_T, TRIALS, UNPOOLED, VARIANTS, common,
-    partially_centered, population_mean, population_sd, prior_key, standardised,
+    partially_centered, population_mean, population_sd, prior_key, spread_prior, standardised,
 )
 
 OBSERVED_DATA = "y"
 
 
 def _spread(name: str, prior: dict, coefficient: str):
-    if prior.get("sigma_dist", "exponential") == "halfnormal":
-        return pm.HalfNormal(name, prior[prior_key(coefficient, "sigma_sd")])
-    return pm.Exponential(name, prior[prior_key(coefficient, "sigma_rate")])
+    dist, parameter = spread_prior(prior, coefficient)
+    return pm.HalfNormal(name, parameter) if dist == "halfnormal" else pm.Exponential(name, parameter)
 
 
 def scaled_name(name: str) -> str:
@@ -57,9 +56,7 @@ class Units:
         return scaled_name(name) if self.scaled else name
 
     def unit(self, coefficient: str):
-        if coefficient == SLOPE:
-            return self.scales[Y_SCALE] / self.scales[X_SCALE]
-        return self.scales[Y_SCALE]  # intercepts and the noise: the response's unit
+        return coefficient_unit(coefficient, self.scales)
 
     def sampled(self, scaled, shown):
         """What the linear predictor takes of a term: under the data rule its value in the

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from poolbench.variants import (
-    BINOMIAL_OUTCOME, DATA_RULE, DEFAULT_LIKELIHOOD, IDENTITY_LINK, LIKELIHOODS, LOG_LINK, LOGIT_LINK, TRIALS, VARIANTS,
+    BINOMIAL_OUTCOME, DATA_RULE, DEFAULT_LIKELIHOOD, IDENTITY_LINK, LIKELIHOODS, LOG_LINK, LOGIT_LINK, SLOPE, TRIALS,
+    VARIANTS,
 )
 
 # The pm.Data names of the scales in a data-rule model.
@@ -29,6 +30,14 @@ LARGEST_VALUE = 1e150
 # (unless a value falls within those last bits of a grid point's midpoint, or |value| >
 # 2^20, beyond which float64 holds no finer than the grid), and so is every fit on them.
 GRID_STEP = 2.0**-32
+
+
+def coefficient_unit(coefficient: str, scales: dict):
+    """The data rule's unit of a coefficient: s_y / s_x for a slope, s_y for an intercept
+    and the noise (the response's unit). `scales` holds numbers or the model's tensors."""
+    if coefficient == SLOPE:
+        return scales[Y_SCALE] / scales[X_SCALE]
+    return scales[Y_SCALE]
 
 
 def on_grid(values, rounding=np.round):

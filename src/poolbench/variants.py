@@ -58,6 +58,14 @@ def prior_key(coefficient: str, key: str) -> str:
     return key if coefficient == SLOPE else f"{coefficient}_{key}"
 
 
+def spread_prior(prior: dict, coefficient: str) -> tuple[str, float]:
+    """A hierarchical term's spread prior: ("halfnormal", its sd) under `sigma_dist:
+    halfnormal`, else ("exponential", its rate)."""
+    if prior.get("sigma_dist", "exponential") == "halfnormal":
+        return "halfnormal", prior[prior_key(coefficient, "sigma_sd")]
+    return "exponential", prior[prior_key(coefficient, "sigma_rate")]
+
+
 def population_mean(coefficient: str) -> str:
     return f"mu_{coefficient}"
 
