@@ -77,9 +77,9 @@ def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str,
     over the groups with more observations than coefficients (the identity link; 1 for
     a link family, whose weights carry it); where no group has, the residual variance of
     one fit to all the data; where that has no residual degree of freedom either, 0.
-    tau^2: the square of tau's posterior median given the estimates under the model's own
-    priors on the spread and the mean (`posterior_spread`), over the groups with an
-    estimate; 0 where fewer than two have one; where some v_j is 0 (an exact fit) the plain
+    tau^2: the square of tau's posterior SPREAD_QUANTILE quantile given the estimates under
+    the model's own priors on the spread and the mean (`posterior_spread`), over the groups
+    with an estimate; 0 where fewer than two have one; where some v_j is 0 (an exact fit) the plain
     variance of the estimates."""
     z, weights, noise_known = working_response(arrays, likelihood)
     x = np.asarray(arrays["x"], dtype="float64")
@@ -142,6 +142,13 @@ def _population_prior(prior: dict, coefficient: str, arrays: dict) -> tuple[floa
     return centre, prior[prior_key(coefficient, "mu_sd")] * unit, dist, scale
 
 
+# lambda suits tau at the lower end of its posterior's central 90 %, not at its median: at
+# small tau a centered group makes the funnel NUTS diverges in, while at large tau a
+# non-centered one only mixes more slowly. Measured (docs/centering.md, 2026-12-07): on radon
+# the median centered floor slopes up to 0.76 where sigma_slope's posterior reaches 0, and
+# every partial form diverged there (its divergent draws at sigma_slope 0.002-0.04, the
+# posterior mean 0.25); at this quantile none did.
+SPREAD_QUANTILE = 0.05
 # tau's posterior is evaluated on TAU_GRID_POINTS points even in log tau (`_tau_grid`), over
 # groups in chunks of TAU_GRID_GROUPS (the grid's temporaries stay ~30 MB for any number of
 # groups).
@@ -150,9 +157,9 @@ TAU_GRID_GROUPS = 1024
 
 
 def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: float, mean_sd: float,
-                     spread_dist: str, spread_scale: float) -> float:
+                     spread_dist: str, spread_scale: float, quantile: float = SPREAD_QUANTILE) -> float:
     """tau^2 of estimates b_j with known sampling variances v_j: the square of the posterior
-    median of tau in b_j ~ N(mu, tau^2 + v_j), mu ~ N(mean_centre, mean_sd) integrated out,
+    `quantile` of tau in b_j ~ N(mu, tau^2 + v_j), mu ~ N(mean_centre, mean_sd) integrated out,
     tau under its prior (an exponential of mean `spread_scale`, or a half-normal of that
     sd), on a grid that the estimates and the prior bound (`_tau_grid`; deterministic).
     The model's own prior on the spread: where it holds the posterior's spread far below
@@ -170,8 +177,7 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
     log_density = log_marginal + log_prior + np.log(tau)  # per unit of log tau
     density = np.exp(log_density - log_density.max())
     mass = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
-    median = float(np.exp(np.interp(mass[-1] / 2, mass, np.log(tau))))
-    return median**2
+    return float(np.exp(np.interp(mass[-1] * quantile, mass, np.log(tau)))) ** 2
 
 
 def _tau_grid(estimates, variances, mean_centre, spread_dist, spread_scale) -> np.ndarray:
