@@ -167,6 +167,8 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
     points), lambda must follow the posterior that NUTS actually samples, not the data
     alone. 0 with fewer than two
     estimates; the plain variance of the estimates where some v_j is 0 (an exact fit)."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"the quantile of tau must lie in (0, 1), got {quantile}")
     if len(estimates) < 2:
         return 0.0
     if not (variances > 0).all():
