@@ -146,8 +146,8 @@ def _population_prior(prior: dict, coefficient: str, arrays: dict) -> tuple[floa
 # small tau a centered group makes the funnel NUTS diverges in, while at large tau a
 # non-centered one only mixes more slowly. Measured (docs/centering.md, 2026-12-07): on radon
 # the median centered floor slopes up to 0.76 where sigma_slope's posterior reaches 0, and
-# every partial form diverged there (its divergent draws at sigma_slope 0.002-0.04, the
-# posterior mean 0.25); at this quantile none did.
+# every partial form diverged there (161 of its 198 divergent draws at sigma_slope
+# 0.002-0.04, the posterior mean 0.25); at this quantile none did (diagonal metric).
 SPREAD_QUANTILE = 0.05
 # tau's posterior is evaluated on TAU_GRID_POINTS points even in log tau (`_tau_grid`), over
 # groups in chunks of TAU_GRID_GROUPS (the grid's temporaries stay ~30 MB for any number of
