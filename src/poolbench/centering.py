@@ -79,8 +79,8 @@ def pilot(arrays: dict, n_groups: int, variant: str, likelihood: str,
     one fit to all the data; where that has no residual degree of freedom either, 0.
     tau^2: the square of tau's posterior SPREAD_QUANTILE quantile given the estimates under
     the model's own priors on the spread and the mean (`posterior_spread`), over the groups
-    with an estimate; 0 where fewer than two have one; where some v_j is 0 (an exact fit) the plain
-    variance of the estimates."""
+    with an estimate; 0 where fewer than two have one; where some v_j is 0 (an exact fit)
+    the plain variance of the estimates."""
     z, weights, noise_known = working_response(arrays, likelihood)
     x = np.asarray(arrays["x"], dtype="float64")
     groups = np.asarray(arrays["group_idx"])
@@ -165,8 +165,8 @@ def posterior_spread(estimates: np.ndarray, variances: np.ndarray, mean_centre: 
     The model's own prior on the spread: where it holds the posterior's spread far below
     what the data alone say (the tutorial's sigma_slope ~ Exp(13) on groups of five noisy
     points), lambda must follow the posterior that NUTS actually samples, not the data
-    alone. 0 with fewer than two
-    estimates; the plain variance of the estimates where some v_j is 0 (an exact fit)."""
+    alone. 0 with fewer than two estimates; the plain variance of the estimates where some
+    v_j is 0 (an exact fit)."""
     if not 0 < quantile < 1:
         raise ValueError(f"the quantile of tau must lie in (0, 1), got {quantile}")
     if len(estimates) < 2:
